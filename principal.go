@@ -1,0 +1,54 @@
+package credgate
+
+import (
+	"context"
+	"time"
+)
+
+// Principal is a verified caller: who they are, which tenant they act in and
+// which credgate roles they hold. It exists only after auth has verified a
+// token; nothing in a request can set its fields directly.
+type Principal struct {
+	Subject string
+	Name    string
+	Email   string
+	Tenant  string
+	Issuer  string
+	// Roles are credgate roles (policy.Role names), already mapped from the
+	// identity provider's role names and sorted.
+	Roles []string
+	// Expiry is when the token that proved this principal expires.
+	Expiry time.Time
+	// Claims are the verified token's claims, for /debug/auth.
+	Claims map[string]any
+}
+
+// Actor returns the principal as the actor of a change.
+func (p *Principal) Actor() Actor {
+	return Actor{ID: p.Subject, Name: p.Name, Email: p.Email}
+}
+
+type principalKey struct{}
+type requestIDKey struct{}
+
+// WithPrincipal returns a context that carries p.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal carried by ctx, or nil.
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// WithRequestID returns a context that carries the request id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestIDFrom returns the request id carried by ctx, or "".
+func RequestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}

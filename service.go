@@ -1,0 +1,63 @@
+package credgate
+
+import (
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Service is an external service a tenant integrates with. It is the
+// non-secret record of the services family; the credentials family calls it
+// an integration.
+type Service struct {
+	ID          string         `json:"id"`
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	Type        string         `json:"type"`
+	Status      string         `json:"status"`
+	BaseURL     string         `json:"base_url"`
+	APIVersion  string         `json:"api_version"`
+	TenantID    string         `json:"tenant_id"`
+	Metadata    map[string]any `json:"metadata"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	CreatedBy   Actor          `json:"created_by"`
+	// Version is the Vault KV version of the record; writes may name it as
+	// the version they expect (If-Match).
+	Version int `json:"version"`
+}
+
+// Actor names who did something, as the verified token said.
+type Actor struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+// Service statuses.
+const (
+	StatusActive   = "active"
+	StatusInactive = "inactive"
+)
+
+// ServiceFilter selects services in a listing.
+type ServiceFilter struct {
+	Type   string
+	Status string
+	Limit  int
+	After  string // list ids strictly after this one (the cursor)
+}
+
+// ServicePage is one page of a listing; Next is empty on the last page.
+type ServicePage struct {
+	Services []*Service
+	Next     string
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// ValidID reports whether id may name a tenant or a service. Such ids become
+// parts of Vault paths, so nothing else is accepted.
+func ValidID(id string) bool {
+	return idPattern.MatchString(id) && !strings.Contains(id, "..")
+}
