@@ -1,0 +1,347 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// IssuerConfig configures one trusted OIDC issuer.
+type IssuerConfig struct {
+	// Name selects the issuer by the realmname request header.
+	Name string
+	// URL is the issuer URL; discovery is at URL/.well-known/openid-configuration
+	// and tokens must carry it as iss.
+	URL string
+	// Audiences: a token must name at least one of them in aud.
+	Audiences []string
+	// TenantClaim and RolesClaim name the claims (dotted paths such as
+	// realm_access.roles are allowed) holding the tenant and the roles.
+	TenantClaim string
+	RolesClaim  string
+}
+
+// Options configures a Verifier. Zero values take the defaults below.
+type Options struct {
+	Issuers         []IssuerConfig
+	RoleMap         policy.RoleMap
+	CacheSize       int           // verified tokens kept; default 10000
+	RefreshInterval time.Duration // least time between JWKS refetches; default 30s
+	HTTPClient      *http.Client  // for discovery and JWKS; default 10s timeout
+	Now             func() time.Time
+	// OnJWKSFetch, when set, is told about every JWKS fetch (for metrics).
+	OnJWKSFetch func(issuer string, err error)
+	// OnCache, when set, is told about every verified-token cache lookup.
+	OnCache func(hit bool)
+}
+
+// Defaults of the claims an issuer's tokens carry.
+const (
+	DefaultTenantClaim = "tenant_id"
+	DefaultRolesClaim  = "roles"
+)
+
+// Verifier verifies bearer tokens. It is safe for concurrent use.
+type Verifier struct {
+	opts    Options
+	byName  map[string]*issuer
+	byURL   map[string]*issuer
+	ordered []*issuer
+	cache   *lru.Cache[[32]byte, *credgate.Principal]
+}
+
+type issuer struct {
+	cfg  IssuerConfig
+	opts *Options
+
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier // nil until discovery succeeded
+	lastTry  time.Time
+	lastErr  error
+}
+
+// New returns a Verifier. It does not contact the issuers: discovery happens
+// on first use and in Ready, so credgate can start while an identity provider
+// is down and become ready when it is back.
+func New(opts Options) (*Verifier, error) {
+	if len(opts.Issuers) == 0 {
+		return nil, errors.New("auth: no issuer configured")
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 10000
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = 30 * time.Second
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RoleMap == nil {
+		opts.RoleMap = policy.DefaultRoleMap()
+	}
+	cache, err := lru.New[[32]byte, *credgate.Principal](opts.CacheSize)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{opts: opts, byName: map[string]*issuer{}, byURL: map[string]*issuer{}, cache: cache}
+	for _, c := range opts.Issuers {
+		if c.URL == "" || len(c.Audiences) == 0 {
+			return nil, fmt.Errorf("auth: issuer %q needs a URL and at least one audience", c.Name)
+		}
+		if c.TenantClaim == "" {
+			c.TenantClaim = DefaultTenantClaim
+		}
+		if c.RolesClaim == "" {
+			c.RolesClaim = DefaultRolesClaim
+		}
+		iss := &issuer{cfg: c, opts: &v.opts}
+		if _, dup := v.byURL[c.URL]; dup {
+			return nil, fmt.Errorf("auth: issuer %q configured twice", c.URL)
+		}
+		v.byURL[c.URL] = iss
+		if c.Name != "" {
+			v.byName[c.Name] = iss
+		}
+		v.ordered = append(v.ordered, iss)
+	}
+	return v, nil
+}
+
+func unauthorized(format string, args ...any) *credgate.Error {
+	return credgate.Errorf(credgate.EUnauthorized, format, args...)
+}
+
+// Verify verifies raw (the bearer token) and returns its principal. realm,
+// when not empty, names the issuer to use (the realmname header); otherwise
+// the token's iss picks it. Every failure is an UNAUTHORIZED *credgate.Error
+// whose message never repeats the token; a token that verifies but carries
+// no usable tenant is INSUFFICIENT_PERMISSIONS.
+func (v *Verifier) Verify(ctx context.Context, raw, realm string) (*credgate.Principal, error) {
+	if raw == "" {
+		return nil, unauthorized("missing bearer token")
+	}
+	key := sha256.Sum256([]byte(realm + "\x00" + raw))
+	if p, ok := v.cache.Get(key); ok {
+		if v.opts.Now().Before(p.Expiry) {
+			v.reportCache(true)
+			return p, nil
+		}
+		v.cache.Remove(key)
+	}
+	v.reportCache(false)
+
+	iss, err := v.pick(raw, realm)
+	if err != nil {
+		return nil, err
+	}
+	p, err := iss.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.Add(key, p)
+	return p, nil
+}
+
+func (v *Verifier) reportCache(hit bool) {
+	if v.opts.OnCache != nil {
+		v.opts.OnCache(hit)
+	}
+}
+
+func (v *Verifier) pick(raw, realm string) (*issuer, error) {
+	if realm != "" {
+		iss, ok := v.byName[realm]
+		if !ok {
+			return nil, unauthorized("unknown realm")
+		}
+		return iss, nil
+	}
+	claimedIss, err := unverifiedIssuer(raw)
+	if err != nil {
+		return nil, unauthorized("malformed token")
+	}
+	iss, ok := v.byURL[claimedIss]
+	if !ok {
+		return nil, unauthorized("token issuer is not trusted")
+	}
+	return iss, nil
+}
+
+// unverifiedIssuer reads iss from the payload without verifying anything; it
+// only chooses which issuer's keys will verify the token.
+func unverifiedIssuer(raw string) (string, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", errors.New("not a JWS compact token")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", err
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "", err
+	}
+	return c.Iss, nil
+}
+
+// Ready discovers every issuer not yet discovered and reports the first
+// failure.
+func (v *Verifier) Ready(ctx context.Context) error {
+	for _, iss := range v.ordered {
+		if _, err := iss.discover(ctx, true); err != nil {
+			return fmt.Errorf("issuer %s: %w", iss.cfg.URL, err)
+		}
+	}
+	return nil
+}
+
+// nbfLeeway is the clock skew tolerated on a token's nbf.
+const nbfLeeway = 30 * time.Second
+
+// discoverRetry is how long a failed discovery is remembered before a
+// request may try again.
+const discoverRetry = 5 * time.Second
+
+func (i *issuer) discover(ctx context.Context, force bool) (*oidc.IDTokenVerifier, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.verifier != nil {
+		return i.verifier, nil
+	}
+	now := i.opts.Now()
+	if !force && i.lastErr != nil && now.Sub(i.lastTry) < discoverRetry {
+		return nil, i.lastErr
+	}
+	i.lastTry = now
+	ctx = oidc.ClientContext(ctx, i.opts.HTTPClient)
+	provider, err := oidc.NewProvider(ctx, i.cfg.URL)
+	if err != nil {
+		i.lastErr = err
+		return nil, err
+	}
+	var meta struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := provider.Claims(&meta); err != nil || meta.JWKSURI == "" {
+		i.lastErr = errors.New("discovery document has no jwks_uri")
+		return nil, i.lastErr
+	}
+	ks := &keySet{url: meta.JWKSURI, client: i.opts.HTTPClient, minInterval: i.opts.RefreshInterval, now: i.opts.Now}
+	if f := i.opts.OnJWKSFetch; f != nil {
+		name := i.cfg.URL
+		ks.onFetch = func(err error) { f(name, err) }
+	}
+	i.verifier = oidc.NewVerifier(i.cfg.URL, ks, &oidc.Config{
+		SkipClientIDCheck:    true, // several audiences may be accepted; checked below
+		SupportedSigningAlgs: algNames(),
+		Now:                  i.opts.Now,
+	})
+	i.lastErr = nil
+	return i.verifier, nil
+}
+
+func (i *issuer) verify(ctx context.Context, raw string) (*credgate.Principal, error) {
+	ov, err := i.discover(ctx, false)
+	if err != nil {
+		// The identity provider cannot be reached: the token cannot be
+		// checked, so it is refused like any other unverifiable token.
+		return nil, unauthorized("token issuer is unavailable")
+	}
+	tok, err := ov.Verify(ctx, raw)
+	if err != nil {
+		var expired *oidc.TokenExpiredError
+		if errors.As(err, &expired) {
+			return nil, unauthorized("token is expired")
+		}
+		return nil, unauthorized("token is invalid")
+	}
+	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(i.cfg.Audiences, a) }) {
+		return nil, unauthorized("token audience is not accepted")
+	}
+	var claims map[string]any
+	if err := tok.Claims(&claims); err != nil {
+		return nil, unauthorized("token claims are malformed")
+	}
+	if nbf, ok := claims["nbf"].(float64); ok && i.opts.Now().Add(nbfLeeway).Before(time.Unix(int64(nbf), 0)) {
+		// go-oidc allows five minutes of clock skew on nbf; credgate allows
+		// only nbfLeeway.
+		return nil, unauthorized("token is not valid yet")
+	}
+	p := &credgate.Principal{
+		Subject: tok.Subject,
+		Issuer:  tok.Issuer,
+		Expiry:  tok.Expiry,
+		Claims:  claims,
+		Name:    firstString(claims, "name", "preferred_username"),
+		Email:   firstString(claims, "email"),
+	}
+	tenant, _ := lookup(claims, i.cfg.TenantClaim).(string)
+	if !credgate.ValidID(tenant) {
+		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "token carries no valid tenant in claim %q", i.cfg.TenantClaim)
+	}
+	p.Tenant = tenant
+	p.Roles = i.opts.RoleMap.Map(stringList(lookup(claims, i.cfg.RolesClaim)))
+	return p, nil
+}
+
+// lookup follows a dotted path (realm_access.roles) through nested objects.
+func lookup(claims map[string]any, path string) any {
+	var cur any = claims
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[part]
+	}
+	return cur
+}
+
+// stringList accepts a JSON array of strings or a single string (some
+// providers send one role as a plain string).
+func stringList(v any) []string {
+	switch t := v.(type) {
+	case string:
+		return strings.Fields(t)
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, e := range t {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	return nil
+}
+
+func firstString(claims map[string]any, names ...string) string {
+	for _, n := range names {
+		if s, ok := claims[n].(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,245 @@
+package auth_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/auth/oidctest"
+	"github.com/credgate/credgate/policy"
+)
+
+// clock is a settable time source shared by the verifier and a test.
+type clock struct{ t atomic.Int64 }
+
+func newClock() *clock               { c := &clock{}; c.t.Store(time.Now().UnixNano()); return c }
+func (c *clock) Now() time.Time      { return time.Unix(0, c.t.Load()) }
+func (c *clock) Add(d time.Duration) { c.t.Add(int64(d)) }
+
+func mustVerifier(tb testing.TB, o auth.Options) *auth.Verifier {
+	tb.Helper()
+	v, err := auth.New(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+func codeOf(err error) string { return credgate.ErrorCode(err) }
+
+func TestVerifyRefusesBadTokens(t *testing.T) {
+	iss := oidctest.Start(t)
+	other := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{Name: "test", URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	good := iss.Claims("alice", "acme", "integration_admin")
+	with := func(k string, val any) map[string]any {
+		c := iss.Claims("alice", "acme", "integration_admin")
+		if val == nil {
+			delete(c, k)
+		} else {
+			c[k] = val
+		}
+		return c
+	}
+	foreignKey := oidctest.MustKey(t)
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"empty", ""},
+		{"not a jwt", "not-a-token"},
+		{"garbage segments", "a.b.c"},
+		{"expired", iss.Sign(t, with("exp", time.Now().Add(-time.Minute).Unix()))},
+		{"no exp", iss.Sign(t, with("exp", nil))},
+		{"not yet valid", iss.Sign(t, with("nbf", time.Now().Add(10*time.Minute).Unix()))},
+		{"not yet valid for two minutes (inside go-oidc's own leeway)", iss.Sign(t, with("nbf", time.Now().Add(2*time.Minute).Unix()))},
+		{"wrong issuer", iss.Sign(t, with("iss", "https://evil.example"))},
+		{"issuer of another trusted-looking server", other.Sign(t, other.Claims("alice", "acme", "integration_admin"))},
+		{"wrong audience", iss.Sign(t, with("aud", "someone-else"))},
+		{"alg none", oidctest.Unsigned(t, good)},
+		{"HS256 signed with the public key", iss.HS256WithPublicKey(t, good)},
+		{"signed by an unpublished key under the published kid", oidctest.SignWith(t, foreignKey, jose.RS256, iss.KeyID, good)},
+		{"unknown key id", oidctest.SignWith(t, foreignKey, jose.RS256, "rotated-away", good)},
+		{"no key id and a foreign key", oidctest.SignWith(t, foreignKey, jose.RS256, "", good)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), tt.token, "")
+			if got := codeOf(err); got != credgate.EUnauthorized {
+				t.Fatalf("Verify = %+v, %v; want %s", p, err, credgate.EUnauthorized)
+			}
+		})
+	}
+}
+
+func TestVerifyMapsClaims(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{
+		Issuers: []auth.IssuerConfig{{Name: "kc", URL: iss.URL, Audiences: []string{"other", iss.Audience}, TenantClaim: "org.id", RolesClaim: "realm_access.roles"}},
+		RoleMap: policy.RoleMap{"admins": {policy.IntegrationAdmin}, "readers": {policy.CredentialReader, policy.IntegrationViewer}},
+	})
+	claims := iss.Claims("bob", "ignored")
+	claims["org"] = map[string]any{"id": "globex"}
+	claims["realm_access"] = map[string]any{"roles": []string{"readers", "unrelated"}}
+	p, err := v.Verify(context.Background(), iss.Sign(t, claims), "kc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := struct {
+		Subject, Tenant, Email string
+		Roles                  []string
+	}{"bob", "globex", "bob@example.test", []string{"credential_reader", "integration_viewer"}}
+	got := struct {
+		Subject, Tenant, Email string
+		Roles                  []string
+	}{p.Subject, p.Tenant, p.Email, p.Roles}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("principal (-want +got):\n%s", d)
+	}
+}
+
+func TestVerifySelectsIssuerByRealmOrIss(t *testing.T) {
+	a, b := oidctest.Start(t), oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{
+		{Name: "realm-a", URL: a.URL, Audiences: []string{a.Audience}},
+		{Name: "realm-b", URL: b.URL, Audiences: []string{b.Audience}},
+	}})
+	tokB := b.Sign(t, b.Claims("carol", "initech", "integration_viewer"))
+	if p, err := v.Verify(context.Background(), tokB, ""); err != nil || p.Tenant != "initech" {
+		t.Fatalf("by iss: %+v, %v", p, err)
+	}
+	if p, err := v.Verify(context.Background(), tokB, "realm-b"); err != nil || p.Issuer != b.URL {
+		t.Fatalf("by realm: %+v, %v", p, err)
+	}
+	if _, err := v.Verify(context.Background(), tokB, "realm-a"); codeOf(err) != credgate.EUnauthorized {
+		t.Fatalf("token of realm b under realm a: %v; want UNAUTHORIZED", err)
+	}
+	if _, err := v.Verify(context.Background(), tokB, "no-such-realm"); codeOf(err) != credgate.EUnauthorized {
+		t.Fatalf("unknown realm: %v; want UNAUTHORIZED", err)
+	}
+}
+
+func TestVerifyRefusesTokenWithoutTenant(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	for _, tenant := range []any{nil, "", "../other", "a/b", 42} {
+		c := iss.Claims("dave", "x", "integration_admin")
+		c["tenant_id"] = tenant
+		if _, err := v.Verify(context.Background(), iss.Sign(t, c), ""); codeOf(err) != credgate.EInsufficientPermissions {
+			t.Errorf("tenant %#v: %v; want INSUFFICIENT_PERMISSIONS", tenant, err)
+		}
+	}
+}
+
+func TestVerifiedTokensAreCachedUntilExpiry(t *testing.T) {
+	iss := oidctest.Start(t)
+	clk := newClock()
+	var hits, misses atomic.Int64
+	v := mustVerifier(t, auth.Options{
+		Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}},
+		Now:     clk.Now,
+		OnCache: func(hit bool) {
+			if hit {
+				hits.Add(1)
+			} else {
+				misses.Add(1)
+			}
+		},
+	})
+	c := iss.Claims("erin", "acme", "integration_admin")
+	c["exp"] = clk.Now().Add(2 * time.Minute).Unix()
+	tok := iss.Sign(t, c)
+	for range 5 {
+		if _, err := v.Verify(context.Background(), tok, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits.Load() != 4 || misses.Load() != 1 {
+		t.Fatalf("hits %d misses %d; want 4 and 1", hits.Load(), misses.Load())
+	}
+	clk.Add(3 * time.Minute)
+	if _, err := v.Verify(context.Background(), tok, ""); codeOf(err) != credgate.EUnauthorized {
+		t.Fatalf("cached token past exp: %v; want UNAUTHORIZED", err)
+	}
+}
+
+func TestUnknownKeyIDsRefetchJWKSAtMostOncePerInterval(t *testing.T) {
+	iss := oidctest.Start(t)
+	clk := newClock()
+	var fetches atomic.Int64
+	v := mustVerifier(t, auth.Options{
+		Issuers:     []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}},
+		Now:         clk.Now,
+		OnJWKSFetch: func(string, error) { fetches.Add(1) },
+	})
+	good := iss.Claims("frank", "acme", "integration_admin")
+	if _, err := v.Verify(context.Background(), iss.Sign(t, good), ""); err != nil {
+		t.Fatal(err)
+	}
+	if iss.JWKSHits() != 1 {
+		t.Fatalf("JWKS fetched %d times for the first token; want 1", iss.JWKSHits())
+	}
+	forger := oidctest.MustKey(t)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			tok := oidctest.SignWith(t, forger, jose.RS256, fmt.Sprintf("kid-%d", i), good)
+			if _, err := v.Verify(context.Background(), tok, ""); codeOf(err) != credgate.EUnauthorized {
+				t.Errorf("forged token %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	clk.Add(10 * time.Second)
+	tok := oidctest.SignWith(t, forger, jose.RS256, "later", good)
+	_, _ = v.Verify(context.Background(), tok, "")
+	// Within the first 30 s: the initial fetch plus at most one refetch.
+	if h := iss.JWKSHits(); h > 2 {
+		t.Fatalf("JWKS fetched %d times for 201 unknown key ids within 30s; want at most 2", h)
+	}
+	clk.Add(31 * time.Second)
+	_, _ = v.Verify(context.Background(), oidctest.SignWith(t, forger, jose.RS256, "after-interval", good), "")
+	if h := iss.JWKSHits(); h > 3 || h < 2 {
+		t.Fatalf("JWKS fetched %d times after the interval passed; want one more", h)
+	}
+	if fetches.Load() != iss.JWKSHits() {
+		t.Fatalf("OnJWKSFetch saw %d fetches, issuer %d", fetches.Load(), iss.JWKSHits())
+	}
+}
+
+func TestBadSignatureUnderKnownKeyDoesNotRefetch(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	good := iss.Claims("gina", "acme", "integration_admin")
+	if _, err := v.Verify(context.Background(), iss.Sign(t, good), ""); err != nil {
+		t.Fatal(err)
+	}
+	forger := oidctest.MustKey(t)
+	for range 20 {
+		_, _ = v.Verify(context.Background(), oidctest.SignWith(t, forger, jose.RS256, iss.KeyID, good), "")
+	}
+	if h := iss.JWKSHits(); h != 1 {
+		t.Fatalf("JWKS fetched %d times; forged signatures under a known kid must not refetch", h)
+	}
+}
+
+func TestUnavailableIssuerIsUnauthorizedAndRecovers(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: "http://127.0.0.1:1/nowhere", Audiences: []string{"x"}}, {URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	if err := v.Ready(context.Background()); err == nil {
+		t.Fatal("Ready with an unreachable issuer: want an error")
+	}
+	c := iss.Claims("hal", "acme", "integration_admin")
+	c["iss"] = "http://127.0.0.1:1/nowhere"
+	if _, err := v.Verify(context.Background(), iss.Sign(t, c), ""); codeOf(err) != credgate.EUnauthorized {
+		t.Fatalf("token of an unreachable issuer: %v; want UNAUTHORIZED", err)
+	}
+}
