@@ -1,0 +1,302 @@
+package vaultstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// Defaults of Options.
+const (
+	DefaultMount         = "credgate"
+	DefaultTokenRole     = "credgate-caller"
+	DefaultServicePolicy = "credgate_service"
+	DefaultMaxTokenTTL   = 15 * time.Minute
+	DefaultTimeout       = 5 * time.Second
+)
+
+// RequestIDHeader is sent on every Vault call and audited by Vault.
+const RequestIDHeader = "X-Request-Id"
+
+// Options configures a Store.
+type Options struct {
+	// Client is credgate's own Vault identity; it mints caller tokens and
+	// writes policies. Records are never read or written with it.
+	Client    *api.Client
+	Mount     string
+	TokenRole string
+	// MaxTokenTTL caps the life of a caller token; a token never outlives
+	// the JWT it was minted for.
+	MaxTokenTTL time.Duration
+	// Timeout bounds every Vault call.
+	Timeout time.Duration
+	// CacheSize bounds the caller-token and policy caches (entries each).
+	CacheSize int
+	Now       func() time.Time
+	// Observe, when set, is told about every Vault call (for metrics).
+	Observe func(op string, d time.Duration, err error)
+	// OnTokenCache, when set, is told about every caller-token lookup.
+	OnTokenCache func(hit bool)
+}
+
+// Store keeps credgate's records in Vault. It is safe for concurrent use.
+type Store struct {
+	opts   Options
+	layout policy.Layout
+
+	tokens   *lru.Cache[string, callerToken]
+	policies *lru.Cache[string, [32]byte] // policy name -> hash of what we wrote
+	mint     singleflight.Group
+}
+
+type callerToken struct {
+	token      string
+	validUntil time.Time
+}
+
+// New returns a Store. It does not contact Vault.
+func New(opts Options) (*Store, error) {
+	if opts.Client == nil {
+		return nil, errors.New("vaultstore: no Vault client")
+	}
+	if opts.Mount == "" {
+		opts.Mount = DefaultMount
+	}
+	opts.Mount = strings.Trim(opts.Mount, "/")
+	if opts.TokenRole == "" {
+		opts.TokenRole = DefaultTokenRole
+	}
+	if opts.MaxTokenTTL <= 0 {
+		opts.MaxTokenTTL = DefaultMaxTokenTTL
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 10000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	tokens, err := lru.New[string, callerToken](opts.CacheSize)
+	if err != nil {
+		return nil, err
+	}
+	policies, err := lru.New[string, [32]byte](opts.CacheSize)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies}, nil
+}
+
+// Mount returns the KV v2 mount the store uses.
+func (s *Store) Mount() string { return s.opts.Mount }
+
+// observe times one Vault call.
+func (s *Store) observe(op string, start time.Time, err error) {
+	if s.opts.Observe != nil {
+		s.opts.Observe(op, s.opts.Now().Sub(start), err)
+	}
+}
+
+// withRequest returns c bound to token (when not empty) and to the request
+// id carried by ctx, so Vault's audit log can be joined with credgate's.
+func withRequest(ctx context.Context, c *api.Client, token string) *api.Client {
+	rid := credgate.RequestIDFrom(ctx)
+	if token == "" && rid == "" {
+		return c
+	}
+	return c.WithRequestCallbacks(func(r *api.Request) {
+		if token != "" {
+			r.ClientToken = token
+		}
+		if rid != "" {
+			if r.Headers == nil {
+				r.Headers = http.Header{}
+			}
+			r.Headers.Set(RequestIDHeader, rid)
+		}
+	})
+}
+
+// own returns credgate's own client for this request.
+func (s *Store) own(ctx context.Context) *api.Client {
+	return withRequest(ctx, s.opts.Client, "")
+}
+
+// caller returns a client bound to the Vault token of the principal in ctx.
+// Errors: UNAUTHORIZED without a principal, INSUFFICIENT_PERMISSIONS without
+// a role, BACKEND_UNAVAILABLE.
+func (s *Store) caller(ctx context.Context) (*api.Client, error) {
+	p := credgate.PrincipalFrom(ctx)
+	if p == nil {
+		return nil, credgate.Errorf(credgate.EUnauthorized, "no verified caller")
+	}
+	tok, err := s.TokenFor(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return withRequest(ctx, s.opts.Client, tok), nil
+}
+
+// tokenMargin is how long before expiry a cached caller token is replaced.
+const tokenMargin = 15 * time.Second
+
+func principalKey(p *credgate.Principal) string {
+	h := sha256.New()
+	for _, part := range []string{p.Issuer, p.Subject, p.Tenant, p.Email, p.Name, strings.Join(p.Roles, ",")} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return string(h.Sum(nil))
+}
+
+// TokenFor returns the Vault batch token for p: minted through the token role
+// with only the policies of p's roles in p's tenant, metadata naming p, and a
+// life no longer than p's JWT. Tokens are cached; concurrent first requests
+// of one principal mint one token.
+func (s *Store) TokenFor(ctx context.Context, p *credgate.Principal) (string, error) {
+	if len(policy.Names(p.Tenant, p.Roles)) == 0 {
+		return "", credgate.Errorf(credgate.EInsufficientPermissions, "the caller holds no credgate role")
+	}
+	key := principalKey(p)
+	now := s.opts.Now()
+	if ct, ok := s.tokens.Get(key); ok && now.Before(ct.validUntil) {
+		s.reportTokenCache(true)
+		return ct.token, nil
+	}
+	s.reportTokenCache(false)
+	v, err, _ := s.mint.Do(key, func() (any, error) {
+		if ct, ok := s.tokens.Get(key); ok && s.opts.Now().Before(ct.validUntil) {
+			return ct.token, nil
+		}
+		ct, err := s.mintToken(context.WithoutCancel(ctx), p)
+		if err != nil {
+			return "", err
+		}
+		if s.opts.Now().Before(ct.validUntil) {
+			s.tokens.Add(key, ct)
+		}
+		return ct.token, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+func (s *Store) reportTokenCache(hit bool) {
+	if s.opts.OnTokenCache != nil {
+		s.opts.OnTokenCache(hit)
+	}
+}
+
+func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerToken, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	names := make([]string, 0, len(p.Roles))
+	for _, r := range p.Roles {
+		if !policy.Known(policy.Role(r)) {
+			continue
+		}
+		name, err := s.ensurePolicy(ctx, p.Tenant, policy.Role(r))
+		if err != nil {
+			return callerToken{}, err
+		}
+		names = append(names, name)
+	}
+	now := s.opts.Now()
+	ttl := s.opts.MaxTokenTTL
+	if !p.Expiry.IsZero() && p.Expiry.Sub(now) < ttl {
+		ttl = p.Expiry.Sub(now)
+	}
+	if ttl < 30*time.Second {
+		ttl = 30 * time.Second // a token must live long enough for the request at hand
+	}
+	req := &api.TokenCreateRequest{
+		Policies:        names,
+		NoDefaultPolicy: true,
+		TTL:             fmt.Sprintf("%ds", int(ttl.Seconds())),
+		Type:            "batch",
+		DisplayName:     "credgate",
+		Metadata: map[string]string{
+			"sub":    p.Subject,
+			"email":  p.Email,
+			"name":   p.Name,
+			"tenant": p.Tenant,
+			"roles":  strings.Join(p.Roles, ","),
+		},
+	}
+	start := s.opts.Now()
+	secret, err := s.own(ctx).Auth().Token().CreateWithRoleWithContext(ctx, req, s.opts.TokenRole)
+	s.observe("token_create", start, err)
+	if err != nil {
+		return callerToken{}, translate(err, credgate.EInternal, false)
+	}
+	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
+		return callerToken{}, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: errors.New("vault returned no token")}
+	}
+	until := now.Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+	if !p.Expiry.IsZero() && p.Expiry.Before(until) {
+		until = p.Expiry
+	}
+	return callerToken{token: secret.Auth.ClientToken, validUntil: until.Add(-tokenMargin)}, nil
+}
+
+// ensurePolicy writes the policy for (tenant, role) unless this process
+// already wrote the same text, and returns its name.
+func (s *Store) ensurePolicy(ctx context.Context, tenant string, r policy.Role) (string, error) {
+	name := policy.Name(tenant, r)
+	text := s.layout.Render(tenant, r)
+	sum := sha256.Sum256([]byte(text))
+	if old, ok := s.policies.Get(name); ok && old == sum {
+		return name, nil
+	}
+	start := s.opts.Now()
+	err := s.own(ctx).Sys().PutPolicyWithContext(ctx, name, text)
+	s.observe("policy_write", start, err)
+	if err != nil {
+		return "", translate(err, credgate.EInternal, false)
+	}
+	s.policies.Add(name, sum)
+	return name, nil
+}
+
+// PolicyNames returns the Vault policies a token for p carries.
+func (s *Store) PolicyNames(p *credgate.Principal) []string {
+	return policy.Names(p.Tenant, p.Roles)
+}
+
+// Ready reports whether Vault is reachable and unsealed and credgate's own
+// token is valid. Errors: BACKEND_UNAVAILABLE.
+func (s *Store) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	start := s.opts.Now()
+	health, err := s.own(ctx).Sys().HealthWithContext(ctx)
+	s.observe("health", start, err)
+	if err != nil {
+		return unavailable(err)
+	}
+	if !health.Initialized || health.Sealed {
+		return unavailable(errors.New("vault is sealed or not initialized"))
+	}
+	start = s.opts.Now()
+	_, err = s.own(ctx).Auth().Token().LookupSelfWithContext(ctx)
+	s.observe("token_lookup_self", start, err)
+	if err != nil {
+		return unavailable(fmt.Errorf("credgate's own token: %w", err))
+	}
+	return nil
+}
