@@ -1,0 +1,8 @@
+// Package httpapi serves credgate's HTTP API (API.md) with gin: the services
+// family (plain JSON) and the credentials family (success envelopes), the
+// operations endpoints, and the middleware every request passes: request id,
+// one access-log line, panic recovery, body limit, authentication, tenant
+// check and the early permission check. Handlers are thin: they decode,
+// validate, call the store and encode; errors are returned with c.Error and
+// rendered in one place from one status table.
+package httpapi

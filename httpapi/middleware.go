@@ -1,0 +1,168 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// HeaderRequestID is accepted from callers, answered, and sent to Vault.
+const HeaderRequestID = "X-Request-Id"
+
+// HeaderTenant, when sent, must name the caller's own tenant.
+const HeaderTenant = "X-Tenantid"
+
+// HeaderRealm selects the issuer that verifies the token.
+const HeaderRealm = "Realmname"
+
+var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestID keeps the caller's X-Request-Id when it is sane, else makes one.
+func requestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(HeaderRequestID)
+		if !saneRequestID.MatchString(id) {
+			id = uuid.NewString()
+		}
+		c.Header(HeaderRequestID, id)
+		c.Request = c.Request.WithContext(credgate.WithRequestID(c.Request.Context(), id))
+		c.Next()
+	}
+}
+
+// accessLog renders the error a handler recorded, then writes one log line
+// per request. It never logs a header value, a body or a token.
+func accessLog(log *zap.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		var err error
+		if len(c.Errors) > 0 {
+			err = c.Errors.Last().Err
+			if !c.Writer.Written() {
+				writeError(c, err)
+			}
+		}
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		fields := []zap.Field{
+			zap.String("method", c.Request.Method),
+			zap.String("route", route),
+			zap.Int("status", c.Writer.Status()),
+			zap.Duration("latency", time.Since(start)),
+			zap.String("request_id", credgate.RequestIDFrom(c.Request.Context())),
+			zap.String("client_ip", c.ClientIP()),
+		}
+		if p := credgate.PrincipalFrom(c.Request.Context()); p != nil {
+			fields = append(fields, zap.String("tenant", p.Tenant), zap.String("subject", p.Subject))
+		}
+		if err != nil {
+			fields = append(fields, zap.String("code", credgate.ErrorCode(err)))
+			if credgate.ErrorCode(err) == credgate.EInternal || credgate.ErrorCode(err) == credgate.EBackendUnavailable {
+				// The cause is for operators; it never carries secret values
+				// (store errors name paths and Vault's status, nothing more).
+				fields = append(fields, zap.String("cause", err.Error()))
+			}
+		}
+		switch {
+		case c.Writer.Status() >= 500:
+			log.Error("request", fields...)
+		default:
+			log.Info("request", fields...)
+		}
+	}
+}
+
+// recovery turns a panic into INTERNAL_ERROR; the panic value goes to the
+// log through the error, never to the client.
+func recovery() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				fail(c, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: fmt.Errorf("panic: %v", r)})
+			}
+		}()
+		c.Next()
+	}
+}
+
+// bodyLimit refuses bodies over max with PAYLOAD_TOO_LARGE.
+func bodyLimit(max int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > max {
+			fail(c, credgate.Errorf(credgate.EPayloadTooLarge, "request body is larger than %d bytes", max))
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)
+		c.Next()
+	}
+}
+
+// authenticate verifies the bearer token and puts the principal in the
+// request context. Nothing past it runs for an unverified caller.
+func authenticate(a Authenticator) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.GetHeader("Authorization")
+		scheme, token, ok := strings.Cut(h, " ")
+		if h == "" {
+			fail(c, credgate.Errorf(credgate.EUnauthorized, "missing bearer token"))
+			return
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			fail(c, credgate.Errorf(credgate.EUnauthorized, "authorization must be a bearer token"))
+			return
+		}
+		p, err := a.Verify(c.Request.Context(), strings.TrimSpace(token), c.GetHeader(HeaderRealm))
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		c.Request = c.Request.WithContext(credgate.WithPrincipal(c.Request.Context(), p))
+		c.Next()
+	}
+}
+
+// tenantCheck refuses an x-tenantid that names another tenant than the
+// token's.
+func tenantCheck() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if t := c.GetHeader(HeaderTenant); t != "" && t != credgate.PrincipalFrom(c.Request.Context()).Tenant {
+			fail(c, credgate.Errorf(credgate.ETenantMismatch, "x-tenantid does not match the tenant of the token"))
+			return
+		}
+		c.Next()
+	}
+}
+
+// require answers INSUFFICIENT_PERMISSIONS early when no role of the caller
+// grants p; Vault would refuse too, but less clearly.
+func require(p policy.Permission) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !policy.Allowed(credgate.PrincipalFrom(c.Request.Context()).Roles, p) {
+			fail(c, credgate.Errorf(credgate.EInsufficientPermissions, "this operation needs the %s permission", p))
+			return
+		}
+		c.Next()
+	}
+}
+
+// asTooLarge reports whether err is the body limit tripping.
+func asTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
