@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/vaultstore"
+)
+
+// Config is credgate's configuration: a YAML file, then the environment.
+type Config struct {
+	Listen         string        `yaml:"listen"`
+	LogLevel       string        `yaml:"log_level"`
+	TrustedProxies []string      `yaml:"trusted_proxies"`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	ShutdownGrace  time.Duration `yaml:"shutdown_grace"`
+	Vault          VaultConfig   `yaml:"vault"`
+	Auth           AuthConfig    `yaml:"auth"`
+}
+
+// VaultConfig says how credgate reaches Vault. The standard VAULT_*
+// variables (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, VAULT_CLIENT_CERT, ...)
+// are honoured and win over the file.
+type VaultConfig struct {
+	Address     string        `yaml:"address"`
+	TokenFile   string        `yaml:"token_file"`
+	Mount       string        `yaml:"mount"`
+	TokenRole   string        `yaml:"token_role"`
+	MaxTokenTTL time.Duration `yaml:"max_token_ttl"`
+	Timeout     time.Duration `yaml:"timeout"`
+	// Token is VAULT_TOKEN or the content of TokenFile; never in the file.
+	Token string `yaml:"-"`
+}
+
+// AuthConfig lists the trusted issuers and maps their role names.
+type AuthConfig struct {
+	Issuers             []IssuerConfig      `yaml:"issuers"`
+	RoleMap             map[string][]string `yaml:"role_map"`
+	CacheSize           int                 `yaml:"cache_size"`
+	JWKSRefreshInterval time.Duration       `yaml:"jwks_refresh_interval"`
+}
+
+// IssuerConfig is one trusted OIDC issuer (one realm).
+type IssuerConfig struct {
+	Name        string   `yaml:"name"`
+	URL         string   `yaml:"url"`
+	Audiences   []string `yaml:"audiences"`
+	TenantClaim string   `yaml:"tenant_claim"`
+	RolesClaim  string   `yaml:"roles_claim"`
+}
+
+// DefaultConfig returns the configuration credgate runs with when nothing
+// is said.
+func DefaultConfig() Config {
+	return Config{
+		Listen:        "127.0.0.1:8080",
+		LogLevel:      "info",
+		MaxBodyBytes:  1 << 20,
+		ShutdownGrace: 20 * time.Second,
+		Vault: VaultConfig{
+			Mount:       vaultstore.DefaultMount,
+			TokenRole:   vaultstore.DefaultTokenRole,
+			MaxTokenTTL: vaultstore.DefaultMaxTokenTTL,
+			Timeout:     vaultstore.DefaultTimeout,
+		},
+		Auth: AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
+	}
+}
+
+// LoadConfig reads path (when not empty) over the defaults, then the
+// environment: CREDGATE_LISTEN, CREDGATE_LOG_LEVEL, VAULT_ADDR, VAULT_TOKEN,
+// and CREDGATE_OIDC_ISSUER with CREDGATE_OIDC_AUDIENCE for a single issuer.
+func LoadConfig(path string, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, err
+		}
+		if len(bytes.TrimSpace(b)) > 0 { // an empty file means all defaults
+			dec := yaml.NewDecoder(bytes.NewReader(b))
+			dec.KnownFields(true) // a typo in a key is an error, not a silent default
+			if err := dec.Decode(&cfg); err != nil {
+				return cfg, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	if v := getenv("CREDGATE_LISTEN"); v != "" {
+		cfg.Listen = v
+	}
+	if v := getenv("CREDGATE_LOG_LEVEL"); v != "" {
+		cfg.LogLevel = v
+	}
+	if v := getenv("VAULT_ADDR"); v != "" {
+		cfg.Vault.Address = v
+	}
+	cfg.Vault.Token = getenv("VAULT_TOKEN")
+	if cfg.Vault.Token == "" && cfg.Vault.TokenFile != "" {
+		b, err := os.ReadFile(cfg.Vault.TokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("vault.token_file: %w", err)
+		}
+		cfg.Vault.Token = strings.TrimSpace(string(b))
+	}
+	if iss := getenv("CREDGATE_OIDC_ISSUER"); iss != "" {
+		cfg.Auth.Issuers = append(cfg.Auth.Issuers, IssuerConfig{Name: "default", URL: iss, Audiences: strings.Split(getenv("CREDGATE_OIDC_AUDIENCE"), ",")})
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not host:port", c.Listen)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("max_body_bytes: must be positive")
+	}
+	if c.ShutdownGrace <= 0 {
+		bad("shutdown_grace: must be positive")
+	}
+	if u, err := url.Parse(c.Vault.Address); c.Vault.Address == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		bad("vault.address (or VAULT_ADDR): %q is not an http(s) URL", c.Vault.Address)
+	}
+	if c.Vault.Token == "" {
+		bad("vault token: set VAULT_TOKEN or vault.token_file")
+	}
+	if c.Vault.Mount == "" || strings.Contains(strings.Trim(c.Vault.Mount, "/"), "..") {
+		bad("vault.mount: %q is not a mount path", c.Vault.Mount)
+	}
+	if c.Vault.TokenRole == "" {
+		bad("vault.token_role: required")
+	}
+	if c.Vault.MaxTokenTTL < time.Minute {
+		bad("vault.max_token_ttl: at least 1m")
+	}
+	if c.Vault.Timeout <= 0 {
+		bad("vault.timeout: must be positive")
+	}
+	if len(c.Auth.Issuers) == 0 {
+		bad("auth.issuers: at least one issuer (or CREDGATE_OIDC_ISSUER)")
+	}
+	names := map[string]bool{}
+	for i, iss := range c.Auth.Issuers {
+		u, err := url.Parse(iss.URL)
+		if err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+			bad("auth.issuers[%d].url: %q must be https (http only on a loopback host)", i, iss.URL)
+		}
+		if len(iss.Audiences) == 0 || slicesHasEmpty(iss.Audiences) {
+			bad("auth.issuers[%d].audiences: at least one, none empty", i)
+		}
+		if iss.Name != "" && names[iss.Name] {
+			bad("auth.issuers[%d].name: %q used twice", i, iss.Name)
+		}
+		names[iss.Name] = true
+	}
+	for _, err := range c.roleMap().Validate() {
+		errs = append(errs, fmt.Errorf("auth.role_map: %w", err))
+	}
+	if c.Auth.CacheSize <= 0 {
+		bad("auth.cache_size: must be positive")
+	}
+	if c.Auth.JWKSRefreshInterval < time.Second {
+		bad("auth.jwks_refresh_interval: at least 1s")
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) roleMap() policy.RoleMap {
+	if len(c.Auth.RoleMap) == 0 {
+		return policy.DefaultRoleMap()
+	}
+	m := policy.RoleMap{}
+	for from, to := range c.Auth.RoleMap {
+		for _, r := range to {
+			m[from] = append(m[from], policy.Role(r))
+		}
+	}
+	return m
+}
+
+func (c Config) issuers() []auth.IssuerConfig {
+	out := make([]auth.IssuerConfig, len(c.Auth.Issuers))
+	for i, iss := range c.Auth.Issuers {
+		out[i] = auth.IssuerConfig(iss)
+	}
+	return out
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func slicesHasEmpty(ss []string) bool {
+	for _, s := range ss {
+		if strings.TrimSpace(s) == "" {
+			return true
+		}
+	}
+	return false
+}

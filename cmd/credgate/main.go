@@ -1,0 +1,264 @@
+// Command credgate serves the credgate API in front of a Vault.
+//
+//	credgate serve [-config file] [-check-config]   run the API
+//	credgate bootstrap [flags]                      prepare a Vault for credgate
+//	credgate dev [flags]                            a local stack: Vault dev server, issuer, API
+//	credgate dev token --tenant T --roles r1,r2 --user U   a token from the running dev stack
+//	credgate version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/vaultstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "credgate:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: credgate <command> [flags]
+
+commands:
+  serve       run the API (-config FILE, -check-config)
+  bootstrap   prepare a Vault for credgate (uses VAULT_ADDR and VAULT_TOKEN)
+  dev         run a local stack: Vault dev server, identity issuer, API
+  dev token   mint a token from the running dev stack (also: credgate token)
+  version     print the version`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], stdout, stderr)
+	case "bootstrap":
+		return bootstrapCmd(ctx, args[1:], stdout, stderr)
+	case "dev":
+		if len(args) > 1 && args[1] == "token" {
+			return tokenCmd(ctx, args[2:], stdout, stderr)
+		}
+		return devCmd(ctx, args[1:], stdout, stderr)
+	case "token":
+		return tokenCmd(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "credgate", version())
+		return nil
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("CREDGATE_CONFIG"), "configuration file (YAML)")
+	check := fs.Bool("check-config", false, "report every configuration problem and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(*path, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration is valid")
+		return nil
+	}
+	log, err := NewLogger(cfg.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: cfg, Logger: log}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("credgate serving", zap.String("addr", m.Addr()), zap.String("version", version()))
+	select {
+	case <-ctx.Done():
+	case err := <-m.served:
+		return err
+	}
+	return m.Close()
+}
+
+// NewLogger returns a JSON logger at level writing to w.
+func NewLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
+}
+
+// Main is the running service: Run wires everything and starts serving,
+// Close shuts it down. Tests run the real wiring on port 0 through it.
+type Main struct {
+	Config Config
+	Logger *zap.Logger
+
+	ln     net.Listener
+	srv    *http.Server
+	served chan error
+	cancel context.CancelFunc
+}
+
+// Run wires the store, verifier and API and starts serving in the
+// background. It does not wait for Vault or the issuers: /readyz reports
+// them, and requests answer 503 or 401 until they are reachable.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	vc, err := NewVaultClient(cfg.Vault)
+	if err != nil {
+		return err
+	}
+	store, err := vaultstore.New(vaultstore.Options{
+		Client: vc, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
+		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout,
+	})
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.New(auth.Options{
+		Issuers: cfg.issuers(), RoleMap: cfg.roleMap(),
+		CacheSize: cfg.Auth.CacheSize, RefreshInterval: cfg.Auth.JWKSRefreshInterval,
+	})
+	if err != nil {
+		return err
+	}
+	handler, err := httpapi.New(httpapi.Options{
+		Store: store, Auth: verifier, Logger: m.Logger,
+		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
+		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: store.Ready}, {Name: "issuers", Check: verifier.Ready}},
+	})
+	if err != nil {
+		return err
+	}
+	m.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	m.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          zap.NewStdLog(m.Logger.Named("http")),
+	}
+	m.served = make(chan error, 1)
+	go func() {
+		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+			m.served <- err
+		}
+		close(m.served)
+	}()
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	go renewOwnToken(bg, vc, m.Logger)
+	return nil
+}
+
+// Addr is the address the API listens on (useful with port 0).
+func (m *Main) Addr() string { return m.ln.Addr().String() }
+
+// Close stops accepting, lets in-flight requests finish within the grace
+// period, then returns.
+func (m *Main) Close() error {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	if m.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownGrace)
+	defer cancel()
+	err := m.srv.Shutdown(ctx)
+	_ = m.Logger.Sync()
+	return err
+}
+
+// NewVaultClient returns credgate's own Vault client: the standard VAULT_*
+// environment (TLS included) with the configured address and token.
+func NewVaultClient(vc VaultConfig) (*api.Client, error) {
+	conf := api.DefaultConfig() // reads VAULT_CACERT, VAULT_CLIENT_CERT, ...
+	if conf.Error != nil {
+		return nil, conf.Error
+	}
+	conf.Address = vc.Address
+	conf.MaxRetries = 0 // a sealed or absent Vault answers 503 at once; clients retry
+	conf.Timeout = vc.Timeout + time.Second
+	c, err := api.NewClient(conf)
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(vc.Token)
+	return c, nil
+}
+
+// renewOwnToken keeps a renewable (periodic) own token alive, renewing it
+// at half its remaining life.
+func renewOwnToken(ctx context.Context, c *api.Client, log *zap.Logger) {
+	for {
+		wait := time.Minute // when the lookup fails, try again soon
+		if sec, err := c.Auth().Token().LookupSelfWithContext(ctx); err == nil {
+			renewable, _ := sec.TokenIsRenewable()
+			ttl, _ := sec.TokenTTL()
+			if !renewable || ttl == 0 {
+				return // not renewable, or never expires: nothing to do
+			}
+			wait = max(ttl/2, 5*time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+			if _, err := c.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil && ctx.Err() == nil {
+				log.Warn("renewing credgate's Vault token", zap.Error(err))
+			}
+		}
+	}
+}
