@@ -33,6 +33,9 @@ type Config struct {
 // entity's metadata, roles from the names of the entity's groups.
 const Template = `{"tenant_id": {{identity.entity.metadata.tenant_id}}, "email": {{identity.entity.metadata.email}}, "name": {{identity.entity.metadata.name}}, "roles": {{identity.entity.groups.names}}}`
 
+// TokenPolicy lets the dev users read their identity token.
+const TokenPolicy = "vaultidp-token-reader"
+
 // IdP is a configured Vault identity issuer.
 type IdP struct {
 	c        *api.Client
@@ -84,6 +87,12 @@ func Setup(ctx context.Context, c *api.Client, cfg Config) (*IdP, error) {
 		if _, err := l.WriteWithContext(ctx, s.path, s.data); err != nil {
 			return nil, fmt.Errorf("vaultidp: writing %s: %w", s.path, err)
 		}
+	}
+	// Logged-in users may read their own identity token, nothing else. The
+	// name stays outside credgate's "credgate-*" role policies on purpose.
+	readToken := fmt.Sprintf("path \"identity/oidc/token/%s\" {\n  capabilities = [\"read\"]\n}\n", cfg.Role)
+	if err := c.Sys().PutPolicyWithContext(ctx, TokenPolicy, readToken); err != nil {
+		return nil, fmt.Errorf("vaultidp: writing policy: %w", err)
 	}
 	role, err := l.ReadWithContext(ctx, "identity/oidc/role/"+cfg.Role)
 	if err != nil || role == nil {
@@ -153,7 +162,7 @@ func (i *IdP) ensureUser(ctx context.Context, u User) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := l.WriteWithContext(ctx, "auth/"+i.cfg.UserpassMount+"/users/"+u.Name, map[string]any{"password": password}); err != nil {
+	if _, err := l.WriteWithContext(ctx, "auth/"+i.cfg.UserpassMount+"/users/"+u.Name, map[string]any{"password": password, "token_policies": TokenPolicy}); err != nil {
 		return "", fmt.Errorf("vaultidp: writing user: %w", err)
 	}
 	meta := map[string]any{"tenant_id": u.Tenant, "email": u.Email, "name": u.Name}
