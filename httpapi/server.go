@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -59,6 +60,13 @@ func New(o Options) (http.Handler, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// Match on the escaped path so that an id holding %2F stays one path
+	// segment and is refused by id validation instead of routing elsewhere;
+	// never redirect, so /services/ is a malformed id, not the list.
+	r.UseRawPath = true
+	r.UnescapePathValues = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
 		return nil, err
 	}
@@ -79,7 +87,14 @@ func New(o Options) (http.Handler, error) {
 	svc.PATCH("/:id", require(policy.ServicesWrite), h.patchService)
 	svc.DELETE("/:id", require(policy.ServicesWrite), h.deleteService)
 
-	r.NoRoute(func(c *gin.Context) { fail(c, credgate.Errorf(credgate.ENotFound, "no such route")) })
+	r.NoRoute(func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/api/v1/services/") {
+			// Only a malformed id (empty, or holding a slash) reaches here.
+			fail(c, credgate.Errorf(credgate.EInvalidRequest, "malformed service id in the path"))
+			return
+		}
+		fail(c, credgate.Errorf(credgate.ENotFound, "no such route"))
+	})
 	return r, nil
 }
 

@@ -1,0 +1,178 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/auth/oidctest"
+	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+)
+
+func TestBadTokensAre401WithoutVaultCalls(t *testing.T) {
+	iss := oidctest.Start(t)
+	a := newAPI(t, apiOptions{issuers: []auth.IssuerConfig{
+		{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}},
+		{Name: "test", URL: iss.URL, Audiences: []string{iss.Audience}},
+	}})
+	ten := tenant(t)
+	claims := func(edit func(map[string]any)) map[string]any {
+		c := iss.Claims("eve", ten, "integration_admin")
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	good := claims(nil)
+	foreign := oidctest.MustKey(t)
+	tests := []struct {
+		name   string
+		header string // the whole Authorization header
+	}{
+		{"missing", ""},
+		{"basic scheme", "Basic YWxpY2U6c2VjcmV0"},
+		{"bearer without token", "Bearer "},
+		{"malformed", "Bearer not.a.jwt"},
+		{"expired", "Bearer " + iss.Sign(t, claims(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Minute).Unix() }))},
+		{"not yet valid", "Bearer " + iss.Sign(t, claims(func(c map[string]any) { c["nbf"] = time.Now().Add(10 * time.Minute).Unix() }))},
+		{"wrong issuer", "Bearer " + iss.Sign(t, claims(func(c map[string]any) { c["iss"] = "https://idp.evil.example" }))},
+		{"wrong audience", "Bearer " + iss.Sign(t, claims(func(c map[string]any) { c["aud"] = "another-app" }))},
+		{"alg none", "Bearer " + oidctest.Unsigned(t, good)},
+		{"HS256 signed with the public key", "Bearer " + iss.HS256WithPublicKey(t, good)},
+		{"key the issuer does not publish", "Bearer " + oidctest.SignWith(t, foreign, jose.RS256, iss.KeyID, good)},
+		{"unknown key id", "Bearer " + oidctest.SignWith(t, foreign, jose.RS256, "kid-nobody-published", good)},
+		{"vault issuer's token with a tampered tenant", "Bearer " + tamper(t, token(t, "eve", ten, "integration_admin"), "tenant_id", "someone-else")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := a.do("GET", "/api/v1/services", "", nil, "Authorization", tt.header)
+			wantError(t, r, 401, "UNAUTHORIZED")
+			if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Fatalf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
+			}
+			if tok := strings.TrimPrefix(tt.header, "Bearer "); len(tok) > 20 && strings.Contains(string(r.Raw), tok) {
+				t.Fatal("the error repeats the token")
+			}
+		})
+	}
+	if n := a.vaultCalls.Load(); n != 0 {
+		t.Fatalf("%d Vault calls for bad tokens; want none", n)
+	}
+	// The same issuer's good token works, selected by iss or by realmname.
+	if r := a.do("GET", "/api/v1/services", iss.Sign(t, good), nil); r.Status != 200 {
+		t.Fatalf("good test-issuer token: %d %s", r.Status, r.Raw)
+	}
+	if r := a.do("GET", "/api/v1/services", iss.Sign(t, good), nil, "realmname", "test"); r.Status != 200 {
+		t.Fatalf("good token with its realm: %d %s", r.Status, r.Raw)
+	}
+	wantError(t, a.do("GET", "/api/v1/services", iss.Sign(t, good), nil, "realmname", "vault"), 401, "UNAUTHORIZED")
+}
+
+// tamper changes one claim of a signed token, leaving the signature.
+func tamper(t *testing.T, tok, claim, value string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		t.Fatal(err)
+	}
+	c[claim] = value
+	b, _ := json.Marshal(c)
+	return parts[0] + "." + b64(b) + "." + parts[2]
+}
+
+func TestDebugAuthShowsTheCallerButNotTheToken(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	ten := tenant(t)
+	tok := token(t, "carol", ten, "credential_reader", "unmapped_role")
+	r := a.do("GET", "/debug/auth", tok, nil)
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Raw)
+	}
+	if r.str("tenant") != ten || r.str("email") != "carol@"+ten+".example" || r.str("subject") == "" {
+		t.Fatalf("debug/auth: %s", r.Raw)
+	}
+	roles, _ := r.Body["roles"].([]any)
+	pols, _ := r.Body["vault_policies"].([]any)
+	if len(roles) != 1 || roles[0] != "credential_reader" || len(pols) != 1 || pols[0] != policy.Name(ten, policy.CredentialReader) {
+		t.Fatalf("roles %v policies %v", roles, pols)
+	}
+	if strings.Contains(string(r.Raw), tok) || strings.Contains(string(r.Raw), strings.Split(tok, ".")[2]) {
+		t.Fatal("debug/auth echoes the token")
+	}
+	wantError(t, a.do("GET", "/debug/auth", "", nil), 401, "UNAUTHORIZED")
+}
+
+func TestRoleMapFromIdentityProviderNames(t *testing.T) {
+	a := newAPI(t, apiOptions{roleMap: policy.RoleMap{"platform-admins": {policy.IntegrationAdmin}, "auditors": {policy.IntegrationViewer}}})
+	ten := tenant(t)
+	admin := token(t, "pat", ten, "platform-admins")
+	a.mustCreate(admin, map[string]any{"name": "ServiceNow"})
+	auditor := token(t, "aud", ten, "auditors")
+	if r := a.do("GET", "/api/v1/services", auditor, nil); r.Status != 200 {
+		t.Fatalf("auditor list: %d", r.Status)
+	}
+	wantError(t, a.do("POST", "/api/v1/services", auditor, map[string]any{"name": "x"}), 403, "INSUFFICIENT_PERMISSIONS")
+	// Built-in names mean nothing once a map is configured without them.
+	wantError(t, a.do("GET", "/api/v1/services", token(t, "raw", ten, "integration_admin"), nil), 403, "INSUFFICIENT_PERMISSIONS")
+}
+
+func TestVaultAuditLogNamesTheCallerAndRequest(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	ten := tenant(t)
+	tok := token(t, "dana", ten, "integration_viewer")
+	admin := token(t, "adm", ten, "integration_admin")
+	a.mustCreate(admin, map[string]any{"id": "sendgrid", "name": "SendGrid"})
+	sub := a.do("GET", "/debug/auth", tok, nil).str("subject")
+	rid := "audit-" + ten
+	if r := a.do("GET", "/api/v1/services/sendgrid", tok, nil, "X-Request-Id", rid); r.Status != 200 || r.Header.Get("X-Request-Id") != rid {
+		t.Fatalf("read: %d, X-Request-Id %q", r.Status, r.Header.Get("X-Request-Id"))
+	}
+	path := "credgate/data/tenants/" + ten + "/services/sendgrid"
+	var found bool
+	deadline := time.Now().Add(5 * time.Second)
+	for !found && time.Now().Before(deadline) {
+		for _, line := range vaulttest.ReadAuditLog(t, s.auditFile) {
+			var e struct {
+				Type string `json:"type"`
+				Auth struct {
+					Metadata map[string]string `json:"metadata"`
+					Policies []string          `json:"policies"`
+				} `json:"auth"`
+				Request struct {
+					Path      string              `json:"path"`
+					Operation string              `json:"operation"`
+					Headers   map[string][]string `json:"headers"`
+				} `json:"request"`
+			}
+			if json.Unmarshal([]byte(line), &e) != nil || e.Type != "response" || e.Request.Path != path || e.Request.Operation != "read" {
+				continue
+			}
+			if got := e.Request.Headers["x-request-id"]; len(got) != 1 || got[0] != rid {
+				continue
+			}
+			found = true
+			if e.Auth.Metadata["sub"] != sub || e.Auth.Metadata["tenant"] != ten || e.Auth.Metadata["email"] != "dana@"+ten+".example" {
+				t.Fatalf("audit entry names %v; want sub %s, tenant %s", e.Auth.Metadata, sub, ten)
+			}
+			if len(e.Auth.Policies) != 1 || e.Auth.Policies[0] != policy.Name(ten, policy.IntegrationViewer) {
+				t.Fatalf("audit entry policies %v", e.Auth.Policies)
+			}
+		}
+		if !found {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !found {
+		t.Fatalf("no audit entry for a read of %s with X-Request-Id %s", path, rid)
+	}
+}

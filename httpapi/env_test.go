@@ -1,0 +1,295 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaultidp"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+)
+
+// suite is what every test of this package shares: one real Vault,
+// bootstrapped as credgate bootstrap does, with a file audit device, and
+// Vault's identity token issuer as the identity provider.
+type suite struct {
+	vault     *vaulttest.Server
+	root      *api.Client
+	idp       *vaultidp.IdP
+	ownToken  string // credgate's own token (credgate_service policy)
+	auditFile string
+	logs      syncBuffer // every credgate log line of the package
+	tokens    sync.Map   // every bearer token handed out, to look for in logs
+}
+
+var s suite
+
+func TestMain(m *testing.M) {
+	code, err := runMain(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func runMain(m *testing.M) (int, error) {
+	var err error
+	if s.vault, err = vaulttest.New(true); err != nil {
+		return 1, err
+	}
+	defer s.vault.Close()
+	if s.root, err = s.vault.NewClient(); err != nil {
+		return 1, err
+	}
+	dir, err := os.MkdirTemp("", "credgate-audit-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	s.auditFile = filepath.Join(dir, "audit.log")
+	ctx := context.Background()
+	res, err := vaultstore.Bootstrap(ctx, s.root, vaultstore.BootstrapOptions{AuditFile: s.auditFile, IssueToken: true})
+	if err != nil {
+		return 1, err
+	}
+	s.ownToken = res.Token
+	if s.idp, err = vaultidp.Setup(ctx, s.root, vaultidp.Config{VaultAddr: s.vault.Addr}); err != nil {
+		return 1, err
+	}
+	code := m.Run()
+	// No bearer token may ever reach a log line.
+	leaked := 0
+	logs := s.logs.String()
+	s.tokens.Range(func(k, _ any) bool {
+		if strings.Contains(logs, k.(string)) {
+			leaked++
+		}
+		return true
+	})
+	if leaked > 0 {
+		return 1, fmt.Errorf("%d bearer tokens appear in credgate's logs", leaked)
+	}
+	return code, nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) Sync() error { return nil }
+
+// apiOptions changes what newAPI builds.
+type apiOptions struct {
+	vault    *vaulttest.Server // default: the suite's
+	vaultURL string            // talk to Vault here instead (a proxy)
+	issuers  []auth.IssuerConfig
+	roleMap  policy.RoleMap
+	wrap     func(httpapi.ServiceStore) httpapi.ServiceStore
+	ownToken string
+}
+
+// testAPI is a credgate API served for one test.
+type testAPI struct {
+	t          *testing.T
+	url        string
+	store      *vaultstore.Store
+	vaultCalls atomic.Int64
+}
+
+// newAPI serves credgate's real handler, store and verifier for t.
+func newAPI(t *testing.T, o apiOptions) *testAPI {
+	t.Helper()
+	if o.vault == nil {
+		o.vault = s.vault
+	}
+	if o.ownToken == "" {
+		o.ownToken = s.ownToken
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = o.vault.Addr
+	if o.vaultURL != "" {
+		cfg.Address = o.vaultURL
+	}
+	cfg.MaxRetries = 0
+	cfg.Timeout = 3 * time.Second
+	vc, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(o.ownToken)
+	a := &testAPI{t: t}
+	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, Observe: func(string, time.Duration, error) { a.vaultCalls.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.issuers == nil {
+		o.issuers = []auth.IssuerConfig{{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}}}
+	}
+	v, err := auth.New(auth.Options{Issuers: o.issuers, RoleMap: o.roleMap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var store httpapi.ServiceStore = a.store
+	if o.wrap != nil {
+		store = o.wrap(store)
+	}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), &s.logs, zapcore.DebugLevel))
+	h, err := httpapi.New(httpapi.Options{
+		Store: store, Auth: v, Logger: log,
+		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	a.url = srv.URL
+	return a
+}
+
+var nonID = regexp.MustCompile(`[^A-Za-z0-9]+`)
+
+// tenant returns a tenant id of this test alone.
+func tenant(t *testing.T) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := nonID.ReplaceAllString(t.Name(), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return strings.ToLower(strings.Trim(name, "-")) + "-" + hex.EncodeToString(b)
+}
+
+// token returns a real token of Vault's issuer for user in tenant.
+func token(t *testing.T, user, tenant string, roles ...string) string {
+	t.Helper()
+	name := user + "-" + tenant
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	tok, err := s.idp.Token(context.Background(), vaultidp.User{Name: name, Tenant: tenant, Email: user + "@" + tenant + ".example", Roles: roles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokens.Store(tok, true)
+	return tok
+}
+
+// reply is a decoded answer.
+type reply struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    []byte
+}
+
+// do sends one request. body is sent as is when a string, else as JSON;
+// hdr is name, value, name, value...
+func (a *testAPI) do(method, path, tok string, body any, hdr ...string) reply {
+	a.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, a.url+path, r)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	out := reply{Status: res.StatusCode, Header: res.Header, Raw: raw}
+	if len(raw) > 0 {
+		_ = json.Unmarshal(raw, &out.Body)
+	}
+	return out
+}
+
+// errCode returns the error code of a services-family error answer.
+func (r reply) errCode() string {
+	e, _ := r.Body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (r reply) str(key string) string {
+	v, _ := r.Body[key].(string)
+	return v
+}
+
+// wantError fails unless r is an error answer with status and code.
+func wantError(t *testing.T, r reply, status int, code string) {
+	t.Helper()
+	if r.Status != status || r.errCode() != code {
+		t.Fatalf("got %d %s; want %d %s\n%s", r.Status, r.errCode(), status, code, r.Raw)
+	}
+}
+
+// mustCreate creates a service and returns its answer.
+func (a *testAPI) mustCreate(tok string, body map[string]any) reply {
+	a.t.Helper()
+	r := a.do("POST", "/api/v1/services", tok, body)
+	if r.Status != http.StatusCreated {
+		a.t.Fatalf("create %v: %d %s", body, r.Status, r.Raw)
+	}
+	return r
+}

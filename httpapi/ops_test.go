@@ -1,0 +1,215 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+)
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestRequestIDs(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	if r := a.do("GET", "/healthz", "", nil, "X-Request-Id", "abc-123"); r.Header.Get("X-Request-Id") != "abc-123" {
+		t.Fatalf("a sane request id is kept: %q", r.Header.Get("X-Request-Id"))
+	}
+	for _, bad := range []string{"has space", strings.Repeat("x", 200), "semi;colon", "new\tline"} {
+		got := a.do("GET", "/healthz", "", nil, "X-Request-Id", bad).Header.Get("X-Request-Id")
+		if got == "" || got == bad {
+			t.Errorf("request id %q: answered %q; want a fresh one", bad, got)
+		}
+	}
+	if a.do("GET", "/nowhere", "", nil).Header.Get("X-Request-Id") == "" {
+		t.Fatal("404 answers lack X-Request-Id")
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok := token(t, "alice", tenant(t), "integration_admin")
+	big := `{"name":"x","description":"` + strings.Repeat("a", 2<<20) + `"}`
+	wantError(t, a.do("POST", "/api/v1/services", tok, big), 413, "PAYLOAD_TOO_LARGE")
+
+	// Without a Content-Length the limit trips while reading.
+	req, _ := http.NewRequest("POST", a.url+"/api/v1/services", io.MultiReader(strings.NewReader(big)))
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 413 {
+		t.Fatalf("chunked oversized body: %d; want 413", res.StatusCode)
+	}
+}
+
+// panicky panics in GetService, to show recovery.
+type panicky struct{ httpapi.ServiceStore }
+
+func (panicky) GetService(context.Context, string) (*credgate.Service, error) {
+	panic("boom: secret-ish internal state")
+}
+
+func TestPanicsBecomeGenericInternalErrors(t *testing.T) {
+	a := newAPI(t, apiOptions{wrap: func(st httpapi.ServiceStore) httpapi.ServiceStore { return panicky{st} }})
+	tok := token(t, "alice", tenant(t), "integration_admin")
+	r := a.do("GET", "/api/v1/services/x", tok, nil)
+	wantError(t, r, 500, "INTERNAL_ERROR")
+	if strings.Contains(string(r.Raw), "boom") {
+		t.Fatalf("the panic reached the client: %s", r.Raw)
+	}
+	if r := a.do("GET", "/api/v1/services", tok, nil); r.Status != 200 {
+		t.Fatalf("the server did not survive the panic: %d", r.Status)
+	}
+}
+
+func TestUnknownRoutes(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	wantError(t, a.do("GET", "/api/v2/services", "", nil), 404, "NOT_FOUND")
+	r := a.do("GET", "/api/v1/credentials/a/b/c/d", "", nil)
+	if r.Status != 404 || r.Body["success"] != false || r.Body["timestamp"] == nil {
+		t.Fatalf("credentials family answers in its envelope: %d %s", r.Status, r.Raw)
+	}
+}
+
+// proxy forwards TCP to Vault until it is stopped; started again on the
+// same address, it forwards again. It stands for Vault going away.
+type proxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: strings.TrimPrefix(target, "http://")}
+	p.start("127.0.0.1:0")
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proxy) start(addr string) {
+	var ln net.Listener
+	var err error
+	for range 50 { // the old socket may linger for a moment
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func TestVaultOutagesAre503AndRecover(t *testing.T) {
+	own := vaulttest.StartOwned(t)
+	res, err := vaultstore.Bootstrap(context.Background(), own.Client(t), vaultstore.BootstrapOptions{IssueToken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := startProxy(t, own.Addr)
+	a := newAPI(t, apiOptions{vault: own, vaultURL: "http://" + px.addr, ownToken: res.Token})
+	tok := token(t, "olga", tenant(t), "integration_admin")
+	a.mustCreate(tok, map[string]any{"id": "twilio", "name": "Twilio"})
+
+	wantUnavailable := func(when string) {
+		t.Helper()
+		if r := a.do("GET", "/readyz", "", nil); r.Status != 503 || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: /readyz %d %s", when, r.Status, r.Raw)
+		}
+		for _, req := range []struct{ method, path string }{{"GET", "/api/v1/services/twilio"}, {"GET", "/api/v1/services"}, {"PATCH", "/api/v1/services/twilio"}} {
+			var body any
+			if req.method == "PATCH" {
+				body = map[string]any{"type": "sms"}
+			}
+			r := a.do(req.method, req.path, tok, body)
+			wantError(t, r, 503, "BACKEND_UNAVAILABLE")
+			if r.Header.Get("Retry-After") == "" {
+				t.Fatalf("%s: 503 without Retry-After", when)
+			}
+			if strings.Contains(string(r.Raw), own.Addr) || strings.Contains(string(r.Raw), px.addr) || strings.Contains(string(r.Raw), "tenants/") {
+				t.Fatalf("%s: the error leaks Vault details: %s", when, r.Raw)
+			}
+		}
+	}
+	wantWorking := func(when string) {
+		t.Helper()
+		if r := a.do("GET", "/readyz", "", nil); r.Status != 200 {
+			t.Fatalf("%s: /readyz %d %s", when, r.Status, r.Raw)
+		}
+		if r := a.do("GET", "/api/v1/services/twilio", tok, nil); r.Status != 200 {
+			t.Fatalf("%s: read %d %s", when, r.Status, r.Raw)
+		}
+	}
+
+	own.Seal(t)
+	wantUnavailable("sealed")
+	own.Unseal(t)
+	wantWorking("unsealed")
+
+	px.stop()
+	wantUnavailable("unreachable")
+	px.start(px.addr)
+	wantWorking("reachable again")
+}
+
+func TestHealthzNeedsNothing(t *testing.T) {
+	a := newAPI(t, apiOptions{vaultURL: "http://127.0.0.1:1"})
+	if r := a.do("GET", "/healthz", "", nil); r.Status != 200 {
+		t.Fatalf("healthz: %d", r.Status)
+	}
+	r := a.do("GET", "/readyz", "", nil)
+	if r.Status != 503 || strings.Contains(string(r.Raw), "127.0.0.1:1") {
+		t.Fatalf("readyz with no Vault: %d %s", r.Status, r.Raw)
+	}
+
+}
