@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/devvault"
+	"github.com/credgate/credgate/vaultstore/vaultidp"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+)
+
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credgate.yaml")
+	bad := `
+listen: "nonsense"
+log_level: loud
+vault:
+  address: "ftp://vault"
+  max_token_ttl: 10s
+auth:
+  issuers:
+    - url: "http://idp.example.com/realms/acme"
+      audiences: []
+    - name: twice
+      url: https://a.example
+      audiences: [x]
+    - name: twice
+      url: https://b.example
+      audiences: [y]
+  role_map:
+    admins: [superuser]
+`
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a broken configuration")
+	}
+	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the report lacks %q:\n%v", want, err)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"serve", "-check-config", "-config", path}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "log_level") {
+		t.Fatalf("serve -check-config: %v", err)
+	}
+}
+
+func TestConfigFileTyposAndEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credgate.yaml")
+	if err := os.WriteFile(path, []byte("vault:\n  adress: http://x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "adress") {
+		t.Fatalf("a misspelt key: %v; want an error naming it", err)
+	}
+	env := map[string]string{
+		"VAULT_ADDR": "https://vault.internal:8200", "VAULT_TOKEN": "s.own",
+		"CREDGATE_OIDC_ISSUER": "https://idp.example.com/realms/acme", "CREDGATE_OIDC_AUDIENCE": "credgate,credgate-cli",
+		"CREDGATE_LISTEN": "0.0.0.0:9000",
+	}
+	cfg, err := LoadConfig("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a configuration from the environment alone: %v", err)
+	}
+	if cfg.Listen != "0.0.0.0:9000" || cfg.Vault.Address != "https://vault.internal:8200" || len(cfg.Auth.Issuers[0].Audiences) != 2 {
+		t.Fatalf("environment not applied: %+v", cfg)
+	}
+}
+
+func TestMainServesAndClosesGracefully(t *testing.T) {
+	v := vaulttest.Start(t)
+	root := v.Client(t)
+	ctx := context.Background()
+	mount := fmt.Sprintf("cg-main-%d", time.Now().UnixNano())
+	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{Mount: mount, IssueToken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp, err := vaultidp.Setup(ctx, root, vaultidp.Config{VaultAddr: v.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Vault.Address, cfg.Vault.Token, cfg.Vault.Mount = v.Addr, res.Token, mount
+	cfg.Auth.Issuers = []IssuerConfig{{URL: idp.IssuerURL, Audiences: []string{idp.Audience}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Config: cfg, Logger: zap.NewNop()}
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + m.Addr()
+	tok, err := idp.Token(ctx, vaultidp.User{Name: "main-test", Tenant: "acme", Email: "m@acme.example", Roles: []string{"integration_admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/services", strings.NewReader(`{"name":"Okta"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2.Body.Close()
+	if res2.StatusCode != 201 {
+		t.Fatalf("create through the real wiring: %d", res2.StatusCode)
+	}
+	if r, err := http.Get(base + "/readyz"); err != nil || r.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", r, err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("still serving after Close")
+	}
+}
+
+// TestDevStackPrintedCurlWorks is `make dev` followed by the printed
+// commands, run as printed.
+func TestDevStackPrintedCurlWorks(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed to run the printed commands (.ci/run installs it)")
+	}
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("VAULT_TOKEN", "")
+	port, err := devvault.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-listen", "127.0.0.1:0", "-state", state}, out, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("credgate dev: %v", err)
+		}
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(out.String(), "Stop with Ctrl-C") {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("credgate dev ended: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("credgate dev did not come up:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Run the printed export and curls exactly as a user would paste them.
+	printed := out.String()
+	script := regexp.MustCompile(`(?s)export TOKEN=.*?\n\n(curl .*?)\n\n`).FindString(printed)
+	if script == "" {
+		t.Fatalf("no export and curl in:\n%s", printed)
+	}
+	sh := exec.Command("bash", "-c", "set -e\n"+script)
+	got, err := sh.Output()
+	if err != nil {
+		t.Fatalf("printed commands failed: %v\n%s", err, got)
+	}
+	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(got), "}{", "}\n{")), "\n")
+	var created struct {
+		ID       string `json:"id"`
+		TenantID string `json:"tenant_id"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &created); err != nil || created.TenantID != "acme" || created.ID == "" {
+		t.Fatalf("the printed POST answered %s", lines[0])
+	}
+	if !strings.Contains(lines[len(lines)-1], created.ID) {
+		t.Fatalf("the printed GET does not list the new service: %s", lines[len(lines)-1])
+	}
+
+	// credgate dev token mints tokens for other users of the running stack.
+	var tokOut bytes.Buffer
+	if err := run(context.Background(), []string{"dev", "token", "-state", state, "--tenant", "globex", "--roles", "integration_viewer", "--user", "bob"}, &tokOut, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	bob := strings.TrimSpace(tokOut.String())
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/debug/auth", port), nil)
+	req.Header.Set("Authorization", "Bearer "+bob)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var who struct {
+		Tenant string   `json:"tenant"`
+		Roles  []string `json:"roles"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&who); err != nil || who.Tenant != "globex" || len(who.Roles) != 1 || who.Roles[0] != "integration_viewer" {
+		t.Fatalf("bob's token: %d %+v %v", res.StatusCode, who, err)
+	}
+	if st, err := os.Stat(state); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v; want mode 0600", st, err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
