@@ -126,14 +126,14 @@ type apiOptions struct {
 
 // testAPI is a credgate API served for one test.
 type testAPI struct {
-	t          *testing.T
+	t          testing.TB
 	url        string
 	store      *vaultstore.Store
 	vaultCalls atomic.Int64
 }
 
 // newAPI serves credgate's real handler, store and verifier for t.
-func newAPI(t *testing.T, o apiOptions) *testAPI {
+func newAPI(t testing.TB, o apiOptions) *testAPI {
 	t.Helper()
 	if o.vault == nil {
 		o.vault = s.vault
@@ -186,7 +186,7 @@ func newAPI(t *testing.T, o apiOptions) *testAPI {
 var nonID = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
 // tenant returns a tenant id of this test alone.
-func tenant(t *testing.T) string {
+func tenant(t testing.TB) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	name := nonID.ReplaceAllString(t.Name(), "-")
@@ -197,7 +197,7 @@ func tenant(t *testing.T) string {
 }
 
 // token returns a real token of Vault's issuer for user in tenant.
-func token(t *testing.T, user, tenant string, roles ...string) string {
+func token(t testing.TB, user, tenant string, roles ...string) string {
 	t.Helper()
 	name := user + "-" + tenant
 	if len(name) > 60 {

@@ -93,6 +93,7 @@ type proxy struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  []net.Conn
+	hang   bool // accept connections but never answer
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -123,6 +124,15 @@ func (p *proxy) start(addr string) {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			hang := p.hang
+			p.mu.Unlock()
+			if hang {
+				p.mu.Lock()
+				p.conns = append(p.conns, c)
+				p.mu.Unlock()
+				continue
+			}
 			up, err := net.Dial("tcp", p.target)
 			if err != nil {
 				c.Close()
@@ -135,6 +145,18 @@ func (p *proxy) start(addr string) {
 			go func() { _, _ = io.Copy(c, up); c.Close() }()
 		}
 	}()
+}
+
+// setHang makes new connections hang (or forward again) and drops the
+// current ones, so that pooled connections cannot dodge it.
+func (p *proxy) setHang(h bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hang = h
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
 
 func (p *proxy) stop() {
@@ -200,6 +222,16 @@ func TestVaultOutagesAre503AndRecover(t *testing.T) {
 	wantUnavailable("unreachable")
 	px.start(px.addr)
 	wantWorking("reachable again")
+
+	px.setHang(true)
+	start := time.Now()
+	wantUnavailable("hanging")
+	// Five requests, each bounded by the store's 2 s timeout (readyz by 3 s).
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("answers to a hanging Vault took %s", took)
+	}
+	px.setHang(false)
+	wantWorking("answering again")
 }
 
 func TestHealthzNeedsNothing(t *testing.T) {
