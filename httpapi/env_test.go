@@ -27,6 +27,7 @@ import (
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/devvault"
 	"github.com/credgate/credgate/vaultstore/vaultidp"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
@@ -40,8 +41,8 @@ type suite struct {
 	idp       *vaultidp.IdP
 	ownToken  string // credgate's own token (credgate_service policy)
 	auditFile string
-	logs      syncBuffer // every credgate log line of the package
-	tokens    sync.Map   // every bearer token handed out, to look for in logs
+	logs      devvault.Buffer // every credgate log line of the package
+	tokens    sync.Map        // every bearer token handed out, to look for in logs
 }
 
 var s suite
@@ -94,25 +95,6 @@ func runMain(m *testing.M) (int, error) {
 	}
 	return code, nil
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func (b *syncBuffer) Sync() error { return nil }
 
 // apiOptions changes what newAPI builds.
 type apiOptions struct {
@@ -169,7 +151,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if o.wrap != nil {
 		store = o.wrap(store)
 	}
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), &s.logs, zapcore.DebugLevel))
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&s.logs), zapcore.DebugLevel))
 	h, err := httpapi.New(httpapi.Options{
 		Store: store, Auth: v, Logger: log,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},

@@ -182,12 +182,7 @@ func (h *handlers) getService(c *gin.Context) {
 }
 
 func (h *handlers) putService(c *gin.Context) {
-	id, err := serviceID(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	ifMatch, err := parseIfMatch(c)
+	id, ifMatch, err := writeTarget(c)
 	if err != nil {
 		fail(c, err)
 		return
@@ -217,12 +212,7 @@ func (h *handlers) putService(c *gin.Context) {
 }
 
 func (h *handlers) patchService(c *gin.Context) {
-	id, err := serviceID(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	ifMatch, err := parseIfMatch(c)
+	id, ifMatch, err := writeTarget(c)
 	if err != nil {
 		fail(c, err)
 		return
@@ -274,12 +264,7 @@ func mutableView(s *credgate.Service) map[string]any {
 }
 
 func (h *handlers) deleteService(c *gin.Context) {
-	id, err := serviceID(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	ifMatch, err := parseIfMatch(c)
+	id, ifMatch, err := writeTarget(c)
 	if err != nil {
 		fail(c, err)
 		return
@@ -289,6 +274,17 @@ func (h *handlers) deleteService(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// writeTarget reads the id of the service a write is for and the version
+// it expects (If-Match; 0 when absent).
+func writeTarget(c *gin.Context) (string, int, error) {
+	id, err := serviceID(c)
+	if err != nil {
+		return "", 0, err
+	}
+	ifMatch, err := parseIfMatch(c)
+	return id, ifMatch, err
 }
 
 // parseIfMatch reads If-Match: "<version>" (0 when absent).

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -156,7 +155,7 @@ func TestDevStackPrintedCurlWorks(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "state.json")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
+	out := &devvault.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-listen", "127.0.0.1:0", "-state", state}, out, io.Discard)
@@ -226,21 +225,4 @@ func TestDevStackPrintedCurlWorks(t *testing.T) {
 	if st, err := os.Stat(state); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("state file: %v %v; want mode 0600", st, err)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
