@@ -133,7 +133,8 @@ func unauthorized(format string, args ...any) *credgate.Error {
 // when not empty, names the issuer to use (the realmname header); otherwise
 // the token's iss picks it. Every failure is an UNAUTHORIZED *credgate.Error
 // whose message never repeats the token; a token that verifies but carries
-// no usable tenant is INSUFFICIENT_PERMISSIONS.
+// no usable tenant is INSUFFICIENT_PERMISSIONS; an issuer whose discovery
+// document cannot be fetched is BACKEND_UNAVAILABLE.
 func (v *Verifier) Verify(ctx context.Context, raw, realm string) (*credgate.Principal, error) {
 	if raw == "" {
 		return nil, unauthorized("missing bearer token")
@@ -264,9 +265,9 @@ func (i *issuer) discover(ctx context.Context, force bool) (*oidc.IDTokenVerifie
 func (i *issuer) verify(ctx context.Context, raw string) (*credgate.Principal, error) {
 	ov, err := i.discover(ctx, false)
 	if err != nil {
-		// The identity provider cannot be reached: the token cannot be
-		// checked, so it is refused like any other unverifiable token.
-		return nil, unauthorized("token issuer is unavailable")
+		// The identity provider cannot be reached, so the token cannot be
+		// checked yet: not the caller's fault, and worth a retry.
+		return nil, &credgate.Error{Code: credgate.EBackendUnavailable, Message: "the identity provider is unavailable; retry later", Err: err}
 	}
 	tok, err := ov.Verify(ctx, raw)
 	if err != nil {
