@@ -283,3 +283,32 @@ func TestSealedOrUnreachableVaultIsBackendUnavailable(t *testing.T) {
 		t.Fatalf("read from an unreachable Vault: %v; want BACKEND_UNAVAILABLE", err)
 	}
 }
+
+func TestTenantsDifferingOnlyInCaseStayApart(t *testing.T) {
+	e := mustEnv(t)
+	upper, lower := principal("Acme", "u", "integration_admin"), principal("acme", "l", "integration_admin")
+	if _, err := e.store.CreateService(as(upper), &credgate.Service{ID: "okta", Name: "Okta upper"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.CreateService(as(lower), &credgate.Service{ID: "okta", Name: "Okta lower"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*credgate.Principal{upper, lower, upper} { // upper again: its policy must not have been overwritten
+		page, err := e.store.ListServices(as(p), credgate.ServiceFilter{Limit: 10})
+		if err != nil {
+			t.Fatalf("%s: %v", p.Tenant, err)
+		}
+		if len(page.Services) != 1 || page.Services[0].TenantID != p.Tenant {
+			t.Fatalf("tenant %s sees %+v", p.Tenant, page.Services)
+		}
+	}
+	tok, err := e.store.TokenFor(context.Background(), upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := vault.NewClient()
+	c.SetToken(tok)
+	if _, err := c.Logical().Read(e.mount + "/data/tenants/acme/services/okta"); err == nil {
+		t.Fatal("tenant Acme's token reads tenant acme's service")
+	}
+}
