@@ -150,6 +150,7 @@ const (
 	FolderServiceNames = "service-names"
 	FolderCredentials  = "credentials"
 	FolderCredIndex    = "credential-index"
+	FolderCredLocks    = "credential-locks"
 )
 
 type grant struct {
@@ -171,6 +172,7 @@ var permissionGrants = map[Permission][]grant{
 		// Deleting a service removes its credentials.
 		{FolderCredentials, "metadata", []string{"list", "delete"}},
 		{FolderCredIndex, "metadata", []string{"delete"}},
+		{FolderCredLocks, "metadata", []string{"delete"}},
 	},
 	CredentialsMetaRead: {
 		{FolderCredentials, "metadata", []string{"read", "list"}},
@@ -181,9 +183,13 @@ var permissionGrants = map[Permission][]grant{
 	},
 	CredentialsWrite: {
 		{FolderCredentials, "data", []string{"create", "read", "update"}},
-		{FolderCredentials, "metadata", []string{"read", "list", "update", "delete"}},
+		// patch: the descriptive fields are merged into custom_metadata.
+		{FolderCredentials, "metadata", []string{"read", "list", "update", "patch", "delete"}},
 		{FolderCredIndex, "data", []string{"create", "read", "update"}},
 		{FolderCredIndex, "metadata", []string{"delete"}},
+		// The rotation lock: a record whose KV version is the lock.
+		{FolderCredLocks, "data", []string{"create", "read", "update"}},
+		{FolderCredLocks, "metadata", []string{"delete"}},
 	},
 }
 

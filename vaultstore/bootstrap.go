@@ -133,8 +133,8 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 
 // ServicePolicy renders credgate's own policy: mint caller tokens through
 // the token role, manage the credgate-* role policies, keep bookkeeping
-// metadata (lastAccessedAt) and look itself up. It grants no read of any
-// secret value.
+// metadata (lastAccessedAt), have Vault generate random values, and look
+// itself up. It grants no read of any secret value.
 func ServicePolicy(o BootstrapOptions) string {
 	return fmt.Sprintf(`# credgate's own identity; written by credgate bootstrap.
 path "auth/token/create/%[1]s" {
@@ -144,7 +144,10 @@ path "sys/policies/acl/credgate-*" {
   capabilities = ["create", "read", "update"]
 }
 path "%[2]s/metadata/tenants/*" {
-  capabilities = ["read", "update"]
+  capabilities = ["read", "patch"]
+}
+path "sys/tools/random*" {
+  capabilities = ["update"]
 }
 path "auth/token/lookup-self" {
   capabilities = ["read"]
