@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -346,7 +347,10 @@ func (s *Store) UpdateService(ctx context.Context, id string, fn func(*credgate.
 		return nil, err
 	}
 	tenant := tenantOf(ctx)
-	for range maxCASRetries {
+	for attempt := range maxCASRetries {
+		if err := casBackoff(ctx, attempt); err != nil {
+			return nil, err
+		}
 		old, err := k.readService(ctx, tenant, id)
 		if err != nil {
 			return nil, translate(err, credgate.EServiceNotFound, false)
@@ -388,6 +392,21 @@ func (s *Store) UpdateService(ctx context.Context, id string, fn func(*credgate.
 		return &next, nil
 	}
 	return nil, credgate.Errorf(credgate.EVersionConflict, "the service is being changed by other requests; retry")
+}
+
+// casBackoff waits before a check-and-set retry: a growing, jittered pause,
+// so that writers who lost a round do not all collide again.
+func casBackoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	d := time.Duration(attempt*5+rand.IntN(10*attempt)) * time.Millisecond
+	select {
+	case <-ctx.Done():
+		return unavailable(ctx.Err())
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func cloneMap(m map[string]any) map[string]any {
@@ -451,6 +470,10 @@ func (k *kv) deleteCredentialsOf(ctx context.Context, tenant, id string) error {
 	}
 	for _, key := range keys {
 		if err := k.destroy(ctx, "credential_delete", folder+key); err != nil {
+			return err
+		}
+		_ = k.destroy(ctx, "credential_lock_delete", credLockPath(tenant, key))
+		if err := k.destroy(ctx, "credential_index_delete", credIndexPath(tenant, key)); err != nil {
 			return err
 		}
 	}

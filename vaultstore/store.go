@@ -58,6 +58,7 @@ type Store struct {
 	tokens   *lru.Cache[string, callerToken]
 	policies *lru.Cache[string, [32]byte] // policy name -> hash of what we wrote
 	mint     singleflight.Group
+	access   *accessRecorder
 }
 
 type callerToken struct {
@@ -97,7 +98,7 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies}, nil
+	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder()}, nil
 }
 
 // Mount returns the KV v2 mount the store uses.

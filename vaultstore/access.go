@@ -1,0 +1,119 @@
+package vaultstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// accessInterval is the least time between two lastAccessedAt writes of
+// one credential.
+const accessInterval = time.Minute
+
+type accessKey struct{ tenant, service, cred string }
+
+// accessRecorder writes lastAccessedAt into credentials' metadata with
+// credgate's own token, in the background: never as a new version, never on
+// a request's critical path, at most once a minute per credential.
+type accessRecorder struct {
+	mu      sync.Mutex
+	last    map[accessKey]time.Time // when each credential was last queued
+	pending map[accessKey]time.Time
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	running bool // the writer goroutine was started
+	closed  bool
+}
+
+func newAccessRecorder() *accessRecorder {
+	return &accessRecorder{
+		last: map[accessKey]time.Time{}, pending: map[accessKey]time.Time{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// RecordAccess notes that the caller in ctx read cred of service now.
+func (s *Store) RecordAccess(ctx context.Context, service, cred string) {
+	r := s.access
+	key := accessKey{tenantOf(ctx), service, cred}
+	now := s.opts.Now()
+	r.mu.Lock()
+	if r.closed || now.Sub(r.last[key]) < accessInterval {
+		r.mu.Unlock()
+		return
+	}
+	r.last[key] = now
+	r.pending[key] = now
+	if len(r.last) > s.opts.CacheSize { // forget the oldest throttle entries
+		for k, t := range r.last {
+			if now.Sub(t) >= accessInterval {
+				delete(r.last, k)
+			}
+		}
+	}
+	if !r.running {
+		r.running = true
+		go s.writeAccesses()
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) writeAccesses() {
+	r := s.access
+	defer close(r.done)
+	for {
+		stopping := false
+		select {
+		case <-r.wake:
+		case <-r.stop:
+			stopping = true
+		}
+		r.mu.Lock()
+		batch := r.pending
+		r.pending = map[accessKey]time.Time{}
+		r.mu.Unlock()
+		for k, t := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+			start := s.opts.Now()
+			err := s.opts.Client.KVv2(s.opts.Mount).PatchMetadata(ctx, credPath(k.tenant, k.service, k.cred), api.KVMetadataPatchInput{
+				CustomMetadata: map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)},
+			})
+			cancel()
+			s.observe("credential_touch", start, err) // a deleted credential just fails
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// Close writes the lastAccessedAt values still pending, then stops the
+// background writer; it gives up when ctx ends.
+func (s *Store) Close(ctx context.Context) error {
+	r := s.access
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	running := r.running
+	r.mu.Unlock()
+	if !running {
+		return nil // nothing was ever queued
+	}
+	close(r.stop)
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
