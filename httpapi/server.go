@@ -36,8 +36,14 @@ type ReadyCheck struct {
 
 // Options configures the handler.
 type Options struct {
-	Store  ServiceStore
-	Auth   Authenticator
+	Store       ServiceStore
+	Credentials CredentialStore
+	Rotator     Rotator
+	Access      AccessRecorder // optional
+	// TokenClient makes the OAuth2 refresh-token grants of rotation;
+	// default NewTokenEndpointClient().
+	TokenClient *http.Client
+	Auth        Authenticator
 	Logger *zap.Logger
 	Ready  []ReadyCheck
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
@@ -52,8 +58,11 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // New returns the HTTP handler of the API.
 func New(o Options) (http.Handler, error) {
-	if o.Store == nil || o.Auth == nil || o.Logger == nil {
-		return nil, errors.New("httpapi: Store, Auth and Logger are required")
+	if o.Store == nil || o.Credentials == nil || o.Rotator == nil || o.Auth == nil || o.Logger == nil {
+		return nil, errors.New("httpapi: Store, Credentials, Rotator, Auth and Logger are required")
+	}
+	if o.TokenClient == nil {
+		o.TokenClient = NewTokenEndpointClient()
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
@@ -75,7 +84,7 @@ func New(o Options) (http.Handler, error) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
-	h := &handlers{store: o.Store}
+	h := &handlers{store: o.Store, creds: o.Credentials, rotator: o.Rotator, access: o.Access, grant: refreshGrant(o.TokenClient)}
 	authed := r.Group("", authenticate(o.Auth), tenantCheck())
 	authed.GET("/debug/auth", debugAuth)
 
@@ -86,11 +95,27 @@ func New(o Options) (http.Handler, error) {
 	svc.PUT("/:id", require(policy.ServicesWrite), h.putService)
 	svc.PATCH("/:id", require(policy.ServicesWrite), h.patchService)
 	svc.DELETE("/:id", require(policy.ServicesWrite), h.deleteService)
+	svc.GET("/:id/credentials", require(policy.CredentialsRead), h.getServiceCredentials)
+	svc.PUT("/:id/credentials", require(policy.CredentialsWrite), h.putServiceCredentials)
+	svc.GET("/:id/credentials/versions", require(policy.CredentialsMetaRead), h.serviceCredentialVersions)
+
+	cred := authed.Group("/api/v1/credentials")
+	cred.GET("", require(policy.CredentialsMetaRead), h.listCredentials)
+	cred.POST("", require(policy.CredentialsWrite), h.createCredential)
+	cred.GET("/:id", require(policy.CredentialsRead), h.getCredential) // :id is the integrationId here
+	cred.PATCH("/:id", require(policy.CredentialsWrite), h.patchCredential)
+	cred.DELETE("/:id", require(policy.CredentialsWrite), h.deleteCredential)
+	cred.GET("/:id/versions", require(policy.CredentialsMetaRead), h.credentialVersions)
+	cred.POST("/:id/rotate", require(policy.CredentialsWrite), h.rotateCredential)
 
 	r.NoRoute(func(c *gin.Context) {
-		if strings.HasPrefix(c.Request.URL.Path, "/api/v1/services/") {
+		switch p := c.Request.URL.Path; {
+		case strings.HasPrefix(p, "/api/v1/services/"):
 			// Only a malformed id (empty, or holding a slash) reaches here.
 			fail(c, credgate.Errorf(credgate.EInvalidRequest, "malformed service id in the path"))
+			return
+		case strings.HasPrefix(p, "/api/v1/credentials/"):
+			fail(c, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"))
 			return
 		}
 		fail(c, credgate.Errorf(credgate.ENotFound, "no such route"))
@@ -99,5 +124,9 @@ func New(o Options) (http.Handler, error) {
 }
 
 type handlers struct {
-	store ServiceStore
+	store   ServiceStore
+	creds   CredentialStore
+	rotator Rotator
+	access  AccessRecorder
+	grant   credgate.RefreshGrant
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
 )
 
 // Listing limits (API.md).
@@ -40,6 +41,8 @@ type serviceInput struct {
 	BaseURL     *string         `json:"base_url"`
 	APIVersion  *string         `json:"api_version"`
 	Metadata    json.RawMessage `json:"metadata"`
+	// Credentials, on PUT only, sets the service's credentials too.
+	Credentials json.RawMessage `json:"credentials"`
 
 	TenantID  json.RawMessage `json:"tenant_id"`
 	CreatedAt json.RawMessage `json:"created_at"`
@@ -127,6 +130,10 @@ func (h *handlers) createService(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if len(in.Credentials) > 0 {
+		fail(c, validationFailed(map[string]string{"credentials": "set credentials with PUT /api/v1/services/{id}/credentials or PUT /api/v1/services/{id}"}))
+		return
+	}
 	p := credgate.PrincipalFrom(c.Request.Context())
 	svc := &credgate.Service{Status: credgate.StatusActive, Metadata: map[string]any{}, CreatedBy: p.Actor()}
 	if in.ID != nil {
@@ -152,7 +159,7 @@ func (h *handlers) createService(c *gin.Context) {
 }
 
 func writeService(c *gin.Context, status int, svc *credgate.Service) {
-	c.Header("ETag", fmt.Sprintf("%q", strconv.Itoa(svc.Version)))
+	c.Header("ETag", etag(svc.Version))
 	c.JSON(status, svc)
 }
 
@@ -196,6 +203,17 @@ func (h *handlers) putService(c *gin.Context) {
 		fail(c, validationFailed(map[string]string{"id": "must match the id in the path"}))
 		return
 	}
+	creds, err := decodeCredentialsField(in.Credentials)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if creds != nil && !policy.Allowed(credgate.PrincipalFrom(c.Request.Context()).Roles, policy.CredentialsWrite) {
+		fail(c, credgate.Errorf(credgate.EInsufficientPermissions, "setting credentials needs the %s permission", policy.CredentialsWrite))
+		return
+	}
+	// The service is written first: PUT is idempotent, so when the
+	// credentials then fail (503), the client's retry finishes the job.
 	out, err := h.store.UpdateService(c.Request.Context(), id, func(svc *credgate.Service) error {
 		if err := checkVersion(svc, ifMatch); err != nil {
 			return err
@@ -207,6 +225,12 @@ func (h *handlers) putService(c *gin.Context) {
 	if err != nil {
 		fail(c, err)
 		return
+	}
+	if creds != nil {
+		if _, err := h.setServiceCredentials(c, id, creds, nil, 0); err != nil {
+			fail(c, err)
+			return
+		}
 	}
 	writeService(c, http.StatusOK, out)
 }
@@ -245,6 +269,9 @@ func (h *handlers) patchService(c *gin.Context) {
 		}
 		if in.ID != nil && *in.ID != svc.ID {
 			return validationFailed(map[string]string{"id": "cannot be changed"})
+		}
+		if len(in.Credentials) > 0 {
+			return validationFailed(map[string]string{"credentials": "set credentials with PUT"})
 		}
 		return in.apply(svc, false)
 	})
@@ -306,11 +333,7 @@ func parseIfMatch(c *gin.Context) (int, error) {
 
 func checkVersion(svc *credgate.Service, ifMatch int) error {
 	if ifMatch > 0 && svc.Version != ifMatch {
-		return &credgate.Error{
-			Code:    credgate.EVersionConflict,
-			Message: fmt.Sprintf("the service is at version %d, not %d", svc.Version, ifMatch),
-			Details: map[string]any{"current_version": svc.Version},
-		}
+		return versionConflict(svc.Version, ifMatch)
 	}
 	return nil
 }
@@ -348,7 +371,8 @@ func jsonError(err error) error {
 	case asTooLarge(err):
 		return bodyError(err)
 	case errors.Is(err, io.EOF):
-		return badRequest("the body is empty; a JSON object is expected")
+		// Err keeps io.EOF so a handler may accept an empty body.
+		return &credgate.Error{Code: credgate.EInvalidRequest, Message: "the body is empty; a JSON object is expected", Err: io.EOF}
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
