@@ -43,6 +43,19 @@ type suite struct {
 	auditFile string
 	logs      devvault.Buffer // every credgate log line of the package
 	tokens    sync.Map        // every bearer token handed out, to look for in logs
+	secrets   sync.Map        // every secret value used, to look for in logs
+}
+
+// secret registers v as a secret value the logs must never hold.
+func secret(v string) string {
+	s.secrets.Store(v, true)
+	return v
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 var s suite
@@ -93,6 +106,21 @@ func runMain(m *testing.M) (int, error) {
 	if leaked > 0 {
 		return 1, fmt.Errorf("%d bearer tokens appear in credgate's logs", leaked)
 	}
+	checked := 0
+	s.secrets.Range(func(k, _ any) bool {
+		checked++
+		if strings.Contains(logs, k.(string)) {
+			leaked++
+		}
+		return true
+	})
+	if leaked > 0 {
+		return 1, fmt.Errorf("%d of %d secret values used in the tests appear in credgate's logs", leaked, checked)
+	}
+	if code == 0 && checked < 20 {
+		return 1, fmt.Errorf("only %d secret values were registered: the log check proves little", checked)
+	}
+	fmt.Printf("log check: %d log bytes hold none of %d secret values\n", len(logs), checked)
 	return code, nil
 }
 
@@ -112,6 +140,14 @@ type testAPI struct {
 	url        string
 	store      *vaultstore.Store
 	vaultCalls atomic.Int64
+	mu         sync.Mutex
+	ops        map[string]int // Vault calls by operation
+}
+
+func (a *testAPI) opCount(op string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ops[op]
 }
 
 // newAPI serves credgate's real handler, store and verifier for t.
@@ -135,8 +171,13 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		t.Fatal(err)
 	}
 	vc.SetToken(o.ownToken)
-	a := &testAPI{t: t}
-	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, Observe: func(string, time.Duration, error) { a.vaultCalls.Add(1) }})
+	a := &testAPI{t: t, ops: map[string]int{}}
+	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, Observe: func(op string, _ time.Duration, _ error) {
+		a.vaultCalls.Add(1)
+		a.mu.Lock()
+		a.ops[op]++
+		a.mu.Unlock()
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +193,9 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		store = o.wrap(store)
 	}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&s.logs), zapcore.DebugLevel))
+	t.Cleanup(func() { _ = a.store.Close(context.Background()) })
 	h, err := httpapi.New(httpapi.Options{
-		Store: store, Auth: v, Logger: log,
+		Store: store, Credentials: a.store, Rotator: a.store, Access: a.store, Auth: v, Logger: log,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
 	})
 	if err != nil {

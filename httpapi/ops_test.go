@@ -78,9 +78,12 @@ func TestPanicsBecomeGenericInternalErrors(t *testing.T) {
 func TestUnknownRoutes(t *testing.T) {
 	a := newAPI(t, apiOptions{})
 	wantError(t, a.do("GET", "/api/v2/services", "", nil), 404, "NOT_FOUND")
-	r := a.do("GET", "/api/v1/credentials/a/b/c/d", "", nil)
-	if r.Status != 404 || r.Body["success"] != false || r.Body["timestamp"] == nil {
-		t.Fatalf("credentials family answers in its envelope: %d %s", r.Status, r.Raw)
+	for path, want := range map[string]int{"/api/v1/credentials/a/b/c/d": 400, "/api/v1/credentials/svc-1": 401} {
+		r := a.do("GET", path, "", nil)
+		e, _ := r.Body["error"].(map[string]any)
+		if r.Status != want || r.Body["success"] != false || r.Body["timestamp"] == nil || e["code"] == nil {
+			t.Fatalf("%s: the credentials family answers in its envelope: %d %s", path, r.Status, r.Raw)
+		}
 	}
 }
 

@@ -142,6 +142,7 @@ type Main struct {
 
 	ln     net.Listener
 	srv    *http.Server
+	store  *vaultstore.Store
 	served chan error
 	cancel context.CancelFunc
 }
@@ -169,8 +170,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.store = store
 	handler, err := httpapi.New(httpapi.Options{
-		Store: store, Auth: verifier, Logger: m.Logger,
+		Store: store, Credentials: store, Rotator: store, Access: store, Auth: verifier, Logger: m.Logger,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: store.Ready}, {Name: "issuers", Check: verifier.Ready}},
 	})
@@ -206,7 +208,7 @@ func (m *Main) Run(ctx context.Context) error {
 func (m *Main) Addr() string { return m.ln.Addr().String() }
 
 // Close stops accepting, lets in-flight requests finish within the grace
-// period, then returns.
+// period, writes the pending lastAccessedAt values, then returns.
 func (m *Main) Close() error {
 	if m.cancel != nil {
 		m.cancel()
@@ -217,6 +219,9 @@ func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownGrace)
 	defer cancel()
 	err := m.srv.Shutdown(ctx)
+	if serr := m.store.Close(ctx); err == nil {
+		err = serr
+	}
 	_ = m.Logger.Sync()
 	return err
 }
