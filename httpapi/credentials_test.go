@@ -592,4 +592,3 @@ func TestDecryptedReadsAreAuditedAsTheCaller(t *testing.T) {
 	}
 	t.Fatalf("no audit entry for the decrypted read of %s", path)
 }
-

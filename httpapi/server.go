@@ -44,8 +44,8 @@ type Options struct {
 	// default NewTokenEndpointClient().
 	TokenClient *http.Client
 	Auth        Authenticator
-	Logger *zap.Logger
-	Ready  []ReadyCheck
+	Logger      *zap.Logger
+	Ready       []ReadyCheck
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
 	// the client address in the access log; none by default.
 	TrustedProxies []string
