@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-oauth2/oauth2/v4/manage"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/vault/api"
 
@@ -522,6 +523,26 @@ func TestOAuth2Rotation(t *testing.T) {
 	vs := wantEnvelope(t, a.do("GET", "/api/v1/credentials/"+id+"/versions", tok, nil), 200)["versions"].([]any)
 	if last := vs[len(vs)-1].(map[string]any); last["change"] != "rotated" || last["current"] != true {
 		t.Fatalf("last version: %v", last)
+	}
+}
+
+func TestOAuth2RotationKeepsRefreshTokenTheServerDoesNotReplace(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "hubspot")
+	ts := startTokenServerWith(t, &manage.RefreshingConfig{IsGenerateRefresh: false, IsRemoveAccess: true})
+	first := ts.login(t)
+	id := a.mustCreateCredential(tok, map[string]any{
+		"integrationId": "hubspot", "credentialName": "crm", "authType": "oauth2_bearer",
+		"accessToken": first.AccessToken, "refreshToken": first.RefreshToken,
+		"clientId": ts.ClientID, "clientSecret": ts.ClientSecret, "tokenEndpoint": ts.URL + "/token",
+	})["id"].(string)
+	for i := range 2 {
+		wantEnvelope(t, a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, nil), 200)
+		got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/hubspot", tok, nil), 200)
+		secret(got["accessToken"].(string))
+		if got["refreshToken"] != first.RefreshToken || got["accessToken"] == first.AccessToken || !ts.accepts(t, got["accessToken"].(string)) {
+			t.Fatalf("rotation %d: the refresh token must stay and the access token be new", i+1)
+		}
 	}
 }
 

@@ -28,7 +28,13 @@ type tokenServer struct {
 	refuse bool           // answer every grant with 400 invalid_grant
 }
 
+// startTokenServer starts a server whose refresh tokens are single use.
 func startTokenServer(t *testing.T) *tokenServer {
+	return startTokenServerWith(t, manage.DefaultRefreshTokenCfg)
+}
+
+// startTokenServerWith starts a server with the given refresh behaviour.
+func startTokenServerWith(t *testing.T, refreshCfg *manage.RefreshingConfig) *tokenServer {
 	t.Helper()
 	ts := &tokenServer{ClientID: "credgate-test-client", ClientSecret: secret("client-secret-" + randHex(8)), grants: map[string]int{}}
 	manager := manage.NewDefaultManager()
@@ -38,7 +44,7 @@ func startTokenServer(t *testing.T) *tokenServer {
 		t.Fatal(err)
 	}
 	manager.MapClientStorage(clients)
-	manager.SetRefreshTokenCfg(manage.DefaultRefreshTokenCfg) // new refresh token each time; the old one dies
+	manager.SetRefreshTokenCfg(refreshCfg)
 	ts.srv = server.NewDefaultServer(manager)
 	ts.srv.SetClientInfoHandler(server.ClientBasicHandler)
 	ts.srv.SetPasswordAuthorizationHandler(func(_ context.Context, _, username, password string) (string, error) {
