@@ -41,8 +41,9 @@ func requestID() gin.HandlerFunc {
 }
 
 // accessLog renders the error a handler recorded, then writes one log line
-// per request. It never logs a header value, a body or a token.
-func accessLog(log *zap.Logger) gin.HandlerFunc {
+// per request and records its metrics. It never logs a header value, a
+// body or a token.
+func accessLog(log *zap.Logger, m *Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
@@ -57,6 +58,7 @@ func accessLog(log *zap.Logger) gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
+		m.request(route, c.Request.Method, c.Writer.Status(), time.Since(start))
 		fields := []zap.Field{
 			zap.String("method", c.Request.Method),
 			zap.String("route", route),

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/httpapi/ratelimit"
 	"github.com/credgate/credgate/policy"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	TrustedProxies []string
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
 	MaxBodyBytes int64
+	RateLimit    RateLimit
+	// Metrics, when set, are recorded and served at /metrics.
+	Metrics *Metrics
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -63,6 +67,15 @@ func New(o Options) (http.Handler, error) {
 	}
 	if o.TokenClient == nil {
 		o.TokenClient = NewTokenEndpointClient()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.RateLimit.Default <= 0 {
+		o.RateLimit.Default = DefaultRateLimit
+	}
+	if o.RateLimit.Store == nil {
+		o.RateLimit.Store = ratelimit.NewMemory(100000, nil)
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
@@ -79,13 +92,14 @@ func New(o Options) (http.Handler, error) {
 	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(requestID(), accessLog(o.Logger), recovery(), bodyLimit(o.MaxBodyBytes))
+	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), bodyLimit(o.MaxBodyBytes))
 
+	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
 	h := &handlers{store: o.Store, creds: o.Credentials, rotator: o.Rotator, access: o.Access, grant: refreshGrant(o.TokenClient)}
-	authed := r.Group("", authenticate(o.Auth), tenantCheck())
+	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics, o.Logger))
 	authed.GET("/debug/auth", debugAuth)
 
 	svc := authed.Group("/api/v1/services")

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/vaultstore"
@@ -19,13 +20,31 @@ import (
 
 // Config is credgate's configuration: a YAML file, then the environment.
 type Config struct {
-	Listen         string        `yaml:"listen"`
-	LogLevel       string        `yaml:"log_level"`
-	TrustedProxies []string      `yaml:"trusted_proxies"`
-	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
-	ShutdownGrace  time.Duration `yaml:"shutdown_grace"`
-	Vault          VaultConfig   `yaml:"vault"`
-	Auth           AuthConfig    `yaml:"auth"`
+	Listen         string          `yaml:"listen"`
+	LogLevel       string          `yaml:"log_level"`
+	TrustedProxies []string        `yaml:"trusted_proxies"`
+	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
+	ShutdownGrace  time.Duration   `yaml:"shutdown_grace"`
+	Vault          VaultConfig     `yaml:"vault"`
+	Auth           AuthConfig      `yaml:"auth"`
+	RateLimit      RateLimitConfig `yaml:"rate_limit"`
+}
+
+// RateLimitConfig is the per-tenant limit and where its counters live.
+type RateLimitConfig struct {
+	Default int            `yaml:"default"` // requests per minute per tenant
+	Tenants map[string]int `yaml:"tenants"` // overrides
+	Redis   RedisConfig    `yaml:"redis"`
+}
+
+// RedisConfig names the Redis shared by all replicas; empty: in memory.
+type RedisConfig struct {
+	Address  string `yaml:"address"` // host:port; CREDGATE_REDIS_ADDR
+	Username string `yaml:"username"`
+	DB       int    `yaml:"db"`
+	TLS      bool   `yaml:"tls"`
+	// Password comes from CREDGATE_REDIS_PASSWORD only, never the file.
+	Password string `yaml:"-"`
 }
 
 // VaultConfig says how credgate reaches Vault. The standard VAULT_*
@@ -73,7 +92,8 @@ func DefaultConfig() Config {
 			MaxTokenTTL: vaultstore.DefaultMaxTokenTTL,
 			Timeout:     vaultstore.DefaultTimeout,
 		},
-		Auth: AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
+		Auth:      AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
+		RateLimit: RateLimitConfig{Default: 100},
 	}
 }
 
@@ -112,6 +132,10 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		}
 		cfg.Vault.Token = strings.TrimSpace(string(b))
 	}
+	if v := getenv("CREDGATE_REDIS_ADDR"); v != "" {
+		cfg.RateLimit.Redis.Address = v
+	}
+	cfg.RateLimit.Redis.Password = getenv("CREDGATE_REDIS_PASSWORD")
 	if iss := getenv("CREDGATE_OIDC_ISSUER"); iss != "" {
 		cfg.Auth.Issuers = append(cfg.Auth.Issuers, IssuerConfig{Name: "default", URL: iss, Audiences: strings.Split(getenv("CREDGATE_OIDC_AUDIENCE"), ",")})
 	}
@@ -180,6 +204,19 @@ func (c Config) Validate() error {
 	if c.Auth.JWKSRefreshInterval < time.Second {
 		bad("auth.jwks_refresh_interval: at least 1s")
 	}
+	if c.RateLimit.Default < 1 {
+		bad("rate_limit.default: at least 1 request per minute")
+	}
+	for t, n := range c.RateLimit.Tenants {
+		if n < 1 || !validTenant(t) {
+			bad("rate_limit.tenants.%s: a valid tenant id and at least 1 request per minute", t)
+		}
+	}
+	if a := c.RateLimit.Redis.Address; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("rate_limit.redis.address: %q is not host:port", a)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -220,3 +257,5 @@ func slicesHasEmpty(ss []string) bool {
 	}
 	return false
 }
+
+func validTenant(t string) bool { return credgate.ValidID(t) }

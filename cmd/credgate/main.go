@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,11 +23,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/httpapi/ratelimit"
 	"github.com/credgate/credgate/vaultstore"
 )
 
@@ -143,6 +146,7 @@ type Main struct {
 	ln     net.Listener
 	srv    *http.Server
 	store  *vaultstore.Store
+	redis  *redis.Client
 	served chan error
 	cancel context.CancelFunc
 }
@@ -156,9 +160,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	named := make([]string, 0, len(cfg.RateLimit.Tenants))
+	for t := range cfg.RateLimit.Tenants {
+		named = append(named, t)
+	}
+	metrics := httpapi.NewMetrics(named)
 	store, err := vaultstore.New(vaultstore.Options{
 		Client: vc, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout,
+		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache,
 	})
 	if err != nil {
 		return err
@@ -166,13 +176,25 @@ func (m *Main) Run(ctx context.Context) error {
 	verifier, err := auth.New(auth.Options{
 		Issuers: cfg.issuers(), RoleMap: cfg.roleMap(),
 		CacheSize: cfg.Auth.CacheSize, RefreshInterval: cfg.Auth.JWKSRefreshInterval,
+		OnCache: metrics.VerifiedTokenCache, OnJWKSFetch: metrics.JWKSFetch,
 	})
 	if err != nil {
 		return err
 	}
+	rl := httpapi.RateLimit{Default: cfg.RateLimit.Default, Tenants: cfg.RateLimit.Tenants}
+	if r := cfg.RateLimit.Redis; r.Address != "" {
+		opts := &redis.Options{Addr: r.Address, Username: r.Username, Password: r.Password, DB: r.DB,
+			DialTimeout: time.Second, ReadTimeout: 250 * time.Millisecond, WriteTimeout: 250 * time.Millisecond}
+		if r.TLS {
+			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		m.redis = redis.NewClient(opts)
+		rl.Store = ratelimit.NewRedis(m.redis)
+	}
 	m.store = store
 	handler, err := httpapi.New(httpapi.Options{
 		Store: store, Credentials: store, Rotator: store, Access: store, Auth: verifier, Logger: m.Logger,
+		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: store.Ready}, {Name: "issuers", Check: verifier.Ready}},
 	})
@@ -221,6 +243,9 @@ func (m *Main) Close() error {
 	err := m.srv.Shutdown(ctx)
 	if serr := m.store.Close(ctx); err == nil {
 		err = serr
+	}
+	if m.redis != nil {
+		_ = m.redis.Close()
 	}
 	_ = m.Logger.Sync()
 	return err

@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are credgate's Prometheus series, on a registry of their own.
+// No label ever holds a token, a secret or a raw path: routes are gin's
+// templates, Vault operations a fixed set, and tenants are named only when
+// the configuration names them (every other tenant is "other"), so the
+// label sets stay bounded whatever callers send.
+type Metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	vault         *prometheus.HistogramVec
+	vaultErrors   *prometheus.CounterVec
+	tokenCache    *prometheus.CounterVec
+	verifiedCache *prometheus.CounterVec
+	jwks          *prometheus.CounterVec
+	rateLimited   *prometheus.CounterVec
+	rateLimitErrs prometheus.Counter
+	namedTenants  map[string]bool
+}
+
+// NewMetrics returns the metrics; namedTenants are the tenants that get a
+// label value of their own.
+func NewMetrics(namedTenants []string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), namedTenants: map[string]bool{}}
+	for _, t := range namedTenants {
+		m.namedTenants[t] = true
+	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_http_requests_total", Help: "HTTP requests by route template, method and status.",
+	}, []string{"route", "method", "status"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "credgate_http_request_duration_seconds", Help: "HTTP request latency by route template and method.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route", "method"})
+	m.vault = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "credgate_vault_request_duration_seconds", Help: "Vault call latency by operation.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"operation"})
+	m.vaultErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_vault_errors_total", Help: "Failed Vault calls by operation.",
+	}, []string{"operation"})
+	m.tokenCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_vault_token_cache_total", Help: "Lookups of per-caller Vault tokens by result (hit, miss).",
+	}, []string{"result"})
+	m.verifiedCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_verified_token_cache_total", Help: "Lookups of verified bearer tokens by result (hit, miss).",
+	}, []string{"result"})
+	m.jwks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_jwks_fetches_total", Help: "JWKS fetches by configured issuer and result (ok, error).",
+	}, []string{"issuer", "result"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_rate_limited_total", Help: "Requests refused by the rate limit, by tenant (configured tenants by name, others as other).",
+	}, []string{"tenant"})
+	m.rateLimitErrs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "credgate_rate_limit_store_errors_total", Help: "Rate-limit store failures; the request was let through (fail open).",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.vault, m.vaultErrors, m.tokenCache, m.verifiedCache, m.jwks, m.rateLimited, m.rateLimitErrs,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *Metrics) request(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// ObserveVault records one Vault call (vaultstore.Options.Observe).
+func (m *Metrics) ObserveVault(op string, d time.Duration, err error) {
+	m.vault.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.vaultErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// TokenCache records a per-caller token lookup (vaultstore.Options.OnTokenCache).
+func (m *Metrics) TokenCache(hit bool) { m.tokenCache.WithLabelValues(hitOrMiss(hit)).Inc() }
+
+// VerifiedTokenCache records a verified-token lookup (auth.Options.OnCache).
+func (m *Metrics) VerifiedTokenCache(hit bool) { m.verifiedCache.WithLabelValues(hitOrMiss(hit)).Inc() }
+
+// JWKSFetch records a JWKS fetch (auth.Options.OnJWKSFetch).
+func (m *Metrics) JWKSFetch(issuer string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.jwks.WithLabelValues(issuer, result).Inc()
+}
+
+func (m *Metrics) limited(tenant string) {
+	if !m.namedTenants[tenant] {
+		tenant = "other"
+	}
+	m.rateLimited.WithLabelValues(tenant).Inc()
+}
+
+func hitOrMiss(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}

@@ -1,0 +1,64 @@
+package httpapi
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/httpapi/ratelimit"
+)
+
+// Limiter is a rate-limit store (ratelimit.Memory, ratelimit.Redis).
+type Limiter interface {
+	Allow(ctx context.Context, key string, limit int) (ratelimit.Decision, error)
+}
+
+// RateLimit configures the per-tenant limit.
+type RateLimit struct {
+	Store   Limiter        // default: in memory
+	Default int            // requests per minute; default 100
+	Tenants map[string]int // per-tenant overrides
+}
+
+// DefaultRateLimit is the default per-tenant limit (requests per minute).
+const DefaultRateLimit = 100
+
+// rateLimit spends one request of the verified tenant's budget. The key is
+// the tenant of the token, never a header or an address. When the store
+// cannot be asked (Redis down), the request goes through: an outage of the
+// limiter must not become an outage of the secrets; a log line and
+// credgate_rate_limit_store_errors_total say it happened.
+func rateLimit(rl RateLimit, m *Metrics, log *zap.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		tenant := credgate.PrincipalFrom(c.Request.Context()).Tenant
+		limit := rl.Default
+		if n, ok := rl.Tenants[tenant]; ok {
+			limit = n
+		}
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 250*time.Millisecond)
+		d, err := rl.Store.Allow(ctx, "credgate:ratelimit:"+tenant, limit)
+		cancel()
+		if err != nil {
+			m.rateLimitErrs.Inc()
+			log.Warn("rate limit store unavailable; letting the request through", zap.String("tenant", tenant), zap.Error(err))
+			c.Next()
+			return
+		}
+		h := c.Writer.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(d.ResetAfter).Unix(), 10))
+		if !d.Allowed {
+			m.limited(tenant)
+			h.Set("Retry-After", strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds()))))
+			fail(c, credgate.Errorf(credgate.ERateLimited, "the tenant's limit of %d requests per minute is spent; retry later", d.Limit))
+			return
+		}
+		c.Next()
+	}
+}
