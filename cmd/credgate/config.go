@@ -25,6 +25,8 @@ type Config struct {
 	TrustedProxies []string        `yaml:"trusted_proxies"`
 	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
 	ShutdownGrace  time.Duration   `yaml:"shutdown_grace"`
+	ShutdownDrain  time.Duration   `yaml:"shutdown_drain"`
+	TLS            ListenerTLS     `yaml:"tls"`
 	Vault          VaultConfig     `yaml:"vault"`
 	Auth           AuthConfig      `yaml:"auth"`
 	RateLimit      RateLimitConfig `yaml:"rate_limit"`
@@ -47,6 +49,23 @@ type RedisConfig struct {
 	Password string `yaml:"-"`
 }
 
+// ListenerTLS makes credgate serve HTTPS; both files or neither.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// VaultTLS says how credgate trusts Vault and proves itself to it. The
+// VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME
+// and VAULT_SKIP_VERIFY variables win over these.
+type VaultTLS struct {
+	CACert     string `yaml:"ca_cert"`
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	ServerName string `yaml:"server_name"`
+	SkipVerify bool   `yaml:"skip_verify"`
+}
+
 // VaultConfig says how credgate reaches Vault. The standard VAULT_*
 // variables (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, VAULT_CLIENT_CERT, ...)
 // are honoured and win over the file.
@@ -57,6 +76,7 @@ type VaultConfig struct {
 	TokenRole   string        `yaml:"token_role"`
 	MaxTokenTTL time.Duration `yaml:"max_token_ttl"`
 	Timeout     time.Duration `yaml:"timeout"`
+	TLS         VaultTLS      `yaml:"tls"`
 	// Token is VAULT_TOKEN or the content of TokenFile; never in the file.
 	Token string `yaml:"-"`
 }
@@ -86,6 +106,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		MaxBodyBytes:  1 << 20,
 		ShutdownGrace: 20 * time.Second,
+		ShutdownDrain: 2 * time.Second,
 		Vault: VaultConfig{
 			Mount:       vaultstore.DefaultMount,
 			TokenRole:   vaultstore.DefaultTokenRole,
@@ -154,11 +175,28 @@ func (c Config) Validate() error {
 	default:
 		bad("log_level: %q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls: cert_file and key_file go together")
+	}
+	for name, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile,
+		"vault.tls.ca_cert": c.Vault.TLS.CACert, "vault.tls.client_cert": c.Vault.TLS.ClientCert, "vault.tls.client_key": c.Vault.TLS.ClientKey} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				bad("%s: %v", name, err)
+			}
+		}
+	}
+	if (c.Vault.TLS.ClientCert == "") != (c.Vault.TLS.ClientKey == "") {
+		bad("vault.tls: client_cert and client_key go together")
+	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes: must be positive")
 	}
 	if c.ShutdownGrace <= 0 {
 		bad("shutdown_grace: must be positive")
+	}
+	if c.ShutdownDrain < 0 {
+		bad("shutdown_drain: must not be negative")
 	}
 	if u, err := url.Parse(c.Vault.Address); c.Vault.Address == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		bad("vault.address (or VAULT_ADDR): %q is not an http(s) URL", c.Vault.Address)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -143,12 +144,14 @@ type Main struct {
 	Config Config
 	Logger *zap.Logger
 
-	ln     net.Listener
-	srv    *http.Server
-	store  *vaultstore.Store
-	redis  *redis.Client
-	served chan error
-	cancel context.CancelFunc
+	ln    net.Listener
+	srv   *http.Server
+	store *vaultstore.Store
+	redis *redis.Client
+	// draining is set when Close begins: /readyz fails and keep-alives end.
+	draining atomic.Bool
+	served   chan error
+	cancel   context.CancelFunc
 }
 
 // Run wires the store, verifier and API and starts serving in the
@@ -196,7 +199,15 @@ func (m *Main) Run(ctx context.Context) error {
 		Store: store, Credentials: store, Rotator: store, Access: store, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
-		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: store.Ready}, {Name: "issuers", Check: verifier.Ready}},
+		Ready: []httpapi.ReadyCheck{
+			{Name: "vault", Check: store.Ready}, {Name: "issuers", Check: verifier.Ready},
+			{Name: "shutdown", Check: func(context.Context) error {
+				if m.draining.Load() {
+					return errors.New("shutting down")
+				}
+				return nil
+			}},
+		},
 	})
 	if err != nil {
 		return err
@@ -215,7 +226,14 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() {
-		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if cfg.TLS.CertFile != "" {
+			m.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			err = m.srv.ServeTLS(m.ln, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		} else {
+			err = m.srv.Serve(m.ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			m.served <- err
 		}
 		close(m.served)
@@ -229,8 +247,11 @@ func (m *Main) Run(ctx context.Context) error {
 // Addr is the address the API listens on (useful with port 0).
 func (m *Main) Addr() string { return m.ln.Addr().String() }
 
-// Close stops accepting, lets in-flight requests finish within the grace
-// period, writes the pending lastAccessedAt values, then returns.
+// Close shuts down in three steps. Drain: /readyz fails (load balancers
+// stop sending) and keep-alives end, so every answer closes its connection
+// and no client is caught reusing one the server is about to close. Then
+// stop accepting and let in-flight requests finish within the grace
+// period. Last, write the pending lastAccessedAt values.
 func (m *Main) Close() error {
 	if m.cancel != nil {
 		m.cancel()
@@ -238,6 +259,9 @@ func (m *Main) Close() error {
 	if m.srv == nil {
 		return nil
 	}
+	m.draining.Store(true)
+	m.srv.SetKeepAlivesEnabled(false)
+	time.Sleep(m.Config.ShutdownDrain)
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownGrace)
 	defer cancel()
 	err := m.srv.Shutdown(ctx)
@@ -259,6 +283,16 @@ func NewVaultClient(vc VaultConfig) (*api.Client, error) {
 		return nil, conf.Error
 	}
 	conf.Address = vc.Address
+	// The file's TLS settings first; then the VAULT_* variables win again.
+	t := vc.TLS
+	if t.CACert != "" || t.ClientCert != "" || t.ServerName != "" || t.SkipVerify {
+		if err := conf.ConfigureTLS(&api.TLSConfig{CACert: t.CACert, ClientCert: t.ClientCert, ClientKey: t.ClientKey, TLSServerName: t.ServerName, Insecure: t.SkipVerify}); err != nil {
+			return nil, fmt.Errorf("vault.tls: %w", err)
+		}
+		if err := conf.ReadEnvironment(); err != nil {
+			return nil, err
+		}
+	}
 	conf.MaxRetries = 0 // a sealed or absent Vault answers 503 at once; clients retry
 	conf.Timeout = vc.Timeout + time.Second
 	c, err := api.NewClient(conf)

@@ -27,6 +27,7 @@ type Server struct {
 	Addr      string
 	RootToken string
 	UnsealKey string
+	CACert    string // with TLS: the CA that signed the server's certificate
 
 	cmd  *exec.Cmd
 	logs *Buffer
@@ -36,7 +37,11 @@ type Server struct {
 
 // Start runs bin as a dev server listening on listen (host:port; port 0
 // picks a free one) and waits until it is unsealed and active.
-func Start(bin, listen string) (*Server, error) {
+func Start(bin, listen string) (*Server, error) { return StartTLS(bin, listen, "") }
+
+// StartTLS is Start with -dev-tls when tlsDir is not empty: Vault writes
+// its generated CA to tlsDir/vault-ca.pem and serves https.
+func StartTLS(bin, listen, tlsDir string) (*Server, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, err
@@ -50,10 +55,13 @@ func Start(bin, listen string) (*Server, error) {
 	}
 	addr := net.JoinHostPort(host, port)
 	s := &Server{Addr: "http://" + addr, RootToken: randomToken(), logs: &Buffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "server", "-dev",
-		"-dev-root-token-id="+s.RootToken,
-		"-dev-listen-address="+addr,
-		"-dev-no-store-token")
+	args := []string{"server", "-dev", "-dev-root-token-id=" + s.RootToken, "-dev-listen-address=" + addr, "-dev-no-store-token"}
+	if tlsDir != "" {
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+tlsDir)
+		s.Addr = "https://" + addr
+		s.CACert = filepath.Join(tlsDir, "vault-ca.pem")
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=", "SKIP_SETCAP=1")
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	// The dev server dies with its parent, even one that panicked.
@@ -62,7 +70,7 @@ func Start(bin, listen string) (*Server, error) {
 		return nil, fmt.Errorf("devvault: starting %s: %w", bin, err)
 	}
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	if err := WaitReady(s.Addr, s.RootToken, 60*time.Second, s.done, s.logs.String, &s.UnsealKey); err != nil {
+	if err := WaitReady(s.Addr, s.RootToken, s.CACert, 60*time.Second, s.done, s.logs.String, &s.UnsealKey); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("devvault: %w\n%s", err, s.logs.String())
 	}
@@ -90,13 +98,24 @@ func (s *Server) Process() *os.Process { return s.cmd.Process }
 
 var unsealKeyRE = regexp.MustCompile(`Unseal Key: (\S+)`)
 
-// WaitReady waits until the Vault at addr is unsealed and active and output
-// has shown its unseal key, which it stores in unsealKey. exited, when
+// WaitReady waits until the Vault at addr (trusted through caCert when not
+// empty) is unsealed and active and output has shown its unseal key, which
+// it stores in unsealKey. exited, when
 // closed, means the server is gone.
-func WaitReady(addr, token string, limit time.Duration, exited <-chan struct{}, output func() string, unsealKey *string) error {
+func WaitReady(addr, token, caCert string, limit time.Duration, exited <-chan struct{}, output func() string, unsealKey *string) error {
 	cfg := api.DefaultConfig()
 	cfg.Address = addr
 	cfg.MaxRetries = 0
+	if caCert != "" {
+		for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
+			if _, err := os.Stat(caCert); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: caCert}); err != nil {
+			return err
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return err

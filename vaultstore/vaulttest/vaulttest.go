@@ -187,7 +187,7 @@ func startContainer() (*Server, error) {
 		b, _ := io.ReadAll(r)
 		return string(b)
 	}
-	if err := devvault.WaitReady(s.Addr, tok, 60*time.Second, nil, logs, &s.UnsealKey); err != nil {
+	if err := devvault.WaitReady(s.Addr, tok, "", 60*time.Second, nil, logs, &s.UnsealKey); err != nil {
 		s.Close()
 		return nil, err
 	}
