@@ -6,7 +6,10 @@ VAULT_MOD := deploy/vault
 # loops are concurrent code.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: help vault dev test bench lint verify build clean
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_DIR     := httpapi/swaggerui/dist
+
+.PHONY: help vault dev test bench lint verify build clean swagger-ui
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +42,11 @@ lint: ## gofmt and go vet
 
 verify: lint ## fail when go mod tidy or gofmt would change anything
 	$(GO) mod tidy -diff
+
+swagger-ui: ## re-fetch the pinned swagger-ui-dist assets embedded for /docs (needs npm)
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && tar xzf swagger-ui-dist-*.tgz && \
+	cp package/swagger-ui-bundle.js package/swagger-ui-bundle.js.LICENSE.txt package/swagger-ui.css \
+	   package/LICENSE package/NOTICE package/favicon-32x32.png $(CURDIR)/$(SWAGGER_UI_DIR)/ && rm -rf $$tmp
 
 clean: ## remove built binaries and dev state
 	rm -rf bin .credgate-dev

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/policy"
@@ -45,6 +46,7 @@ type suite struct {
 	logs      devvault.Buffer // every credgate log line of the package
 	tokens    sync.Map        // every bearer token handed out, to look for in logs
 	secrets   sync.Map        // every secret value used, to look for in logs
+	spec      *spec           // every answer is checked against the OpenAPI document
 }
 
 // secret registers v as a secret value the logs must never hold.
@@ -72,6 +74,9 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) (int, error) {
 	var err error
+	if s.spec, err = loadSpec(); err != nil {
+		return 1, err
+	}
 	if s.vault, err = vaulttest.New(true); err != nil {
 		return 1, err
 	}
@@ -95,6 +100,9 @@ func runMain(m *testing.M) (int, error) {
 		return 1, err
 	}
 	code := m.Run()
+	if err := s.spec.report(); err != nil {
+		return 1, err
+	}
 	// No bearer token may ever reach a log line.
 	leaked := 0
 	logs := s.logs.String()
@@ -213,7 +221,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(s.spec.validating(h))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	return a
@@ -329,3 +337,12 @@ func (a *testAPI) mustCreate(tok string, body map[string]any) reply {
 	}
 	return r
 }
+
+// noAuth refuses everyone; for building a handler whose routes are listed.
+type noAuth struct{}
+
+func (noAuth) Verify(context.Context, string, string) (*credgate.Principal, error) {
+	return nil, credgate.Errorf(credgate.EUnauthorized, "no")
+}
+
+func nopLogger() *zap.Logger { return zap.NewNop() }

@@ -95,6 +95,9 @@ func New(o Options) (http.Handler, error) {
 	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), bodyLimit(o.MaxBodyBytes))
 
 	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
+	if err := docsRoutes(r); err != nil {
+		return nil, err
+	}
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
