@@ -2,11 +2,11 @@ package httpapi_test
 
 import (
 	"bytes"
-	"flag"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -135,10 +135,10 @@ func runMain(m *testing.M) (int, error) {
 
 // apiOptions changes what newAPI builds.
 type apiOptions struct {
-	vault    *vaulttest.Server // default: the suite's
-	vaultURL string            // talk to Vault here instead (a proxy)
-	issuers  []auth.IssuerConfig
-	roleMap  policy.RoleMap
+	vault     *vaulttest.Server // default: the suite's
+	vaultURL  string            // talk to Vault here instead (a proxy)
+	issuers   []auth.IssuerConfig
+	roleMap   policy.RoleMap
 	wrap      func(httpapi.ServiceStore) httpapi.ServiceStore
 	ownToken  string
 	rateLimit httpapi.RateLimit // default: 10000 a minute, in memory
