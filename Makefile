@@ -5,6 +5,8 @@ VAULT_MOD := deploy/vault
 # Tests run with the race detector: credgate's caches and check-and-set
 # loops are concurrent code.
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# Test artifacts (the Swagger UI screenshot) are kept under testdata-out/.
+ARTIFACTS := -artifacts -outputdir $(CURDIR)/testdata-out
 
 SWAGGER_UI_VERSION := 5.35.0
 SWAGGER_UI_DIR     := httpapi/swaggerui/dist
@@ -31,7 +33,9 @@ dev: vault ## run a local stack: Vault dev server, its OIDC issuer, credgate on 
 
 test: vault ## vet and run every test against a real Vault
 	$(GO) vet ./...
-	$(GO) test $(TESTFLAGS) ./...
+	@mkdir -p testdata-out
+	$(GO) test $(TESTFLAGS) $(ARTIFACTS) ./...
+	@find testdata-out -name '*.png' | sed 's/^/artifact: /'
 
 bench: vault ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
