@@ -137,42 +137,11 @@ func TestVaultAuditLogNamesTheCallerAndRequest(t *testing.T) {
 	if r := a.do("GET", "/api/v1/services/sendgrid", tok, nil, "X-Request-Id", rid); r.Status != 200 || r.Header.Get("X-Request-Id") != rid {
 		t.Fatalf("read: %d, X-Request-Id %q", r.Status, r.Header.Get("X-Request-Id"))
 	}
-	path := "credgate/data/tenants/" + ten + "/services/sendgrid"
-	var found bool
-	deadline := time.Now().Add(5 * time.Second)
-	for !found && time.Now().Before(deadline) {
-		for _, line := range vaulttest.ReadAuditLog(t, s.auditFile) {
-			var e struct {
-				Type string `json:"type"`
-				Auth struct {
-					Metadata map[string]string `json:"metadata"`
-					Policies []string          `json:"policies"`
-				} `json:"auth"`
-				Request struct {
-					Path      string              `json:"path"`
-					Operation string              `json:"operation"`
-					Headers   map[string][]string `json:"headers"`
-				} `json:"request"`
-			}
-			if json.Unmarshal([]byte(line), &e) != nil || e.Type != "response" || e.Request.Path != path || e.Request.Operation != "read" {
-				continue
-			}
-			if got := e.Request.Headers["x-request-id"]; len(got) != 1 || got[0] != rid {
-				continue
-			}
-			found = true
-			if e.Auth.Metadata["sub"] != sub || e.Auth.Metadata["tenant"] != ten || e.Auth.Metadata["email"] != "dana@"+ten+".example" {
-				t.Fatalf("audit entry names %v; want sub %s, tenant %s", e.Auth.Metadata, sub, ten)
-			}
-			if len(e.Auth.Policies) != 1 || e.Auth.Policies[0] != policy.Name(ten, policy.IntegrationViewer) {
-				t.Fatalf("audit entry policies %v", e.Auth.Policies)
-			}
-		}
-		if !found {
-			time.Sleep(100 * time.Millisecond)
-		}
+	e := vaulttest.FindAuditResponse(t, s.auditFile, "read", "credgate/data/tenants/"+ten+"/services/sendgrid", rid)
+	if e.Auth.Metadata["sub"] != sub || e.Auth.Metadata["tenant"] != ten || e.Auth.Metadata["email"] != "dana@"+ten+".example" {
+		t.Fatalf("audit entry names %v; want sub %s, tenant %s", e.Auth.Metadata, sub, ten)
 	}
-	if !found {
-		t.Fatalf("no audit entry for a read of %s with X-Request-Id %s", path, rid)
+	if len(e.Auth.Policies) != 1 || e.Auth.Policies[0] != policy.Name(ten, policy.IntegrationViewer) {
+		t.Fatalf("audit entry policies %v", e.Auth.Policies)
 	}
 }

@@ -666,36 +666,23 @@ func (s *Store) RotateCredential(ctx context.Context, cred string, fn func(*cred
 // VALIDATION_FAILED (not refreshable), VERSION_CONFLICT (lock not had in
 // time), INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or grant's.
 func (s *Store) RefreshCredential(ctx context.Context, cred string, grant credgate.RefreshGrant) (*credgate.Credential, error) {
-	k, err := s.kvFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tenant := tenantOf(ctx)
-	svc, err := k.serviceOf(ctx, tenant, cred)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
-	}
-	release, err := k.lock(ctx, tenant, cred)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	var got map[string]string
 	var expiry *time.Time
-	return k.updateCred(ctx, tenant, svc, cred, func(c *credgate.Credential) (string, error) {
+	return s.RotateCredential(ctx, cred, func(c *credgate.Credential) error {
 		if got == nil { // the grant happens once; a CAS retry re-applies it
 			if !c.CanRefresh() {
-				return "", credgate.Errorf(credgate.EValidationFailed, "the credential has no refresh token and token endpoint to rotate with")
+				return credgate.Errorf(credgate.EValidationFailed, "the credential has no refresh token and token endpoint to rotate with")
 			}
+			var err error
 			if got, expiry, err = grant(ctx, c); err != nil {
-				return "", err
+				return err
 			}
 		}
 		for f, v := range got {
 			c.Secrets[f] = v
 		}
 		c.ExpiresAt = expiry
-		return credgate.ChangeRotated, nil
+		return nil
 	})
 }
 

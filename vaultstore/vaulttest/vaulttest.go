@@ -9,6 +9,7 @@ package vaulttest
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -215,4 +216,38 @@ func ReadAuditLog(tb testing.TB, path string) []string {
 		tb.Fatal(err)
 	}
 	return lines
+}
+
+// AuditEntry is what the tests read of a file audit device's entry.
+type AuditEntry struct {
+	Type string `json:"type"`
+	Auth struct {
+		Metadata map[string]string `json:"metadata"`
+		Policies []string          `json:"policies"`
+	} `json:"auth"`
+	Request struct {
+		Path      string              `json:"path"`
+		Operation string              `json:"operation"`
+		Headers   map[string][]string `json:"headers"`
+	} `json:"request"`
+}
+
+// FindAuditResponse waits up to five seconds for the response entry of a
+// request with operation op on path that carried X-Request-Id requestID,
+// and fails tb when there is none.
+func FindAuditResponse(tb testing.TB, auditFile, op, path, requestID string) *AuditEntry {
+	tb.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, line := range ReadAuditLog(tb, auditFile) {
+			var e AuditEntry
+			if json.Unmarshal([]byte(line), &e) != nil || e.Type != "response" || e.Request.Path != path || e.Request.Operation != op {
+				continue
+			}
+			if h := e.Request.Headers["x-request-id"]; len(h) == 1 && h[0] == requestID {
+				return &e
+			}
+		}
+	}
+	tb.Fatalf("vaulttest: no audit entry for %s %s with X-Request-Id %s", op, path, requestID)
+	return nil
 }
