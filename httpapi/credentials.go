@@ -225,7 +225,7 @@ func (in *credentialInput) hasSecrets() bool {
 
 // apply validates the input and sets what it carries on c. Error messages
 // name fields, never values.
-func (in *credentialInput) apply(c *credgate.Credential, create bool) error {
+func (in *credentialInput) apply(c *credgate.Credential) error {
 	bad := map[string]string{}
 	setText := func(dst *string, src *string, field string, max int, required bool) {
 		if src != nil {
@@ -404,7 +404,7 @@ func (h *handlers) createCredential(c *gin.Context) {
 		return
 	}
 	cred := &credgate.Credential{IntegrationID: *in.IntegrationID, Status: credgate.CredActive, Metadata: map[string]any{}}
-	if err := in.apply(cred, true); err != nil {
+	if err := in.apply(cred); err != nil {
 		fail(c, err)
 		return
 	}
@@ -508,7 +508,7 @@ func (h *handlers) patchCredential(c *gin.Context) {
 			return "", versionConflict(cr.Version, ifMatch)
 		}
 		before := maps.Clone(cr.Secrets)
-		if err := in.apply(cr, false); err != nil {
+		if err := in.apply(cr); err != nil {
 			return "", err
 		}
 		if maps.Equal(before, cr.Secrets) {
@@ -588,7 +588,7 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 	case in.Generate:
 		out, err = h.rotator.RotateCredential(ctx, id, func(cr *credgate.Credential) error { return h.generate(ctx, cr) })
 	case in.hasSecrets():
-		out, err = h.rotator.RotateCredential(ctx, id, func(cr *credgate.Credential) error { return in.apply(cr, false) })
+		out, err = h.rotator.RotateCredential(ctx, id, func(cr *credgate.Credential) error { return in.apply(cr) })
 	default:
 		out, err = h.rotator.RefreshCredential(ctx, id, h.grant)
 	}
