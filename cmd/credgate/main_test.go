@@ -226,3 +226,18 @@ func TestDevStackPrintedCurlWorks(t *testing.T) {
 		t.Fatalf("state file: %v %v; want mode 0600", st, err)
 	}
 }
+
+func TestExampleConfigurationIsValid(t *testing.T) {
+	cfg, err := LoadConfig("../../deploy/credgate.example.yaml", func(k string) string {
+		return map[string]string{"VAULT_TOKEN": "s.example"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("deploy/credgate.example.yaml: %v", err)
+	}
+	if cfg.Auth.Issuers[0].RolesClaim != "realm_access.roles" || cfg.RateLimit.Tenants["acme"] != 1000 {
+		t.Fatalf("example not read as written: %+v", cfg)
+	}
+}
