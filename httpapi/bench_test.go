@@ -26,3 +26,26 @@ func BenchmarkGetService(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetCredential is one decrypted credential read: the newest
+// active credential is chosen from the service's descriptions, then its
+// data is read, and lastAccessedAt is queued.
+func BenchmarkGetCredential(b *testing.B) {
+	a := newAPI(b, apiOptions{})
+	tok := token(b, "bench", tenant(b), "integration_admin")
+	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
+	a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+	req, _ := http.NewRequest("GET", a.url+"/api/v1/credentials/bench", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+}
