@@ -436,28 +436,19 @@ func (s *Store) ListCredentials(ctx context.Context, service string) ([]*credgat
 	return list, nil
 }
 
-// DescribeCredential returns credential cred without secret values.
-// Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
-func (s *Store) DescribeCredential(ctx context.Context, cred string) (*credgate.Credential, error) {
+// locate returns the caller's view of Vault, their tenant and the service
+// credential cred belongs to. Errors: CREDENTIAL_NOT_FOUND, or the caller's.
+func (s *Store) locate(ctx context.Context, cred string) (*kv, string, string, error) {
 	k, err := s.kvFor(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	tenant := tenantOf(ctx)
 	svc, err := k.serviceOf(ctx, tenant, cred)
 	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
+		return nil, "", "", translate(err, credgate.ECredentialNotFound, false)
 	}
-	meta, err := k.readCredMeta(ctx, tenant, svc, cred)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
-	}
-	c, ok := fromProjection(meta.CustomMetadata)
-	if !ok {
-		return nil, credgate.Errorf(credgate.ECredentialNotFound, "credential not found")
-	}
-	c.ID = cred
-	return c, nil
+	return k, tenant, svc, nil
 }
 
 // UpdateCredential applies fn to the current credential cred, with its
@@ -467,14 +458,9 @@ func (s *Store) DescribeCredential(ctx context.Context, cred string) (*credgate.
 // Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT, VALIDATION_FAILED,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or fn's.
 func (s *Store) UpdateCredential(ctx context.Context, cred string, fn func(*credgate.Credential) (string, error)) (*credgate.Credential, error) {
-	k, err := s.kvFor(ctx)
+	k, tenant, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return nil, err
-	}
-	tenant := tenantOf(ctx)
-	svc, err := k.serviceOf(ctx, tenant, cred)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
 	}
 	return k.updateCred(ctx, tenant, svc, cred, fn)
 }
@@ -526,14 +512,9 @@ func cloneStrings(m map[string]string) map[string]string {
 // entry. Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) DeleteCredential(ctx context.Context, cred string) error {
-	k, err := s.kvFor(ctx)
+	k, tenant, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return err
-	}
-	tenant := tenantOf(ctx)
-	svc, err := k.serviceOf(ctx, tenant, cred)
-	if err != nil {
-		return translate(err, credgate.ECredentialNotFound, false)
 	}
 	if _, err := k.readCredMeta(ctx, tenant, svc, cred); err != nil {
 		return translate(err, credgate.ECredentialNotFound, false)
@@ -549,14 +530,9 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string) error {
 // any secret value. Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error) {
-	k, err := s.kvFor(ctx)
+	k, tenant, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return nil, err
-	}
-	tenant := tenantOf(ctx)
-	svc, err := k.serviceOf(ctx, tenant, cred)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
 	}
 	meta, err := k.readCredMeta(ctx, tenant, svc, cred)
 	if err != nil {
@@ -640,14 +616,9 @@ func (k *kv) lock(ctx context.Context, tenant, cred string) (release func(), err
 // CREDENTIAL_NOT_FOUND, VERSION_CONFLICT (lock not had in time),
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or fn's.
 func (s *Store) RotateCredential(ctx context.Context, cred string, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
-	k, err := s.kvFor(ctx)
+	k, tenant, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return nil, err
-	}
-	tenant := tenantOf(ctx)
-	svc, err := k.serviceOf(ctx, tenant, cred)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
 	}
 	release, err := k.lock(ctx, tenant, cred)
 	if err != nil {
