@@ -28,8 +28,8 @@ $(VAULT_BIN): $(VAULT_MOD)/go.mod $(VAULT_MOD)/go.sum
 	cd $(VAULT_MOD) && $(GO) build -tags minimal -o $(abspath $@) github.com/hashicorp/vault
 	@touch $@
 
-dev: vault ## run a local stack: Vault dev server, its OIDC issuer, credgate on 127.0.0.1:8080
-	$(GO) run ./cmd/credgate dev
+dev: vault build ## run a local stack: Vault dev server, its OIDC issuer, credgate on 127.0.0.1:8080
+	exec bin/credgate dev
 
 test: vault ## vet and run every test against a real Vault
 	$(GO) vet ./...

@@ -171,9 +171,10 @@ curl -s -X POST %[1]s/api/v1/services -H "Authorization: Bearer $TOKEN" \
   -d '{"name":"Stripe","type":"payment_gateway","base_url":"https://api.stripe.com"}'
 curl -s %[1]s/api/v1/services -H "Authorization: Bearer $TOKEN"
 
-Another user: go run ./cmd/credgate dev token --tenant globex --roles integration_viewer --user bob
+API docs:  %[1]s/docs (Authorize with the token above)
+Another user: %[8]s dev token --tenant globex --roles integration_viewer --user bob
 Stop with Ctrl-C.
-`, base, addr, *statePath, idp.IssuerURL, idp.Audience, auditFile, devToken)
+`, base, addr, *statePath, idp.IssuerURL, idp.Audience, auditFile, devToken, os.Args[0])
 
 	select {
 	case <-ctx.Done():
