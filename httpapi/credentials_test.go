@@ -436,6 +436,11 @@ func TestRotateWithValuesAndGenerated(t *testing.T) {
 	if final["version"] != float64(3+n) {
 		t.Fatalf("after %d concurrent rotations: version %v; want %d", n, final["version"], 3+n)
 	}
+	// What a viewer sees (the metadata projection) describes that version too.
+	items, _ := a.do("GET", "/api/v1/credentials?integrationId=twilio", tok, nil).Body["data"].([]any)
+	if len(items) != 1 || items[0].(map[string]any)["version"] != float64(3+n) {
+		t.Fatalf("after %d concurrent rotations the description shows %v; want version %d", n, items, 3+n)
+	}
 }
 
 func TestOAuth2Rotation(t *testing.T) {

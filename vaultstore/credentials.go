@@ -171,6 +171,20 @@ func (k *kv) readCred(ctx context.Context, tenant, service, cred string, version
 	if err != nil {
 		return nil, err
 	}
+	return credentialOf(d, sec), nil
+}
+
+// readCredWithMeta reads the current credential and the custom_metadata
+// that came with it.
+func (k *kv) readCredWithMeta(ctx context.Context, tenant, service, cred string) (*credgate.Credential, map[string]any, error) {
+	d, sec, err := k.readCredRaw(ctx, tenant, service, cred, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return credentialOf(d, sec), sec.CustomMetadata, nil
+}
+
+func credentialOf(d *credData, sec *api.KVSecret) *credgate.Credential {
 	c := d.Info.Credential
 	c.Secrets = d.Secrets
 	if c.Secrets == nil {
@@ -178,7 +192,7 @@ func (k *kv) readCred(ctx context.Context, tenant, service, cred string, version
 	}
 	c.Version = sec.VersionMetadata.Version
 	c.LastAccessedAt = parseTime(str(sec.CustomMetadata[metaLastAccess]))
-	return &c, nil
+	return &c
 }
 
 // readCredRaw reads the stored form of a credential at version (0: the
@@ -220,20 +234,15 @@ func (k *kv) readCredMeta(ctx context.Context, tenant, service, cred string) (*a
 	return m, err
 }
 
-// project writes the projection of c (just written at c.Version), then
-// checks that nobody wrote a newer version meanwhile whose projection ours
-// overwrote; if so it projects the newest version again. Every writer does
-// this after its own write, so the last one leaves the projection current.
-func (k *kv) project(ctx context.Context, tenant, service, cred string, info credInfo, version int) error {
+// project writes the projection of info (just written at version) over
+// old, the custom_metadata the writer read with the data it changed. Then it
+// checks for a newer version: if that version's own writer has not
+// projected it yet, or our patch overwrote its projection, it projects the
+// newest version. Every writer checks after its own patch, so the last one
+// leaves the projection current.
+func (k *kv) project(ctx context.Context, tenant, service, cred string, info credInfo, version int, old map[string]any) error {
 	for range 3 {
-		meta, err := k.readCredMeta(ctx, tenant, service, cred)
-		if err != nil {
-			return err
-		}
-		if p, _ := strconv.Atoi(str(meta.CustomMetadata[metaProjected])); p > version {
-			return nil // a newer writer projected a newer version
-		}
-		m, err := projection(info, version, meta.CustomMetadata)
+		m, err := projection(info, version, old)
 		if err != nil {
 			return err
 		}
@@ -245,25 +254,26 @@ func (k *kv) project(ctx context.Context, tenant, service, cred string, info cre
 		if err != nil {
 			return err
 		}
-		meta, err = k.readCredMeta(ctx, tenant, service, cred)
+		meta, err := k.readCredMeta(ctx, tenant, service, cred)
 		if err != nil {
 			return err
 		}
-		if meta.CurrentVersion == version {
+		if p, _ := strconv.Atoi(str(meta.CustomMetadata[metaProjected])); p >= meta.CurrentVersion {
 			return nil
 		}
 		d, sec, err := k.readCredRaw(ctx, tenant, service, cred, 0)
 		if err != nil {
 			return err
 		}
-		info, version = d.Info, sec.VersionMetadata.Version
+		info, version, old = d.Info, sec.VersionMetadata.Version, meta.CustomMetadata
 	}
 	return nil
 }
 
 // writeCred writes c as a new version with check-and-set cas and projects
-// it. change says what changed.
-func (k *kv) writeCred(ctx context.Context, tenant string, c *credgate.Credential, change string, cas int) (*credgate.Credential, error) {
+// it over old, the custom_metadata read with version cas. change says what
+// changed.
+func (k *kv) writeCred(ctx context.Context, tenant string, c *credgate.Credential, change string, cas int, old map[string]any) (*credgate.Credential, error) {
 	info := credInfo{Credential: *c, Change: change, ChangedBy: credgate.PrincipalFrom(ctx).Subject}
 	info.Secrets, info.Version, info.LastAccessedAt = nil, 0, nil
 	if _, err := projection(info, cas+1, nil); err != nil {
@@ -283,7 +293,7 @@ func (k *kv) writeCred(ctx context.Context, tenant string, c *credgate.Credentia
 	}
 	out := *c
 	out.Version = version
-	if err := k.project(ctx, tenant, c.IntegrationID, c.ID, info, version); err != nil {
+	if err := k.project(ctx, tenant, c.IntegrationID, c.ID, info, version, old); err != nil {
 		return &out, err
 	}
 	return &out, nil
@@ -327,7 +337,7 @@ func (s *Store) CreateCredential(ctx context.Context, c *credgate.Credential) (*
 		}
 		return nil, translate(err, credgate.ECredentialNotFound, true)
 	}
-	out, err := k.writeCred(ctx, tenant, c, credgate.ChangeCreated, 0)
+	out, err := k.writeCred(ctx, tenant, c, credgate.ChangeCreated, 0, nil)
 	if err != nil && out == nil {
 		_ = k.destroy(ctx, "credential_index_delete", credIndexPath(tenant, c.ID))
 		return nil, translate(err, credgate.ECredentialNotFound, true)
@@ -470,7 +480,7 @@ func (k *kv) updateCred(ctx context.Context, tenant, svc, cred string, fn func(*
 		if err := casBackoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		old, err := k.readCred(ctx, tenant, svc, cred, 0)
+		old, oldMeta, err := k.readCredWithMeta(ctx, tenant, svc, cred)
 		if err != nil {
 			return nil, translate(err, credgate.ECredentialNotFound, false)
 		}
@@ -487,7 +497,7 @@ func (k *kv) updateCred(ctx context.Context, tenant, svc, cred string, fn func(*
 		if change == credgate.ChangeRotated {
 			next.LastRotatedAt = &now
 		}
-		out, err := k.writeCred(ctx, tenant, &next, change, old.Version)
+		out, err := k.writeCred(ctx, tenant, &next, change, old.Version, oldMeta)
 		if errors.Is(err, errConflict) {
 			continue
 		}
