@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,7 +169,7 @@ func principalKey(p *credgate.Principal) string {
 // life no longer than p's JWT. Tokens are cached; concurrent first requests
 // of one principal mint one token.
 func (s *Store) TokenFor(ctx context.Context, p *credgate.Principal) (string, error) {
-	if len(policy.Names(p.Tenant, p.Roles)) == 0 {
+	if !slices.ContainsFunc(p.Roles, func(r string) bool { return policy.Known(policy.Role(r)) }) {
 		return "", credgate.Errorf(credgate.EInsufficientPermissions, "the caller holds no credgate role")
 	}
 	key := principalKey(p)
