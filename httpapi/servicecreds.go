@@ -22,6 +22,15 @@ var snakeToField = map[string]string{
 	"username": "username", "password": "password",
 }
 
+// fieldToSnake is snakeToField the other way round.
+var fieldToSnake = func() map[string]string {
+	m := make(map[string]string, len(snakeToField))
+	for snake, field := range snakeToField {
+		m[field] = snake
+	}
+	return m
+}()
+
 func toSecrets(in map[string]string) map[string]string {
 	out := make(map[string]string, len(in))
 	for k, v := range in {
@@ -42,12 +51,8 @@ func fromSecrets(secrets map[string]string, mask bool) map[string]string {
 		}
 		if k, ok := strings.CutPrefix(f, customPrefix); ok {
 			out[k] = v
-			continue
-		}
-		for snake, field := range snakeToField {
-			if field == f {
-				out[snake] = v
-			}
+		} else if snake, ok := fieldToSnake[f]; ok {
+			out[snake] = v
 		}
 	}
 	return out
