@@ -71,8 +71,9 @@ func accessLog(log *zap.Logger, m *Metrics) gin.HandlerFunc {
 			fields = append(fields, zap.String("tenant", p.Tenant), zap.String("subject", p.Subject))
 		}
 		if err != nil {
-			fields = append(fields, zap.String("code", credgate.ErrorCode(err)))
-			if credgate.ErrorCode(err) == credgate.EInternal || credgate.ErrorCode(err) == credgate.EBackendUnavailable {
+			code := credgate.ErrorCode(err)
+			fields = append(fields, zap.String("code", code))
+			if code == credgate.EInternal || code == credgate.EBackendUnavailable {
 				// The cause is for operators; it never carries secret values
 				// (store errors name paths and Vault's status, nothing more).
 				fields = append(fields, zap.String("cause", err.Error()))
