@@ -2,7 +2,9 @@ package credgate
 
 import (
 	"context"
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -10,6 +12,10 @@ import (
 // Credential is a set of secret values a tenant uses to call a service,
 // with the non-secret fields that describe it. Secret values live only in
 // Secrets; everything else may be shown to a viewer.
+//
+// The rules of a credential (which secret fields exist, what each auth type
+// requires and may generate, the limits, which status is served) are here,
+// beside the type; both API families and the store apply them.
 type Credential struct {
 	ID                    string         `json:"id"`
 	IntegrationID         string         `json:"integrationId"`
@@ -22,18 +28,17 @@ type Credential struct {
 	Metadata              map[string]any `json:"metadata"`
 	// Status is the stored status; see EffectiveStatus for what readers see.
 	Status         string     `json:"status"`
-	ExpiresAt      *time.Time `json:"expiresAt"`
+	ExpiresAt      *time.Time `json:"expiresAt,omitempty"`
 	CreatedAt      time.Time  `json:"createdAt"`
 	UpdatedAt      time.Time  `json:"updatedAt"`
 	CreatedBy      Actor      `json:"createdBy"`
 	LastRotatedAt  *time.Time `json:"lastRotatedAt,omitempty"`
-	LastAccessedAt *time.Time `json:"lastAccessedAt"`
+	LastAccessedAt *time.Time `json:"lastAccessedAt,omitempty"`
 	// Version is the Vault KV version of the record: every change is one.
 	Version int `json:"version"`
 
-	// Secrets holds the secret values by their field name (apiKey,
-	// accessToken, ...); nil when the reader may not see them.
-	Secrets map[string]string `json:"-"`
+	// Secrets holds the secret values; nil when the reader may not see them.
+	Secrets Secrets `json:"-"`
 }
 
 // Auth types (API.md).
@@ -49,6 +54,28 @@ const (
 // AuthTypes lists the auth types.
 var AuthTypes = []string{AuthAPIKey, AuthBasic, AuthBearer, AuthOAuth2Bearer, AuthOAuth2ClientCredentials, AuthCustom}
 
+// authRule is what an auth type asks of a credential.
+type authRule struct {
+	required []string // secret fields that must be set
+	// generatable are the fields rotate {"generate":true} replaces when
+	// they are set. Identifiers (username, clientId) are kept, and values an
+	// OAuth2 provider issues are never made up.
+	generatable    []string
+	generateCustom bool // custom fields are generatable too
+	// tokenEndpoint: "always" or "with refreshToken".
+	tokenEndpoint string
+	oauth2        bool // rotation may be a refresh-token grant
+}
+
+var authRules = map[string]authRule{
+	AuthAPIKey:                  {required: []string{"apiKey"}, generatable: []string{"apiKey", "apiSecret", "webhookSecret"}},
+	AuthBasic:                   {required: []string{"username", "password"}, generatable: []string{"password", "webhookSecret"}},
+	AuthBearer:                  {required: []string{"accessToken"}, generatable: []string{"accessToken", "webhookSecret"}},
+	AuthOAuth2Bearer:            {required: []string{"accessToken"}, generatable: []string{"webhookSecret"}, tokenEndpoint: "with refreshToken", oauth2: true},
+	AuthOAuth2ClientCredentials: {required: []string{"clientId", "clientSecret"}, generatable: []string{"webhookSecret"}, tokenEndpoint: "always", oauth2: true},
+	AuthCustom:                  {generatable: []string{"apiKey", "apiSecret", "clientSecret", "password", "accessToken", "refreshToken", "webhookSecret"}, generateCustom: true},
+}
+
 // Credential statuses. Expired is never stored: it is what an active
 // credential past its expiresAt reads as.
 const (
@@ -58,18 +85,100 @@ const (
 	CredRevoked  = "revoked"
 )
 
-// SecretFields are the credentials family's secret fields, in the order
-// they are documented.
-var SecretFields = []string{"apiKey", "apiSecret", "clientId", "clientSecret", "username", "password", "webhookSecret", "accessToken", "refreshToken"}
+// StoredStatuses are the statuses a client may set.
+var StoredStatuses = []string{CredActive, CredInactive, CredRevoked}
 
-// IsSecretField reports whether name is one of SecretFields.
-func IsSecretField(name string) bool {
-	for _, f := range SecretFields {
-		if f == name {
-			return true
+// Limits of a credential's descriptive fields (secret values: MaxSecretBytes,
+// MaxCustomFields; metadata: CredentialMetadataLimits).
+const (
+	MaxScopes     = 32
+	MaxScopeBytes = 128
+)
+
+// Validate reports every field of c that breaks the rules of a credential
+// and of its auth type (VALIDATION_FAILED), or nil. It trims the spaces
+// around the name and the endpoints first.
+func (c *Credential) Validate() error {
+	c.CredentialName = strings.TrimSpace(c.CredentialName)
+	c.Description = strings.TrimSpace(c.Description)
+	c.TokenEndpoint = strings.TrimSpace(c.TokenEndpoint)
+	c.AuthorizationEndpoint = strings.TrimSpace(c.AuthorizationEndpoint)
+	fe := FieldErrors{}
+	if c.CredentialName == "" {
+		fe.Add("credentialName", "is required")
+	}
+	checkText(fe, "credentialName", c.CredentialName, MaxNameBytes)
+	checkText(fe, "description", c.Description, MaxDescriptionBytes)
+	if !slices.Contains(StoredStatuses, c.Status) {
+		fe.Add("status", "must be active, inactive or revoked")
+	}
+	if len(c.Scopes) > MaxScopes {
+		fe.Add("scopes", fmt.Sprintf("at most %d", MaxScopes))
+	}
+	for _, s := range c.Scopes {
+		if s == "" || len(s) > MaxScopeBytes || strings.ContainsAny(s, " \t\r\n") {
+			fe.Add("scopes", fmt.Sprintf("each scope is 1 to %d bytes without spaces", MaxScopeBytes))
 		}
 	}
-	return false
+	checkURL(fe, "tokenEndpoint", c.TokenEndpoint)
+	checkURL(fe, "authorizationEndpoint", c.AuthorizationEndpoint)
+	CredentialMetadataLimits.check(fe, "metadata", c.Metadata)
+	c.Secrets.check(fe)
+	rule, ok := authRules[c.AuthType]
+	if !ok {
+		fe.Add("authType", "must be one of "+strings.Join(AuthTypes, ", "))
+		return fe.Err()
+	}
+	for _, f := range rule.required {
+		if c.Secrets[f] == "" {
+			fe.Add(f, "is required for authType "+c.AuthType)
+		}
+	}
+	switch {
+	case c.TokenEndpoint != "":
+	case rule.tokenEndpoint == "always":
+		fe.Add("tokenEndpoint", "is required for authType "+c.AuthType)
+	case rule.tokenEndpoint == "with refreshToken" && c.Secrets["refreshToken"] != "":
+		fe.Add("tokenEndpoint", "is required with a refreshToken")
+	}
+	if c.AuthType == AuthCustom && len(c.Secrets) == 0 {
+		fe.Add("customFields", "a custom credential needs at least one secret value")
+	}
+	return fe.Err()
+}
+
+// CanRefresh reports whether rotation is an OAuth2 refresh-token grant.
+func (c *Credential) CanRefresh() bool {
+	return authRules[c.AuthType].oauth2 && c.TokenEndpoint != "" && c.Secrets["refreshToken"] != ""
+}
+
+// Generate replaces the secret values credgate may generate for c (the auth
+// type's generatable fields that are set) with values from random.
+// Errors: VALIDATION_FAILED when c has none; random's.
+func (c *Credential) Generate(random func() (string, error)) error {
+	rule := authRules[c.AuthType]
+	var keys []string
+	for _, f := range rule.generatable {
+		if c.Secrets[f] != "" {
+			keys = append(keys, f)
+		}
+	}
+	if rule.generateCustom {
+		for key := range c.Secrets.Custom() {
+			keys = append(keys, CustomKey(key))
+		}
+	}
+	if len(keys) == 0 {
+		return FieldErrors{"generate": "this credential has no value credgate can generate; send new values"}.Err()
+	}
+	for _, k := range keys {
+		v, err := random()
+		if err != nil {
+			return err
+		}
+		c.Secrets[k] = v
+	}
+	return nil
 }
 
 // EffectiveStatus is the status a reader sees at now: an active credential
@@ -81,17 +190,63 @@ func (c *Credential) EffectiveStatus(now time.Time) string {
 	return c.Status
 }
 
-// CanRefresh reports whether rotation is an OAuth2 refresh-token grant.
-func (c *Credential) CanRefresh() bool {
-	return (c.AuthType == AuthOAuth2Bearer || c.AuthType == AuthOAuth2ClientCredentials) &&
-		c.TokenEndpoint != "" && c.Secrets["refreshToken"] != ""
+// Servable is the rule of which values are served: an active or expired
+// credential's (expired ones so a client can see it and rotate), never a
+// revoked or inactive one's, whichever version is asked for.
+// Errors: CREDENTIAL_NOT_FOUND naming the status.
+func (c *Credential) Servable(now time.Time) error {
+	switch st := c.EffectiveStatus(now); st {
+	case CredActive, CredExpired:
+		return nil
+	default:
+		return &Error{Code: ECredentialNotFound, Message: "the credential is " + st + "; its values are not served", Status: st}
+	}
+}
+
+// PickServable returns the credential a read without a credential id
+// serves: the newest active one of list, else the newest expired one, else
+// nil. Revoked and inactive credentials are never picked.
+func PickServable(list []*Credential, now time.Time) *Credential {
+	var best, bestExpired *Credential
+	for _, c := range list {
+		switch c.EffectiveStatus(now) {
+		case CredActive:
+			if best == nil || c.CreatedAt.After(best.CreatedAt) {
+				best = c
+			}
+		case CredExpired:
+			if bestExpired == nil || c.CreatedAt.After(bestExpired.CreatedAt) {
+				bestExpired = c
+			}
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return bestExpired
 }
 
 var credIDPattern = regexp.MustCompile(`^(cred-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// ValidCredentialID reports whether id may name a credential: cred-<uuid>
-// or a bare UUID, lower-case hex.
-func ValidCredentialID(id string) bool { return credIDPattern.MatchString(id) }
+// CanonicalCredentialID returns the one form, cred-<uuid> in lower case, of
+// a credential id given as cred-<uuid> or as the bare UUID (either case);
+// ok is false for anything else. Generated ids are already canonical.
+func CanonicalCredentialID(id string) (canonical string, ok bool) {
+	id = strings.ToLower(id)
+	if !credIDPattern.MatchString(id) {
+		return "", false
+	}
+	if !strings.HasPrefix(id, "cred-") {
+		id = "cred-" + id
+	}
+	return id, true
+}
+
+// ValidCredentialID reports whether id may name a credential.
+func ValidCredentialID(id string) bool {
+	_, ok := CanonicalCredentialID(id)
+	return ok
+}
 
 // CredentialVersion is one entry of a credential's history. It never holds
 // a secret value.
@@ -112,33 +267,50 @@ const (
 	ChangeRotated = "rotated" // secret values changed
 )
 
-// RefreshGrant performs an OAuth2 refresh-token grant for c and returns the
-// secret values to set (accessToken, refreshToken) and the new expiry.
-type RefreshGrant func(ctx context.Context, c *Credential) (map[string]string, *time.Time, error)
-
-// PickServable returns the id of the newest active credential of list, else
-// of the newest expired one, else "". Revoked and inactive credentials are
-// never picked.
-func PickServable(list []*Credential, now time.Time) string {
-	best, bestExpired := "", ""
-	var bt, bet time.Time
-	for _, c := range list {
-		switch c.EffectiveStatus(now) {
-		case CredActive:
-			if best == "" || c.CreatedAt.After(bt) {
-				best, bt = c.ID, c.CreatedAt
-			}
-		case CredExpired:
-			if bestExpired == "" || c.CreatedAt.After(bet) {
-				bestExpired, bet = c.ID, c.CreatedAt
-			}
+// ChangeOf says what turning old into new changed: rotated when any secret
+// value differs, else updated.
+func ChangeOf(old, new Secrets) string {
+	if len(old) != len(new) {
+		return ChangeRotated
+	}
+	for k, v := range old {
+		if w, ok := new[k]; !ok || w != v {
+			return ChangeRotated
 		}
 	}
-	if best != "" {
-		return best
-	}
-	return bestExpired
+	return ChangeUpdated
 }
 
-// NormalizeCredentialID lower-cases the hex of a credential id.
-func NormalizeCredentialID(id string) string { return strings.ToLower(id) }
+// RefreshGrant performs an OAuth2 refresh-token grant for c and returns the
+// secret values to set (accessToken, refreshToken) and the new expiry.
+type RefreshGrant func(ctx context.Context, c *Credential) (Secrets, *time.Time, error)
+
+// PrimaryUpdate is what the services family sets on a service's primary
+// credential (the one a read without a credential id serves): all its secret
+// values, and its expiry when SetExpiry. When the service has no servable
+// credential, a custom one named "default" is made.
+type PrimaryUpdate struct {
+	Secrets   Secrets
+	ExpiresAt *time.Time
+	SetExpiry bool
+	// CredentialID, when set, must name the current primary credential: a
+	// client that sends back what it read writes to what it read.
+	CredentialID string
+}
+
+// NewPrimary returns the credential made for u on service when the service
+// has none to update.
+func (u PrimaryUpdate) NewPrimary(service string) *Credential {
+	return &Credential{
+		IntegrationID: service, CredentialName: "default", AuthType: AuthCustom, Status: CredActive,
+		Metadata: map[string]any{}, Secrets: u.Secrets.Clone(), ExpiresAt: u.ExpiresAt,
+	}
+}
+
+// Apply sets u on c, the current primary credential.
+func (u PrimaryUpdate) Apply(c *Credential) {
+	c.Secrets = u.Secrets.Clone()
+	if u.SetExpiry {
+		c.ExpiresAt = u.ExpiresAt
+	}
+}

@@ -3,6 +3,8 @@ package credgate
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 )
 
 // Error codes of the HTTP API (API.md). They are the only codes a client sees;
@@ -11,6 +13,7 @@ const (
 	EInvalidRequest          = "INVALID_REQUEST"
 	EInvalidParameter        = "INVALID_PARAMETER"
 	EValidationFailed        = "VALIDATION_FAILED"
+	EMethodNotAllowed        = "METHOD_NOT_ALLOWED"
 	EUnauthorized            = "UNAUTHORIZED"
 	EInsufficientPermissions = "INSUFFICIENT_PERMISSIONS"
 	ETenantMismatch          = "TENANT_MISMATCH"
@@ -27,14 +30,24 @@ const (
 	EInternal                = "INTERNAL_ERROR"
 )
 
-// Error is an error a client may see. Message and Details must never carry a
-// secret value, a token, a Vault path or an internal cause; the cause, if any,
-// is kept in Err for the log only.
+// Error is an error a client may see. Message and the structured facts must
+// never carry a secret value, a token, a Vault path or an internal cause; the
+// cause, if any, is kept in Err for the log only.
 type Error struct {
 	Code    string
 	Message string
-	Details map[string]any
-	Err     error // internal cause: logged, never rendered
+	// Fields names the fields a VALIDATION_FAILED refused and what is wrong
+	// with each; never their values.
+	Fields FieldErrors
+	// Status is a credential's status when it is the reason (a revoked or
+	// inactive credential is not served).
+	Status string
+	// CurrentVersion is the record's version in a VERSION_CONFLICT for a
+	// stale If-Match.
+	CurrentVersion int
+	// UpstreamError is the OAuth2 error code a token endpoint answered.
+	UpstreamError string
+	Err           error // internal cause: logged, never rendered
 }
 
 func (e *Error) Error() string {
@@ -72,4 +85,55 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// FieldErrors maps a field name (dotted for nested ones, such as
+// customFields.region) to what is wrong with it, phrased to follow the name:
+// "is required". It never holds a value.
+type FieldErrors map[string]string
+
+// Add records what is wrong with field, keeping the first complaint.
+func (fe FieldErrors) Add(field, problem string) {
+	if _, ok := fe[field]; !ok {
+		fe[field] = problem
+	}
+}
+
+// Names returns the refused fields, sorted.
+func (fe FieldErrors) Names() []string {
+	out := make([]string, 0, len(fe))
+	for k := range fe {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Sentence says every problem in one line: "apiKey is required; name is at
+// most 200 bytes".
+func (fe FieldErrors) Sentence() string {
+	parts := make([]string, 0, len(fe))
+	for _, k := range fe.Names() {
+		parts = append(parts, k+" "+fe[k])
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Err returns nil when nothing is wrong, else a VALIDATION_FAILED naming
+// the fields.
+func (fe FieldErrors) Err() error {
+	if len(fe) == 0 {
+		return nil
+	}
+	return &Error{Code: EValidationFailed, Message: "invalid fields: " + strings.Join(fe.Names(), ", "), Fields: fe}
+}
+
+// CheckVersion is the rule of conditional writes (If-Match): a write that
+// names the version it expects (want > 0) goes ahead only while the record
+// is at that version. Errors: VERSION_CONFLICT with the current version.
+func CheckVersion(have, want int) error {
+	if want > 0 && have != want {
+		return &Error{Code: EVersionConflict, Message: fmt.Sprintf("the record is at version %d, not %d", have, want), CurrentVersion: have}
+	}
+	return nil
 }

@@ -13,7 +13,10 @@ type Principal struct {
 	Name    string
 	Email   string
 	Tenant  string
-	Issuer  string
+	// TenantName is the tenant's display name: from the token's tenant name
+	// claim, else from configuration, else the tenant id.
+	TenantName string
+	Issuer     string
 	// Roles are credgate roles (policy.Role names), already mapped from the
 	// identity provider's role names and sorted.
 	Roles []string
@@ -27,6 +30,10 @@ type Principal struct {
 func (p *Principal) Actor() Actor {
 	return Actor{ID: p.Subject, Name: p.Name, Email: p.Email}
 }
+
+// RequestIDHeader carries a request's id: accepted from callers, answered,
+// logged, and sent to Vault, whose audit log records it.
+const RequestIDHeader = "X-Request-Id"
 
 type principalKey struct{}
 type requestIDKey struct{}

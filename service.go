@@ -54,6 +54,34 @@ type ServicePage struct {
 	Next     string
 }
 
+// Limits of a service's fields.
+const (
+	MaxNameBytes        = 200
+	MaxDescriptionBytes = 2000
+	MaxServiceTypeBytes = 64
+)
+
+// Validate trims the spaces around the name and base_url, then reports every
+// field that breaks the rules of a service (VALIDATION_FAILED), or nil.
+func (s *Service) Validate() error {
+	s.Name = strings.TrimSpace(s.Name)
+	s.BaseURL = strings.TrimSpace(s.BaseURL)
+	fe := FieldErrors{}
+	if s.Name == "" {
+		fe.Add("name", "is required")
+	}
+	checkText(fe, "name", s.Name, MaxNameBytes)
+	checkText(fe, "description", s.Description, MaxDescriptionBytes)
+	checkText(fe, "type", s.Type, MaxServiceTypeBytes)
+	checkText(fe, "api_version", s.APIVersion, MaxServiceTypeBytes)
+	if s.Status != StatusActive && s.Status != StatusInactive {
+		fe.Add("status", "must be active or inactive")
+	}
+	checkURL(fe, "base_url", s.BaseURL)
+	ServiceMetadataLimits.check(fe, "metadata", s.Metadata)
+	return fe.Err()
+}
+
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // ValidID reports whether id may name a tenant or a service. Such ids become

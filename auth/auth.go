@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -34,12 +35,17 @@ type IssuerConfig struct {
 	// realm_access.roles are allowed) holding the tenant and the roles.
 	TenantClaim string
 	RolesClaim  string
+	// TenantNameClaim names the claim holding the tenant's display name.
+	TenantNameClaim string
 }
 
 // Options configures a Verifier. Zero values take the defaults below.
 type Options struct {
-	Issuers         []IssuerConfig
-	RoleMap         policy.RoleMap
+	Issuers []IssuerConfig
+	RoleMap policy.RoleMap
+	// TenantNames are display names of tenants, used when a token carries
+	// no tenant name claim.
+	TenantNames     map[string]string
 	CacheSize       int           // verified tokens kept; default 10000
 	RefreshInterval time.Duration // least time between JWKS refetches; default 30s
 	HTTPClient      *http.Client  // for discovery and JWKS; default 10s timeout
@@ -52,8 +58,9 @@ type Options struct {
 
 // Defaults of the claims an issuer's tokens carry.
 const (
-	DefaultTenantClaim = "tenant_id"
-	DefaultRolesClaim  = "roles"
+	DefaultTenantClaim     = "tenant_id"
+	DefaultRolesClaim      = "roles"
+	DefaultTenantNameClaim = "tenant_name"
 )
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
@@ -111,6 +118,9 @@ func New(opts Options) (*Verifier, error) {
 		}
 		if c.RolesClaim == "" {
 			c.RolesClaim = DefaultRolesClaim
+		}
+		if c.TenantNameClaim == "" {
+			c.TenantNameClaim = DefaultTenantNameClaim
 		}
 		iss := &issuer{cfg: c, opts: &v.opts}
 		if _, dup := v.byURL[c.URL]; dup {
@@ -302,8 +312,26 @@ func (i *issuer) verify(ctx context.Context, raw string) (*credgate.Principal, e
 		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "token carries no valid tenant in claim %q", i.cfg.TenantClaim)
 	}
 	p.Tenant = tenant
+	p.TenantName = i.tenantName(claims, tenant)
 	p.Roles = i.opts.RoleMap.Map(stringList(lookup(claims, i.cfg.RolesClaim)))
 	return p, nil
+}
+
+// maxTenantName bounds a tenant's display name taken from a token.
+const maxTenantName = 200
+
+// tenantName is the tenant's display name: the token's tenant name claim
+// when it holds printable text, else the configured name, else the id.
+func (i *issuer) tenantName(claims map[string]any, tenant string) string {
+	if s, ok := lookup(claims, i.cfg.TenantNameClaim).(string); ok {
+		if s = strings.TrimSpace(s); s != "" && len(s) <= maxTenantName && !strings.ContainsFunc(s, unicode.IsControl) {
+			return s
+		}
+	}
+	if s := i.opts.TenantNames[tenant]; s != "" {
+		return s
+	}
+	return tenant
 }
 
 // lookup follows a dotted path (realm_access.roles) through nested objects.

@@ -22,12 +22,16 @@ func (r reply) data() map[string]any {
 	return d
 }
 
-// wantEnvelopeError fails unless r is a credentials-family error.
-func wantEnvelopeError(t *testing.T, r reply, status int, code string) {
+// wantEnvelopeError fails unless r is a credentials-family error: an
+// envelope whose error has a human-readable details string. It returns the
+// error object.
+func wantEnvelopeError(t *testing.T, r reply, status int, code string) map[string]any {
 	t.Helper()
-	if r.Status != status || r.Body["success"] != false || r.errCode() != code || r.Body["timestamp"] == nil {
-		t.Fatalf("got %d %s; want %d %s in an envelope\n%s", r.Status, r.errCode(), status, code, r.Raw)
+	e, _ := r.Body["error"].(map[string]any)
+	if details, ok := e["details"].(string); r.Status != status || r.Body["success"] != false || r.errCode() != code || r.Body["timestamp"] == nil || !ok || details == "" {
+		t.Fatalf("got %d %s; want %d %s in an envelope with a details sentence\n%s", r.Status, r.errCode(), status, code, r.Raw)
 	}
+	return e
 }
 
 func wantEnvelope(t *testing.T, r reply, status int) map[string]any {
@@ -91,7 +95,8 @@ func TestCredentialLifecycle(t *testing.T) {
 		t.Fatalf("tenant %v", tn)
 	}
 
-	got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/stripe", tok, nil), 200)
+	first := a.do("GET", "/api/v1/credentials/stripe", tok, nil)
+	got := wantEnvelope(t, first, 200)
 	want := map[string]any{"id": id, "integrationId": "stripe", "credentialName": "Stripe live", "description": "charges",
 		"authType": "api_key", "apiKey": key, "apiSecret": apiSecret, "scopes": []any{"charges:write"},
 		"metadata": map[string]any{"env": "production"}, "status": "active", "expiresAt": "2030-01-01T00:00:00Z", "version": float64(1)}
@@ -100,8 +105,8 @@ func TestCredentialLifecycle(t *testing.T) {
 			t.Errorf("GET %s (-want +got):\n%s", k, d)
 		}
 	}
-	if got["lastAccessedAt"] == nil || got["createdAt"] == nil || got["createdBy"].(map[string]any)["email"] != "admin@"+ten+".example" {
-		t.Fatalf("GET: %v", got)
+	if _, set := got["lastAccessedAt"]; set || got["createdAt"] == nil || got["createdBy"].(map[string]any)["email"] != "admin@"+ten+".example" {
+		t.Fatalf("GET (the first read: no earlier access to show): %v", got)
 	}
 
 	// A descriptive change and a secret change are each a new version.
@@ -175,8 +180,7 @@ func TestCredentialSelectionAndStatus(t *testing.T) {
 		t.Fatalf("an expired credential reads with status expired: %v", exp)
 	}
 	r := a.do("GET", "/api/v1/credentials/jira?credentialId="+revoked, tok, nil)
-	wantEnvelopeError(t, r, 404, "CREDENTIAL_NOT_FOUND")
-	if d := r.Body["error"].(map[string]any)["details"].(map[string]any); d["status"] != "revoked" {
+	if e := wantEnvelopeError(t, r, 404, "CREDENTIAL_NOT_FOUND"); e["status"] != "revoked" || !strings.Contains(e["details"].(string), "revoked") {
 		t.Fatalf("refusal does not say why: %s", r.Raw)
 	}
 	a.do("PATCH", "/api/v1/credentials/"+newer, tok, map[string]any{"status": "inactive"})
@@ -227,34 +231,37 @@ func TestCredentialValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.body["integrationId"] = "svc"
 			r := a.do("POST", "/api/v1/credentials", tok, tt.body)
-			wantEnvelopeError(t, r, 400, "VALIDATION_FAILED")
-			fields, _ := r.Body["error"].(map[string]any)["details"].(map[string]any)["fields"].(map[string]any)
-			if _, ok := fields[tt.field]; !ok {
-				t.Fatalf("details do not name %q: %s", tt.field, r.Raw)
+			e := wantEnvelopeError(t, r, 400, "VALIDATION_FAILED")
+			fields, _ := e["fields"].(map[string]any)
+			if _, ok := fields[tt.field]; !ok || !strings.Contains(e["details"].(string), tt.field) {
+				t.Fatalf("the error does not name %q in fields and details: %s", tt.field, r.Raw)
 			}
 			noSecrets(t, r, pw)
 		})
 	}
-	// Descriptive fields that fit one by one but not together are refused
-	// before anything is written.
-	big := map[string]any{"integrationId": "svc", "credentialName": "big", "authType": "basic", "username": "u", "password": pw,
-		"description": strings.Repeat("d", 2000), "metadata": map[string]any{"k": strings.Repeat("m", 4000)},
-		"scopes": func() []string {
-			s := make([]string, 32)
-			for i := range s {
-				s[i] = strings.Repeat("s", 128)
-			}
-			return s
-		}(), "tokenEndpoint": "https://" + strings.Repeat("e", 1000) + ".example/t"}
-	r := a.do("POST", "/api/v1/credentials", tok, big)
-	if r.Status != 201 && r.errCode() != "VALIDATION_FAILED" {
-		t.Fatalf("large descriptive fields: %d %s", r.Status, r.Raw)
-	}
-	if r.Status == 201 {
-		id := r.data()["id"].(string)
-		if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/"+id+"/versions", tok, nil), 200); len(got["versions"].([]any)) != 1 {
-			t.Fatalf("versions of the large credential: %v", got)
+	// Descriptive fields each within its limit are stored up to what
+	// Vault's custom_metadata holds together (about 13 KB), and refused
+	// beyond, before anything is written.
+	big := func(authEndpoint int) map[string]any {
+		scopes := make([]string, 32)
+		for i := range scopes {
+			scopes[i] = strings.Repeat("s", 128)
 		}
+		return map[string]any{"integrationId": "svc", "credentialName": "big", "authType": "basic", "username": "u", "password": pw,
+			"description": strings.Repeat("d", 2000), "metadata": map[string]any{"k": strings.Repeat("m", 4000)}, "scopes": scopes,
+			"tokenEndpoint": "https://" + strings.Repeat("e", 1990) + ".example/t", "authorizationEndpoint": "https://" + strings.Repeat("a", authEndpoint) + ".example/a"}
+	}
+	fits := a.do("POST", "/api/v1/credentials", tok, big(100))
+	id := wantEnvelope(t, fits, 201)["id"].(string)
+	if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/"+id+"/versions", tok, nil), 200); len(got["versions"].([]any)) != 1 {
+		t.Fatalf("versions of the large credential: %v", got)
+	}
+	e := wantEnvelopeError(t, a.do("POST", "/api/v1/credentials", tok, big(1990)), 400, "VALIDATION_FAILED")
+	if _, ok := e["fields"].(map[string]any)["body"]; !ok {
+		t.Fatalf("too large together: %v", e)
+	}
+	if items, _ := a.do("GET", "/api/v1/credentials?integrationId=svc", tok, nil).Body["data"].([]any); len(items) != 1 {
+		t.Fatalf("after the refused create the service has %d credentials; want 1", len(items))
 	}
 }
 
@@ -477,8 +484,8 @@ func TestOAuth2Rotation(t *testing.T) {
 	bad := a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, nil)
 	wantEnvelopeError(t, bad, 502, "UPSTREAM_ERROR")
 	noSecrets(t, bad, rt, at, ts.ClientSecret)
-	if d := bad.Body["error"].(map[string]any)["details"].(map[string]any); d["upstream_error"] != "invalid_grant" {
-		t.Fatalf("502 details: %s", bad.Raw)
+	if e := wantEnvelopeError(t, bad, 502, "UPSTREAM_ERROR"); e["upstreamError"] != "invalid_grant" || e["upstream_status"] != nil {
+		t.Fatalf("502 says no more than the OAuth2 error code: %s", bad.Raw)
 	}
 	after := wantEnvelope(t, a.do("GET", "/api/v1/credentials/salesforce", tok, nil), 200)
 	if after["version"] != float64(2) || after["refreshToken"] != rt {

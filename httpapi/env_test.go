@@ -28,6 +28,7 @@ import (
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/devvault"
 	"github.com/credgate/credgate/vaultstore/vaultidp"
@@ -214,7 +215,8 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&s.logs), zapcore.DebugLevel))
 	t.Cleanup(func() { _ = a.store.Close(context.Background()) })
 	h, err := httpapi.New(httpapi.Options{
-		Store: store, Credentials: a.store, Rotator: a.store, Access: a.store, Auth: v, Logger: log,
+		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: a.store,
+		Refresh: tokenrefresh.Grant(tokenrefresh.NewHTTPClient()), Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
 	})

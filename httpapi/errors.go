@@ -4,51 +4,65 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/credgate/credgate"
 )
 
-// statusOf is the one table from error code to HTTP status.
-var statusOf = map[string]int{
-	credgate.EInvalidRequest:          http.StatusBadRequest,
-	credgate.EInvalidParameter:        http.StatusBadRequest,
-	credgate.EValidationFailed:        http.StatusBadRequest,
-	credgate.EUnauthorized:            http.StatusUnauthorized,
-	credgate.EInsufficientPermissions: http.StatusForbidden,
-	credgate.ETenantMismatch:          http.StatusForbidden,
-	credgate.EServiceNotFound:         http.StatusNotFound,
-	credgate.ECredentialsNotFound:     http.StatusNotFound,
-	credgate.ECredentialNotFound:      http.StatusNotFound,
-	credgate.ENotFound:                http.StatusNotFound,
-	credgate.EServiceAlreadyExists:    http.StatusConflict,
-	credgate.EVersionConflict:         http.StatusConflict,
-	credgate.EPayloadTooLarge:         http.StatusRequestEntityTooLarge,
-	credgate.ERateLimited:             http.StatusTooManyRequests,
-	credgate.EUpstreamError:           http.StatusBadGateway,
-	credgate.EBackendUnavailable:      http.StatusServiceUnavailable,
-	credgate.EInternal:                http.StatusInternalServerError,
+// errorKind is what an error code means over HTTP: its status, and the
+// short title the credentials family gives as its message.
+type errorKind struct {
+	status int
+	title  string
+}
+
+// errorKinds is the one table from error code to HTTP status.
+var errorKinds = map[string]errorKind{
+	credgate.EInvalidRequest:          {http.StatusBadRequest, "Invalid request"},
+	credgate.EInvalidParameter:        {http.StatusBadRequest, "Invalid parameter"},
+	credgate.EValidationFailed:        {http.StatusBadRequest, "Validation failed"},
+	credgate.EMethodNotAllowed:        {http.StatusMethodNotAllowed, "Method not allowed"},
+	credgate.EUnauthorized:            {http.StatusUnauthorized, "Unauthorized"},
+	credgate.EInsufficientPermissions: {http.StatusForbidden, "Insufficient permissions"},
+	credgate.ETenantMismatch:          {http.StatusForbidden, "Tenant mismatch"},
+	credgate.EServiceNotFound:         {http.StatusNotFound, "Service not found"},
+	credgate.ECredentialsNotFound:     {http.StatusNotFound, "Credentials not found"},
+	credgate.ECredentialNotFound:      {http.StatusNotFound, "Credential not found"},
+	credgate.ENotFound:                {http.StatusNotFound, "Not found"},
+	credgate.EServiceAlreadyExists:    {http.StatusConflict, "Service already exists"},
+	credgate.EVersionConflict:         {http.StatusConflict, "Version conflict"},
+	credgate.EPayloadTooLarge:         {http.StatusRequestEntityTooLarge, "Payload too large"},
+	credgate.ERateLimited:             {http.StatusTooManyRequests, "Rate limited"},
+	credgate.EUpstreamError:           {http.StatusBadGateway, "Upstream error"},
+	credgate.EBackendUnavailable:      {http.StatusServiceUnavailable, "Backend unavailable"},
+	credgate.EInternal:                {http.StatusInternalServerError, "Internal error"},
 }
 
 // retryAfterBackend is the Retry-After, in seconds, sent with
 // BACKEND_UNAVAILABLE.
 const retryAfterBackend = "5"
 
-type errorBody struct {
+// serviceErrorBody is an error of the services family:
+// {"error": {"code", "message", "details": {...}}}, where details holds the
+// structured facts (fields, status, current_version, upstream_error).
+type serviceErrorBody struct {
 	Code    string         `json:"code"`
 	Message string         `json:"message"`
 	Details map[string]any `json:"details"`
 }
 
-// envelope is the credentials family's answer shape.
-type envelope struct {
-	Success   bool       `json:"success"`
-	Message   string     `json:"message,omitempty"`
-	Data      any        `json:"data,omitempty"`
-	Error     *errorBody `json:"error,omitempty"`
-	Timestamp string     `json:"timestamp"`
+// envelopeErrorBody is an error of the credentials family: details is a
+// sentence a person reads (as in the seed clients), and the structured facts
+// are siblings of it.
+type envelopeErrorBody struct {
+	Code           string               `json:"code"`
+	Message        string               `json:"message"`
+	Details        string               `json:"details"`
+	Fields         credgate.FieldErrors `json:"fields,omitempty"`
+	Status         string               `json:"status,omitempty"`
+	CurrentVersion int                  `json:"currentVersion,omitempty"`
+	UpstreamError  string               `json:"upstreamError,omitempty"`
 }
 
 // isCredentialsFamily tells which response family a path belongs to.
@@ -56,22 +70,19 @@ func isCredentialsFamily(path string) bool {
 	return path == "/api/v1/credentials" || strings.HasPrefix(path, "/api/v1/credentials/")
 }
 
-// writeError renders err in the family of the request's path. Only the
-// code, message and details of a *credgate.Error reach the client; anything
-// else becomes INTERNAL_ERROR with a generic message.
+// writeError renders err in the family of the request's path. Only what a
+// *credgate.Error says for clients reaches them; anything else becomes
+// INTERNAL_ERROR with a generic message.
 func writeError(c *gin.Context, err error) {
 	code := credgate.ErrorCode(err)
-	body := &errorBody{Code: code, Message: credgate.ErrorMessage(err), Details: map[string]any{}}
-	var ce *credgate.Error
-	if errors.As(err, &ce) && ce.Details != nil && code != credgate.EInternal {
-		body.Details = ce.Details
-	}
-	if code == credgate.EInternal {
-		body.Message = "internal error"
-	}
-	status, ok := statusOf[code]
+	kind, ok := errorKinds[code]
 	if !ok {
-		status = http.StatusInternalServerError
+		code, kind = credgate.EInternal, errorKinds[credgate.EInternal]
+	}
+	e := &credgate.Error{Code: code, Message: "internal error"}
+	var ce *credgate.Error
+	if code != credgate.EInternal && errors.As(err, &ce) {
+		e = ce
 	}
 	switch code {
 	case credgate.EUnauthorized:
@@ -80,13 +91,31 @@ func writeError(c *gin.Context, err error) {
 		c.Header("Retry-After", retryAfterBackend)
 	}
 	if isCredentialsFamily(c.Request.URL.Path) {
-		c.JSON(status, envelope{Success: false, Error: body, Timestamp: now()})
+		details := e.Message
+		if len(e.Fields) > 0 {
+			details = e.Fields.Sentence()
+		}
+		c.JSON(kind.status, envelope{Success: false, Error: &envelopeErrorBody{
+			Code: code, Message: kind.title, Details: details, Fields: e.Fields,
+			Status: e.Status, CurrentVersion: e.CurrentVersion, UpstreamError: e.UpstreamError,
+		}, Timestamp: timestamp()})
 		return
 	}
-	c.JSON(status, gin.H{"error": body})
+	details := map[string]any{}
+	if len(e.Fields) > 0 {
+		details["fields"] = e.Fields
+	}
+	if e.Status != "" {
+		details["status"] = e.Status
+	}
+	if e.CurrentVersion > 0 {
+		details["current_version"] = e.CurrentVersion
+	}
+	if e.UpstreamError != "" {
+		details["upstream_error"] = e.UpstreamError
+	}
+	c.JSON(kind.status, gin.H{"error": serviceErrorBody{Code: code, Message: e.Message, Details: details}})
 }
-
-func now() string { return time.Now().UTC().Format(time.RFC3339) }
 
 // fail records err for the error middleware and stops the handler chain.
 func fail(c *gin.Context, err error) {

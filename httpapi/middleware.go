@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -16,9 +15,6 @@ import (
 	"github.com/credgate/credgate/policy"
 )
 
-// HeaderRequestID is accepted from callers, answered, and sent to Vault.
-const HeaderRequestID = "X-Request-Id"
-
 // HeaderTenant, when sent, must name the caller's own tenant.
 const HeaderTenant = "X-Tenantid"
 
@@ -30,11 +26,11 @@ var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 // requestID keeps the caller's X-Request-Id when it is sane, else makes one.
 func requestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader(HeaderRequestID)
+		id := c.GetHeader(credgate.RequestIDHeader)
 		if !saneRequestID.MatchString(id) {
 			id = uuid.NewString()
 		}
-		c.Header(HeaderRequestID, id)
+		c.Header(credgate.RequestIDHeader, id)
 		c.Request = c.Request.WithContext(credgate.WithRequestID(c.Request.Context(), id))
 		c.Next()
 	}
@@ -162,10 +158,4 @@ func require(p policy.Permission) gin.HandlerFunc {
 		}
 		c.Next()
 	}
-}
-
-// asTooLarge reports whether err is the body limit tripping.
-func asTooLarge(err error) bool {
-	var mbe *http.MaxBytesError
-	return errors.As(err, &mbe)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/tokenrefresh"
 )
 
 // spec is the served document, loaded and validated by kin-openapi.
@@ -111,7 +112,7 @@ var ginParam = regexp.MustCompile(`[:*]([A-Za-z]+)`)
 
 func TestOpenAPIDocumentsEveryRouteAndOnlyThose(t *testing.T) {
 	a := newAPI(t, apiOptions{})
-	h, err := httpapi.New(httpapi.Options{Store: a.store, Credentials: a.store, Rotator: a.store, Auth: noAuth{}, Logger: nopLogger()})
+	h, err := httpapi.New(httpapi.Options{Services: a.store, Credentials: a.store, Primary: a.store, Rotator: a.store, Refresh: tokenrefresh.Grant(nil), Auth: noAuth{}, Logger: nopLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

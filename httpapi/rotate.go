@@ -1,63 +1,52 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"time"
 
-	"golang.org/x/oauth2"
+	"github.com/gin-gonic/gin"
 
 	"github.com/credgate/credgate"
 )
 
-// NewTokenEndpointClient returns the HTTP client for refresh-token grants:
-// bounded in time and not following redirects, so a token endpoint cannot
-// bounce credgate's requests elsewhere.
-func NewTokenEndpointClient() *http.Client {
-	return &http.Client{
-		Timeout:       15 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// rotateCredential gives a credential new secret values as a new version:
+// the values in the body, values Vault generates ({"generate":true}), or,
+// with an empty body, a refresh-token grant for an OAuth2 credential.
+// If-Match, when sent, must name the current version.
+func (h *handlers) rotateCredential(c *gin.Context) {
+	id, version, err := credentialWrite(c)
+	if err != nil {
+		fail(c, err)
+		return
 	}
-}
-
-// refreshGrant performs an RFC 6749 refresh-token grant against the
-// credential's tokenEndpoint with golang.org/x/oauth2. The client
-// authenticates with HTTP Basic when it has a secret (RFC 6749 2.3.1), else
-// sends its id in the form; the style is fixed because auto-detection would
-// send a refused refresh token a second time. A server that returns no new
-// refresh token leaves the old one in place.
-func refreshGrant(client *http.Client) credgate.RefreshGrant {
-	return func(ctx context.Context, c *credgate.Credential) (map[string]string, *time.Time, error) {
-		style := oauth2.AuthStyleInParams
-		if c.Secrets["clientSecret"] != "" {
-			style = oauth2.AuthStyleInHeader
-		}
-		conf := &oauth2.Config{
-			ClientID:     c.Secrets["clientId"],
-			ClientSecret: c.Secrets["clientSecret"],
-			Endpoint:     oauth2.Endpoint{TokenURL: c.TokenEndpoint, AuthStyle: style},
-			Scopes:       c.Scopes,
-		}
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
-		tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: c.Secrets["refreshToken"]}).Token()
-		if err != nil {
-			e := &credgate.Error{Code: credgate.EUpstreamError, Message: "the token endpoint refused the refresh; nothing was changed", Err: errors.New("refresh grant failed")}
-			var re *oauth2.RetrieveError
-			if errors.As(err, &re) {
-				// Only the OAuth2 error code: the body could hold anything.
-				e.Details = map[string]any{"upstream_status": re.Response.StatusCode, "upstream_error": re.ErrorCode}
-			} else {
-				e.Message = "the token endpoint could not be reached; nothing was changed"
-			}
-			return nil, nil, e
-		}
-		got := map[string]string{"accessToken": tok.AccessToken, "refreshToken": tok.RefreshToken}
-		var exp *time.Time
-		if !tok.Expiry.IsZero() {
-			t := tok.Expiry.UTC().Truncate(time.Second)
-			exp = &t
-		}
-		return got, exp, nil
+	var in credentialInput // an empty body asks for an OAuth2 refresh
+	if err := decodeJSON(c.Request.Body, &in); err != nil && !errors.Is(err, errEmptyBody) {
+		fail(c, err)
+		return
 	}
+	if in.descriptive() {
+		fail(c, credgate.FieldErrors{"body": "rotate takes only secret values or generate; change other fields with PATCH"}.Err())
+		return
+	}
+	generate := in.Generate != nil && *in.Generate
+	ctx := c.Request.Context()
+	var out *credgate.Credential
+	switch {
+	case generate && in.hasSecrets():
+		err = credgate.FieldErrors{"generate": "send new values or generate, not both"}.Err()
+	case generate:
+		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
+			return cr.Generate(func() (string, error) { return h.rotator.RandomSecret(ctx) })
+		})
+	case in.hasSecrets():
+		out, err = h.rotator.RotateCredential(ctx, id, version, in.apply)
+	default:
+		out, err = h.rotator.RefreshCredential(ctx, id, version, h.refresh)
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.Header("ETag", etag(out.Version))
+	respond(c, http.StatusOK, "credential rotated", viewOf(c, out, maskSecrets))
 }

@@ -2,8 +2,8 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -12,67 +12,32 @@ import (
 )
 
 // The services family sees a service's credentials as one string map: the
-// service's primary credential (its newest active one, as the credentials
-// family's default read). Known keys map to the credentials family's secret
-// fields (api_key <-> apiKey); any other key (environment, ...) is kept as
-// a custom field of that credential.
-var snakeToField = map[string]string{
-	"api_key": "apiKey", "api_secret": "apiSecret", "client_id": "clientId", "client_secret": "clientSecret",
-	"access_token": "accessToken", "refresh_token": "refreshToken", "webhook_secret": "webhookSecret",
-	"username": "username", "password": "password",
-}
-
-// fieldToSnake is snakeToField the other way round.
-var fieldToSnake = func() map[string]string {
-	m := make(map[string]string, len(snakeToField))
-	for snake, field := range snakeToField {
-		m[field] = snake
-	}
-	return m
-}()
-
-func toSecrets(in map[string]string) map[string]string {
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		if f, ok := snakeToField[k]; ok {
-			out[f] = v
-		} else {
-			out[customPrefix+k] = v
-		}
-	}
-	return out
-}
-
-func fromSecrets(secrets map[string]string, mask bool) map[string]string {
-	out := make(map[string]string, len(secrets))
-	for f, v := range secrets {
-		if mask {
-			v = masked
-		}
-		if k, ok := strings.CutPrefix(f, customPrefix); ok {
-			out[k] = v
-		} else if snake, ok := fieldToSnake[f]; ok {
-			out[snake] = v
-		}
-	}
-	return out
-}
+// values of its primary credential (the one the credentials family reads
+// without a credentialId), keyed as credgate.Secrets.ServiceKeys says.
 
 type serviceCredentials struct {
-	ServiceID    string            `json:"service_id"`
-	CredentialID string            `json:"credential_id"`
-	Credentials  map[string]string `json:"credentials"`
-	Metadata     struct {
-		LastRotated *time.Time `json:"last_rotated"`
-		ExpiresAt   *time.Time `json:"expires_at"`
-	} `json:"metadata"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Version   int       `json:"version"`
+	ServiceID    string                 `json:"service_id"`
+	CredentialID string                 `json:"credential_id"`
+	Credentials  map[string]string      `json:"credentials"`
+	Metadata     serviceCredentialsMeta `json:"metadata"`
+	CreatedAt    time.Time              `json:"created_at"`
+	UpdatedAt    time.Time              `json:"updated_at"`
+	Version      int                    `json:"version"`
 }
 
-func serviceCredentialsOf(c *credgate.Credential, mask bool) *serviceCredentials {
-	out := &serviceCredentials{ServiceID: c.IntegrationID, CredentialID: c.ID, Credentials: fromSecrets(c.Secrets, mask), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version}
+// serviceCredentialsMeta: optional fields are left out when unset.
+type serviceCredentialsMeta struct {
+	LastRotated *time.Time `json:"last_rotated,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+func serviceCredentialsOf(c *credgate.Credential, r reveal) *serviceCredentials {
+	out := &serviceCredentials{ServiceID: c.IntegrationID, CredentialID: c.ID, Credentials: c.Secrets.ServiceKeys(), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version}
+	if r == maskSecrets {
+		for k := range out.Credentials {
+			out.Credentials[k] = masked
+		}
+	}
 	out.Metadata.LastRotated = c.LastRotatedAt
 	if out.Metadata.LastRotated == nil {
 		out.Metadata.LastRotated = &c.CreatedAt
@@ -81,10 +46,19 @@ func serviceCredentialsOf(c *credgate.Credential, mask bool) *serviceCredentials
 	return out
 }
 
-// noCredentials turns "no credential" into the services family's code.
-func noCredentials(err error) error {
-	if credgate.ErrorCode(err) == credgate.ECredentialNotFound {
-		return &credgate.Error{Code: credgate.ECredentialsNotFound, Message: "the service has no credentials", Details: map[string]any{}, Err: err}
+// inServiceTerms says a credential's problems in the services family's
+// words: its codes (CREDENTIALS_NOT_FOUND) and field names
+// (credentials.api_key).
+func inServiceTerms(err error) error {
+	var e *credgate.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch {
+	case e.Code == credgate.ECredentialNotFound:
+		return &credgate.Error{Code: credgate.ECredentialsNotFound, Message: "the service has no credentials", Err: err}
+	case len(e.Fields) > 0:
+		return e.Fields.InServiceTerms().Err()
 	}
 	return err
 }
@@ -96,13 +70,9 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := h.store.GetService(ctx, id); err != nil {
-		fail(c, err)
-		return
-	}
 	cred, err := h.creds.GetCredential(ctx, id, "", 0)
 	if err != nil {
-		fail(c, noCredentials(err))
+		fail(c, inServiceTerms(err))
 		return
 	}
 	if h.access != nil {
@@ -110,18 +80,33 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 	}
 	c.Header("ETag", etag(cred.Version))
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, serviceCredentialsOf(cred, false))
+	c.JSON(http.StatusOK, serviceCredentialsOf(cred, showSecrets))
 }
 
+// putServiceCredentialsInput is the body of PUT .../credentials. The
+// read-only fields of what GET answers are accepted, so a client can send
+// back what it read: service_id must name the service, and credential_id,
+// when sent, must still be the service's primary credential.
 type putServiceCredentialsInput struct {
-	Credentials map[string]string `json:"credentials"`
+	Credentials json.RawMessage `json:"credentials"`
 	Metadata    *struct {
-		ExpiresAt *time.Time `json:"expires_at"`
+		ExpiresAt   json.RawMessage `json:"expires_at"`
+		LastRotated json.RawMessage `json:"last_rotated"`
 	} `json:"metadata"`
+
+	ServiceID    *string         `json:"service_id"`
+	CredentialID *string         `json:"credential_id"`
+	CreatedAt    json.RawMessage `json:"created_at"`
+	UpdatedAt    json.RawMessage `json:"updated_at"`
+	Version      json.RawMessage `json:"version"`
 }
 
+// putServiceCredentials replaces the values of the service's primary
+// credential as a new version; metadata.expires_at sets its expiry (null
+// clears it; absent keeps it). A service with no servable credential gets
+// a new one.
 func (h *handlers) putServiceCredentials(c *gin.Context) {
-	id, ifMatch, err := writeTarget(c)
+	id, version, err := writeTarget(c)
 	if err != nil {
 		fail(c, err)
 		return
@@ -131,74 +116,71 @@ func (h *handlers) putServiceCredentials(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	var expires *time.Time
-	if in.Metadata != nil {
-		expires = in.Metadata.ExpiresAt
+	fe := credgate.FieldErrors{}
+	u := serviceCredentialsValues(fe, "credentials", in.Credentials)
+	if in.ServiceID != nil && *in.ServiceID != id {
+		fe.Add("service_id", "must match the id in the path")
 	}
-	out, err := h.setServiceCredentials(c, id, in.Credentials, expires, ifMatch)
-	if err != nil {
+	if in.CredentialID != nil {
+		if cid, ok := credgate.CanonicalCredentialID(*in.CredentialID); ok {
+			u.CredentialID = cid
+		} else {
+			fe.Add("credential_id", "must be cred-<uuid> or a UUID")
+		}
+	}
+	if in.Metadata != nil && in.Metadata.ExpiresAt != nil {
+		u.ExpiresAt, u.SetExpiry = timeOrNull(fe, "metadata.expires_at", in.Metadata.ExpiresAt), true
+	}
+	if err := fe.Err(); err != nil {
 		fail(c, err)
 		return
 	}
+	out, err := h.primary.SetPrimaryCredential(c.Request.Context(), id, version, *u)
+	if err != nil {
+		fail(c, inServiceTerms(err))
+		return
+	}
 	c.Header("ETag", etag(out.Version))
-	c.JSON(http.StatusOK, serviceCredentialsOf(out, true))
+	c.JSON(http.StatusOK, serviceCredentialsOf(out, maskSecrets))
 }
 
-// setServiceCredentials replaces the values of the service's primary
-// credential with creds, as a new version, or creates that credential
-// (authType custom) when the service has none.
-func (h *handlers) setServiceCredentials(c *gin.Context, service string, creds map[string]string, expires *time.Time, ifMatch int) (*credgate.Credential, error) {
-	if len(creds) == 0 {
-		return nil, validationFailed(map[string]string{"credentials": "is required: an object of string values"})
+// serviceCredentialsValues reads the services family's credentials map:
+// an object of string values, at least one. Keys name a secret field
+// (api_key) or a custom field.
+func serviceCredentialsValues(fe credgate.FieldErrors, field string, raw json.RawMessage) *credgate.PrimaryUpdate {
+	var m map[string]string
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil || m == nil {
+		fe.Add(field, "is required: an object of string values")
+		return &credgate.PrimaryUpdate{}
 	}
-	bad := map[string]string{}
-	for k, v := range creds {
-		switch {
-		case !customKey.MatchString(k):
-			bad["credentials"] = "keys match " + customKey.String()
-		case v == "":
-			bad["credentials."+k] = "must not be empty"
-		case len(v) > maxSecretBytes:
-			bad["credentials."+k] = "is too long"
+	if len(m) == 0 {
+		fe.Add(field, "must hold at least one value")
+	}
+	for k := range m {
+		if !credgate.ValidCustomKey(k) {
+			fe.Add(field, "keys match "+credgate.CustomKeyPattern)
 		}
 	}
-	if len(creds) > maxCustomFields {
-		bad["credentials"] = "too many keys"
+	return &credgate.PrimaryUpdate{Secrets: credgate.SecretsFromServiceKeys(m)}
+}
+
+// timeOrNull reads an RFC 3339 time or null.
+func timeOrNull(fe credgate.FieldErrors, field string, raw json.RawMessage) *time.Time {
+	var s *string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		fe.Add(field, "must be an RFC 3339 time or null")
+		return nil
 	}
-	if len(bad) > 0 {
-		return nil, validationFailed(bad)
+	if s == nil {
+		return nil
 	}
-	ctx := c.Request.Context()
-	if _, err := h.store.GetService(ctx, service); err != nil {
-		return nil, err
-	}
-	if expires != nil {
-		t := expires.UTC()
-		expires = &t
-	}
-	cur, err := h.creds.GetCredential(ctx, service, "", 0)
-	// No servable credential (none, or only revoked or inactive ones): a new
-	// active one is made.
-	if credgate.ErrorCode(err) == credgate.ECredentialNotFound {
-		if ifMatch > 0 {
-			return nil, noCredentials(err)
-		}
-		return h.creds.CreateCredential(ctx, &credgate.Credential{
-			IntegrationID: service, CredentialName: "default", AuthType: credgate.AuthCustom,
-			Status: credgate.CredActive, Metadata: map[string]any{}, Secrets: toSecrets(creds), ExpiresAt: expires,
-		})
-	}
+	t, err := time.Parse(time.RFC3339, *s)
 	if err != nil {
-		return nil, err
+		fe.Add(field, "must be an RFC 3339 time or null")
+		return nil
 	}
-	return h.creds.UpdateCredential(ctx, cur.ID, func(cr *credgate.Credential) (string, error) {
-		if ifMatch > 0 && cr.Version != ifMatch {
-			return "", versionConflict(cr.Version, ifMatch)
-		}
-		cr.Secrets = toSecrets(creds)
-		cr.ExpiresAt = expires
-		return credgate.ChangeRotated, nil
-	})
+	t = t.UTC()
+	return &t
 }
 
 type serviceCredentialVersions struct {
@@ -224,39 +206,19 @@ func (h *handlers) serviceCredentialVersions(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	list, err := h.creds.ListCredentials(ctx, id)
+	primary, err := h.primary.DescribePrimary(ctx, id)
 	if err != nil {
-		fail(c, err)
+		fail(c, inServiceTerms(err))
 		return
 	}
-	primary := credgate.PickServable(list, time.Now())
-	if primary == "" {
-		fail(c, noCredentials(credgate.Errorf(credgate.ECredentialNotFound, "no credential")))
-		return
-	}
-	versions, err := h.creds.CredentialVersions(ctx, primary)
+	versions, err := h.creds.CredentialVersions(ctx, primary.ID)
 	if err != nil {
-		fail(c, noCredentials(err))
+		fail(c, inServiceTerms(err))
 		return
 	}
-	out := serviceCredentialVersions{ServiceID: id, CredentialID: primary, Versions: make([]serviceCredentialVersionV1, len(versions))}
+	out := serviceCredentialVersions{ServiceID: id, CredentialID: primary.ID, Versions: make([]serviceCredentialVersionV1, len(versions))}
 	for i, v := range versions {
 		out.Versions[i] = serviceCredentialVersionV1(v)
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-// decodeCredentialsField reads the optional credentials of a service PUT.
-func decodeCredentialsField(raw json.RawMessage) (map[string]string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var m map[string]string
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, validationFailed(map[string]string{"credentials": "must be an object of string values"})
-	}
-	if m == nil {
-		m = map[string]string{}
-	}
-	return m, nil
 }

@@ -183,8 +183,9 @@ var permissionGrants = map[Permission][]grant{
 	},
 	CredentialsWrite: {
 		{FolderCredentials, "data", []string{"create", "read", "update"}},
-		// patch: the descriptive fields are merged into custom_metadata.
-		{FolderCredentials, "metadata", []string{"read", "list", "update", "patch", "delete"}},
+		// patch: the descriptive fields are merged into custom_metadata;
+		// create: a new credential's description is written first.
+		{FolderCredentials, "metadata", []string{"create", "read", "list", "update", "patch", "delete"}},
 		{FolderCredIndex, "data", []string{"create", "read", "update"}},
 		{FolderCredIndex, "metadata", []string{"delete"}},
 		// The rotation lock: a record whose KV version is the lock.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/credgate/credgate"
 )
 
 // accessInterval is the least time between two lastAccessedAt writes of
@@ -38,7 +40,7 @@ func newAccessRecorder() *accessRecorder {
 // RecordAccess notes that the caller in ctx read cred of service now.
 func (s *Store) RecordAccess(ctx context.Context, service, cred string) {
 	r := s.access
-	key := accessKey{tenantOf(ctx), service, cred}
+	key := accessKey{credgate.PrincipalFrom(ctx).Tenant, service, cred}
 	now := s.opts.Now()
 	r.mu.Lock()
 	if r.closed || now.Sub(r.last[key]) < accessInterval {

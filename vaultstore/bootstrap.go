@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/credgate/credgate"
 )
 
 // BootstrapOptions says what Bootstrap sets up.
@@ -89,10 +91,10 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 	hdrs := "sys/config/auditing/request-headers"
 	nested := func(have map[string]any) map[string]any {
 		all, _ := have["headers"].(map[string]any)
-		m, _ := all[strings.ToLower(RequestIDHeader)].(map[string]any)
+		m, _ := all[strings.ToLower(credgate.RequestIDHeader)].(map[string]any)
 		return m
 	}
-	if err := writeIfChanged(ctx, c, hdrs, hdrs+"/"+strings.ToLower(RequestIDHeader), map[string]any{"hmac": false}, "audited header "+RequestIDHeader, res, nested); err != nil {
+	if err := writeIfChanged(ctx, c, hdrs, hdrs+"/"+strings.ToLower(credgate.RequestIDHeader), map[string]any{"hmac": false}, "audited header "+credgate.RequestIDHeader, res, nested); err != nil {
 		return nil, err
 	}
 

@@ -3,10 +3,9 @@ package vaultstore
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,378 +19,319 @@ import (
 	"github.com/credgate/credgate/policy"
 )
 
-// A credential is kept at tenants/<t>/credentials/<service>/<credential>:
-//
-//   - its KV data holds {"secrets": {...}, "info": {...}}: the secret values
-//     and the descriptive fields, written together with check-and-set, so
-//     the data version is the one truth and the lock of every change;
-//   - its KV custom_metadata holds a projection of "info" (readable by a
-//     viewer, whose policy has no read on the data), the version that
-//     projection describes, a note per recent version saying what changed,
-//     and lastAccessedAt.
-//
-// custom_metadata takes at most 64 keys of at most 512 bytes, so "info" is
-// stored as base64url chunks.
-const (
-	infoChunkSize  = 500
-	maxInfoChunks  = 36
-	versionNotes   = 10 // the newest versions that keep a change note
-	metaProjected  = "projected"
-	metaInfoCount  = "info.n"
-	metaLastAccess = "lastAccessedAt"
-)
+// A credential is kept at tenants/<t>/credentials/<service>/<credential>.
+// Its KV data holds {"secrets": {...}, "info": {...}}: the secret values and
+// the descriptive fields, written together with check-and-set, so the data
+// version is the one truth and the lock of every change. The descriptive
+// fields are also projected into the path's custom_metadata (projection.go).
+// An index at tenants/<t>/credential-index/<credential> names the service,
+// so that a credential id alone finds it.
 
 func credPath(tenant, service, cred string) string {
 	return policy.TenantPrefix(tenant) + policy.FolderCredentials + "/" + service + "/" + cred
 }
 
-func credIndexPath(tenant, cred string) string {
-	return policy.TenantPrefix(tenant) + policy.FolderCredIndex + "/" + cred
-}
+func (k *session) credPath(service, cred string) string { return credPath(k.tenant, service, cred) }
 
-func credLockPath(tenant, cred string) string {
-	return policy.TenantPrefix(tenant) + policy.FolderCredLocks + "/" + cred
-}
+func (k *session) credIndexPath(cred string) string { return k.path(policy.FolderCredIndex, cred) }
+
+func (k *session) credLockPath(cred string) string { return k.path(policy.FolderCredLocks, cred) }
 
 // credInfo is the descriptive part of a credential as stored.
 type credInfo struct {
 	credgate.Credential
 	Change    string `json:"change"`
 	ChangedBy string `json:"changedBy"`
+	// ServiceIncarnation is the incarnation of the service the credential
+	// was made for (serviceRecord.Incarnation).
+	ServiceIncarnation string `json:"serviceIncarnation,omitempty"`
+	// Deleted marks a credential whose DELETE began: its values are gone
+	// from this version on and it is never served again; DELETE again
+	// finishes the removal. DeleteOf is the version the DELETE was for.
+	Deleted  bool `json:"deleted,omitempty"`
+	DeleteOf int  `json:"deleteOf,omitempty"`
 }
 
 type credData struct {
-	Secrets map[string]string `json:"secrets"`
-	Info    credInfo          `json:"info"`
+	Secrets credgate.Secrets `json:"secrets"`
+	Info    credInfo         `json:"info"`
+}
+
+// belongsTo reports whether info is a live credential of service rec.
+func (info *credInfo) belongsTo(rec *serviceRecord) bool {
+	return !info.Deleted && info.ServiceIncarnation == rec.Incarnation
 }
 
 // NewCredentialID returns cred-<uuid v4>.
 func NewCredentialID() string { return "cred-" + uuid.NewString() }
 
-// errTooLarge is returned when the descriptive fields do not fit.
-var errTooLarge = &credgate.Error{
-	Code:    credgate.EValidationFailed,
-	Message: "the credential's descriptive fields are too large together (about 12 KB at most)",
-	Details: map[string]any{"fields": map[string]string{"description, metadata, scopes": "too large together"}},
-}
-
-// projection renders info for custom_metadata. old is the current
-// custom_metadata: chunks and notes no longer wanted are removed (nil).
-func projection(info credInfo, version int, old map[string]any) (map[string]any, error) {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return nil, err
-	}
-	enc := base64.RawURLEncoding.EncodeToString(b)
-	n := (len(enc) + infoChunkSize - 1) / infoChunkSize
-	if n > maxInfoChunks {
-		return nil, errTooLarge
-	}
-	m := map[string]any{
-		"integrationId":              info.IntegrationID,
-		"credentialName":             truncate(info.CredentialName, 200),
-		"authType":                   info.AuthType,
-		"status":                     info.Status,
-		metaProjected:                strconv.Itoa(version),
-		metaInfoCount:                strconv.Itoa(n),
-		"v." + strconv.Itoa(version): info.Change + "|" + truncate(info.ChangedBy, 400),
-	}
-	for i := range n {
-		m["info."+strconv.Itoa(i)] = enc[i*infoChunkSize : min((i+1)*infoChunkSize, len(enc))]
-	}
-	for k := range old {
-		if rest, ok := strings.CutPrefix(k, "info."); ok {
-			if i, err := strconv.Atoi(rest); err == nil && i >= n {
-				m[k] = nil
-			}
-		}
-		if rest, ok := strings.CutPrefix(k, "v."); ok {
-			if v, err := strconv.Atoi(rest); err == nil && v <= version-versionNotes {
-				m[k] = nil
-			}
-		}
-	}
-	return m, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8Start(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
-
-// fromProjection reads a credential's descriptive fields from its
-// custom_metadata; ok is false when there is no projection yet.
-func fromProjection(meta map[string]any) (*credgate.Credential, bool) {
-	n, _ := strconv.Atoi(str(meta[metaInfoCount]))
-	version, _ := strconv.Atoi(str(meta[metaProjected]))
-	if n == 0 || version == 0 {
-		return nil, false
-	}
-	var enc strings.Builder
-	for i := range n {
-		enc.WriteString(str(meta["info."+strconv.Itoa(i)]))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(enc.String())
-	if err != nil {
-		return nil, false
-	}
-	var info credInfo
-	if json.Unmarshal(b, &info) != nil {
-		return nil, false
-	}
-	c := info.Credential
-	c.Version = version
-	c.LastAccessedAt = parseTime(str(meta[metaLastAccess]))
-	return &c, true
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func parseTime(s string) *time.Time {
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return nil
-	}
-	return &t
-}
-
-// readCred reads the decrypted credential at version (0: the current one).
-func (k *kv) readCred(ctx context.Context, tenant, service, cred string, version int) (*credgate.Credential, error) {
-	d, sec, err := k.readCredRaw(ctx, tenant, service, cred, version)
-	if err != nil {
-		return nil, err
-	}
-	return credentialOf(d, sec), nil
-}
-
-// readCredWithMeta reads the current credential and the custom_metadata
-// that came with it.
-func (k *kv) readCredWithMeta(ctx context.Context, tenant, service, cred string) (*credgate.Credential, map[string]any, error) {
-	d, sec, err := k.readCredRaw(ctx, tenant, service, cred, 0)
+// readCredData reads the stored form of a credential at version (0: the
+// current one); errNotFound when there is no such version.
+func (k *session) readCredData(ctx context.Context, service, cred string, version int) (*credData, *api.KVSecret, error) {
+	sec, err := k.readVersion(ctx, "credential_read", k.credPath(service, cred), version)
 	if err != nil {
 		return nil, nil, err
 	}
-	return credentialOf(d, sec), sec.CustomMetadata, nil
+	var d credData
+	if err := decode(sec.Data, &d); err != nil {
+		return nil, nil, err
+	}
+	if d.Secrets == nil {
+		d.Secrets = credgate.Secrets{}
+	}
+	return &d, sec, nil
 }
 
+// credentialOf is the domain view of stored data read with sec.
 func credentialOf(d *credData, sec *api.KVSecret) *credgate.Credential {
 	c := d.Info.Credential
 	c.Secrets = d.Secrets
-	if c.Secrets == nil {
-		c.Secrets = map[string]string{}
-	}
 	c.Version = sec.VersionMetadata.Version
 	c.LastAccessedAt = parseTime(str(sec.CustomMetadata[metaLastAccess]))
 	return &c
 }
 
-// readCredRaw reads the stored form of a credential at version (0: the
-// current one).
-func (k *kv) readCredRaw(ctx context.Context, tenant, service, cred string, version int) (*credData, *api.KVSecret, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.s.opts.Timeout)
-	defer cancel()
-	start := k.s.opts.Now()
-	var sec *api.KVSecret
-	var err error
-	if version > 0 {
-		sec, err = k.kv.GetVersion(ctx, credPath(tenant, service, cred), version)
-	} else {
-		sec, err = k.kv.Get(ctx, credPath(tenant, service, cred))
+// serviceAndCred reads the live service and the current data of cred in
+// parallel: what every credential read and write starts from.
+func (k *session) serviceAndCred(ctx context.Context, service, cred string) (*serviceRecord, *credData, *api.KVSecret, error) {
+	var rec *serviceRecord
+	var serr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rec, serr = k.readService(ctx, service) })
+	d, sec, err := k.readCredData(ctx, service, cred, 0)
+	wg.Wait()
+	if serr != nil {
+		return nil, nil, nil, serr
 	}
-	k.s.observe("credential_read", start, ignoreNotFound(err))
-	if err == nil && (sec == nil || sec.Data == nil || sec.VersionMetadata == nil || sec.VersionMetadata.Destroyed) {
-		err = errNotFound
-	}
+	return rec, d, sec, err
+}
+
+// liveCred reads cred of service: errNotFound unless the service is live and
+// the credential is one of its own and not deleted.
+func (k *session) liveCred(ctx context.Context, service, cred string) (*credData, *api.KVSecret, error) {
+	rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, credNotFound(err)
 	}
-	var d credData
-	if err := fromData(sec.Data, &d); err != nil {
-		return nil, nil, err
+	if !d.Info.belongsTo(rec) {
+		return nil, nil, errNotFound
 	}
-	return &d, sec, nil
+	return d, sec, nil
 }
 
-func (k *kv) readCredMeta(ctx context.Context, tenant, service, cred string) (*api.KVMetadata, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.s.opts.Timeout)
-	defer cancel()
-	start := k.s.opts.Now()
-	m, err := k.kv.GetMetadata(ctx, credPath(tenant, service, cred))
-	k.s.observe("credential_metadata_read", start, ignoreNotFound(err))
-	if err == nil && (m == nil || m.CurrentVersion == 0) {
-		err = errNotFound
+// credNotFound turns a missing service into a missing credential: through
+// a credential, a service is only a place the credential is not.
+func credNotFound(err error) error {
+	if errors.Is(err, errNotFound) {
+		return errNotFound
 	}
-	return m, err
+	return err
 }
 
-// project writes the projection of info (just written at version) over
-// old, the custom_metadata the writer read with the data it changed. Then it
-// checks for a newer version: if that version's own writer has not
-// projected it yet, or our patch overwrote its projection, it projects the
-// newest version. Every writer checks after its own patch, so the last one
-// leaves the projection current.
-func (k *kv) project(ctx context.Context, tenant, service, cred string, info credInfo, version int, old map[string]any) error {
-	for range 3 {
-		m, err := projection(info, version, old)
-		if err != nil {
-			return err
-		}
-		pctx, cancel := context.WithTimeout(ctx, k.s.opts.Timeout)
-		start := k.s.opts.Now()
-		err = k.kv.PatchMetadata(pctx, credPath(tenant, service, cred), api.KVMetadataPatchInput{CustomMetadata: m})
-		cancel()
-		k.s.observe("credential_project", start, err)
-		if err != nil {
-			return err
-		}
-		meta, err := k.readCredMeta(ctx, tenant, service, cred)
-		if err != nil {
-			return err
-		}
-		if p, _ := strconv.Atoi(str(meta.CustomMetadata[metaProjected])); p >= meta.CurrentVersion {
-			return nil
-		}
-		d, sec, err := k.readCredRaw(ctx, tenant, service, cred, 0)
-		if err != nil {
-			return err
-		}
-		info, version, old = d.Info, sec.VersionMetadata.Version, meta.CustomMetadata
-	}
-	return nil
-}
-
-// writeCred writes c as a new version with check-and-set cas and projects
-// it over old, the custom_metadata read with version cas. change says what
-// changed.
-func (k *kv) writeCred(ctx context.Context, tenant string, c *credgate.Credential, change string, cas int, old map[string]any) (*credgate.Credential, error) {
-	info := credInfo{Credential: *c, Change: change, ChangedBy: credgate.PrincipalFrom(ctx).Subject}
+// writeCred writes c as a new version with check-and-set cas (0: a new
+// credential) and projects it over old, the custom_metadata read with
+// version cas. A new credential is projected first, so that no version of
+// it exists without its description; its data write then creates version 1.
+func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any) (*credgate.Credential, error) {
+	info.Credential = *c
 	info.Secrets, info.Version, info.LastAccessedAt = nil, 0, nil
-	if _, err := projection(info, cas+1, nil); err != nil {
-		return nil, err // too large: refuse before writing anything
+	if err := fitsProjection(info); err != nil {
+		return nil, err
+	}
+	if cas == 0 {
+		m, err := projection(info, 1, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := k.patchMetadata(ctx, "credential_project", k.credPath(c.IntegrationID, c.ID), m); err != nil {
+			return nil, err
+		}
 	}
 	secrets := c.Secrets
 	if secrets == nil {
-		secrets = map[string]string{}
+		secrets = credgate.Secrets{}
 	}
-	data, err := toData(credData{Secrets: secrets, Info: info})
+	data, err := encode(credData{Secrets: secrets, Info: info})
 	if err != nil {
 		return nil, err
 	}
-	version, err := k.put(ctx, "credential_write", credPath(tenant, c.IntegrationID, c.ID), data, cas)
+	version, err := k.write(ctx, "credential_write", k.credPath(c.IntegrationID, c.ID), data, cas)
 	if err != nil {
 		return nil, err
 	}
 	out := *c
 	out.Version = version
-	if err := k.project(ctx, tenant, c.IntegrationID, c.ID, info, version, old); err != nil {
-		return &out, err
+	if cas == 0 && version == 1 {
+		return &out, nil
 	}
-	return &out, nil
-}
-
-// serviceOf finds the service a credential id belongs to.
-func (k *kv) serviceOf(ctx context.Context, tenant, cred string) (string, error) {
-	sec, err := k.get(ctx, "credential_index_read", credIndexPath(tenant, cred))
-	if err != nil {
-		return "", err
-	}
-	svc := str(sec.Data["service_id"])
-	if !credgate.ValidID(svc) {
-		return "", errNotFound
-	}
-	return svc, nil
+	return &out, k.project(ctx, c.IntegrationID, c.ID, info, version, old)
 }
 
 // CreateCredential stores c, new, for its service (c.IntegrationID) in the
-// caller's tenant. A new id is made when c.ID is empty.
-// Errors: SERVICE_NOT_FOUND, VALIDATION_FAILED (too large),
-// INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
+// caller's tenant; it is validated (credgate.Credential.Validate) before
+// anything is written. A new id is made when c.ID is empty. Until its
+// values are written the credential is invisible, so a failure at any step
+// leaves no credential behind that anyone can read.
+// Errors: VALIDATION_FAILED, SERVICE_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
 func (s *Store) CreateCredential(ctx context.Context, c *credgate.Credential) (*credgate.Credential, error) {
-	k, err := s.kvFor(ctx)
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	k, err := s.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tenant := tenantOf(ctx)
-	if _, err := k.readService(ctx, tenant, c.IntegrationID); err != nil {
-		return nil, translate(err, credgate.EServiceNotFound, false)
+	rec, err := k.readService(ctx, c.IntegrationID)
+	if err != nil {
+		return nil, translate(err, credgate.EServiceNotFound)
 	}
+	return k.createCred(ctx, rec, c)
+}
+
+func (k *session) createCred(ctx context.Context, rec *serviceRecord, c *credgate.Credential) (*credgate.Credential, error) {
 	if c.ID == "" {
 		c.ID = NewCredentialID()
 	}
-	now := s.opts.Now().UTC().Truncate(time.Second)
+	now := k.s.opts.Now().UTC().Truncate(time.Second)
 	c.CreatedAt, c.UpdatedAt = now, now
 	c.CreatedBy = credgate.PrincipalFrom(ctx).Actor()
-	if _, err := k.put(ctx, "credential_index_write", credIndexPath(tenant, c.ID), map[string]any{"service_id": c.IntegrationID}, 0); err != nil {
+	info := credInfo{Change: credgate.ChangeCreated, ChangedBy: c.CreatedBy.ID, ServiceIncarnation: rec.Incarnation}
+	if err := fitsProjection(credInfo{Credential: *c}); err != nil {
+		return nil, err
+	}
+	if _, err := k.write(ctx, "credential_index_write", k.credIndexPath(c.ID), map[string]any{"service_id": c.IntegrationID}, 0); err != nil {
 		if errors.Is(err, errConflict) {
-			return nil, credgate.Errorf(credgate.EValidationFailed, "credential id %q is taken", c.ID)
+			return nil, credgate.FieldErrors{"id": "is taken"}.Err()
 		}
-		return nil, translate(err, credgate.ECredentialNotFound, true)
+		return nil, translate(err, credgate.ECredentialNotFound)
 	}
-	out, err := k.writeCred(ctx, tenant, c, credgate.ChangeCreated, 0, nil)
-	if err != nil && out == nil {
-		_ = k.destroy(ctx, "credential_index_delete", credIndexPath(tenant, c.ID))
-		return nil, translate(err, credgate.ECredentialNotFound, true)
+	out, err := k.writeCred(ctx, c, info, 0, nil)
+	if err != nil {
+		return nil, translate(err, credgate.ECredentialNotFound)
 	}
-	return out, translate(err, credgate.ECredentialNotFound, false)
+	return out, nil
 }
 
 // GetCredential returns a credential of service with its secret values: the
-// one named cred (at version, when > 0), or without cred the newest active
-// one (the newest expired one when none is active). Revoked and inactive
-// credentials are never served. Errors: CREDENTIAL_NOT_FOUND,
+// one named cred (at version, when > 0), or without cred the one
+// credgate.PickServable picks. A credential's current status rules every
+// version of it (credgate.Credential.Servable).
+// Errors: SERVICE_NOT_FOUND (no such service), CREDENTIAL_NOT_FOUND,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
 func (s *Store) GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error) {
-	k, err := s.kvFor(ctx)
+	k, err := s.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tenant := tenantOf(ctx)
+	now := s.opts.Now()
 	if cred == "" {
-		list, err := k.listCreds(ctx, tenant, service)
-		if err != nil {
-			return nil, translate(err, credgate.ECredentialNotFound, false)
-		}
-		cred = credgate.PickServable(list, s.opts.Now())
-		if cred == "" {
-			return nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no active credential")
-		}
+		return k.readPrimary(ctx, service, now)
 	}
-	c, err := k.readCred(ctx, tenant, service, cred, version)
+	rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
 	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
+		return nil, translate(err, notFoundCode(rec, err))
 	}
-	if st := c.EffectiveStatus(s.opts.Now()); st == credgate.CredRevoked || st == credgate.CredInactive {
-		return nil, &credgate.Error{
-			Code:    credgate.ECredentialNotFound,
-			Message: "the credential is " + st + "; its values are not served",
-			Details: map[string]any{"status": st},
-		}
+	if !d.Info.belongsTo(rec) {
+		return nil, translate(errNotFound, credgate.ECredentialNotFound)
 	}
-	return c, nil
+	current := credentialOf(d, sec)
+	if err := current.Servable(now); err != nil {
+		return nil, err
+	}
+	if version == 0 || version == current.Version {
+		return current, nil
+	}
+	d, sec, err = k.readCredData(ctx, service, cred, version)
+	if err != nil {
+		return nil, translate(err, credgate.ECredentialNotFound)
+	}
+	old := credentialOf(d, sec)
+	old.LastAccessedAt = current.LastAccessedAt
+	return old, nil
 }
 
-// listCreds returns the descriptions of service's credentials, newest
-// first. A credential whose first write has no projection yet is left out.
-func (k *kv) listCreds(ctx context.Context, tenant, service string) ([]*credgate.Credential, error) {
-	ids, err := k.list(ctx, "credential_list", policy.TenantPrefix(tenant)+policy.FolderCredentials+"/"+service+"/")
+// notFoundCode says which record was missing: the service, when rec is nil.
+func notFoundCode(rec *serviceRecord, err error) string {
+	if rec == nil && errors.Is(err, errNotFound) {
+		return credgate.EServiceNotFound
+	}
+	return credgate.ECredentialNotFound
+}
+
+// readPrimary reads the credential a read without a credential id serves.
+// The pick is made on the descriptions; the values read then prove their
+// own status, and a credential whose description was behind is passed over.
+func (k *session) readPrimary(ctx context.Context, service string, now time.Time) (*credgate.Credential, error) {
+	rec, list, err := k.serviceAndList(ctx, service)
 	if err != nil {
-		var re *api.ResponseError
-		if errors.As(err, &re) && re.StatusCode == 404 {
-			return nil, nil
-		}
 		return nil, err
 	}
-	out := make([]*credgate.Credential, len(ids))
+	for range len(list) {
+		pick := credgate.PickServable(list, now)
+		if pick == nil {
+			break
+		}
+		d, sec, err := k.readCredData(ctx, service, pick.ID, 0)
+		if err != nil && !errors.Is(err, errNotFound) {
+			return nil, translate(err, credgate.ECredentialNotFound)
+		}
+		if err == nil && d.Info.belongsTo(rec) {
+			c := credentialOf(d, sec)
+			if c.Servable(now) == nil {
+				return c, nil
+			}
+		}
+		list = removeCred(list, pick.ID)
+	}
+	return nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no active credential")
+}
+
+func removeCred(list []*credgate.Credential, id string) []*credgate.Credential {
+	out := list[:0:0]
+	for _, c := range list {
+		if c.ID != id {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// serviceAndList reads the live service and the descriptions of its
+// credentials. Errors: SERVICE_NOT_FOUND, or a translated Vault error.
+func (k *session) serviceAndList(ctx context.Context, service string) (*serviceRecord, []*credgate.Credential, error) {
+	var rec *serviceRecord
+	var serr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rec, serr = k.readService(ctx, service) })
+	infos, err := k.listCreds(ctx, service)
+	wg.Wait()
+	if serr != nil {
+		return nil, nil, translate(serr, credgate.EServiceNotFound)
+	}
+	if err != nil {
+		return nil, nil, translate(err, credgate.ECredentialNotFound)
+	}
+	list := []*credgate.Credential{}
+	for _, info := range infos {
+		if info.belongsTo(rec) {
+			c := info.Credential
+			list = append(list, &c)
+		}
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].CreatedAt.After(list[j].CreatedAt) })
+	return rec, list, nil
+}
+
+// listCreds returns the projected descriptions of the credentials kept under
+// service. A credential without a version (its creation did not finish) is
+// left out.
+func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, error) {
+	ids, err := k.list(ctx, "credential_list", policy.FolderCredentials+"/"+service+"/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*credInfo, len(ids))
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -399,14 +339,16 @@ func (k *kv) listCreds(ctx context.Context, tenant, service string) ([]*credgate
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			meta, err := k.readCredMeta(ctx, tenant, service, id)
+			meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, id))
 			if err != nil {
-				errs[i] = ignoreNotFound(err)
+				if !errors.Is(err, errNotFound) {
+					errs[i] = err
+				}
 				return
 			}
-			if c, ok := fromProjection(meta.CustomMetadata); ok {
-				c.ID = id
-				out[i] = c
+			if info, ok := fromProjection(meta.CustomMetadata); ok {
+				info.ID = id
+				out[i] = info
 			}
 		})
 	}
@@ -415,12 +357,11 @@ func (k *kv) listCreds(ctx context.Context, tenant, service string) ([]*credgate
 		return nil, err
 	}
 	list := out[:0]
-	for _, c := range out {
-		if c != nil {
-			list = append(list, c)
+	for _, info := range out {
+		if info != nil {
+			list = append(list, info)
 		}
 	}
-	sort.SliceStable(list, func(i, j int) bool { return list[i].CreatedAt.After(list[j].CreatedAt) })
 	return list, nil
 }
 
@@ -428,81 +369,109 @@ func (k *kv) listCreds(ctx context.Context, tenant, service string) ([]*credgate
 // secret values. Errors: SERVICE_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) ListCredentials(ctx context.Context, service string) ([]*credgate.Credential, error) {
-	k, err := s.kvFor(ctx)
+	k, err := s.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tenant := tenantOf(ctx)
-	if _, err := k.readService(ctx, tenant, service); err != nil {
-		return nil, translate(err, credgate.EServiceNotFound, false)
-	}
-	list, err := k.listCreds(ctx, tenant, service)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
-	}
-	if list == nil {
-		list = []*credgate.Credential{}
-	}
-	return list, nil
+	_, list, err := k.serviceAndList(ctx, service)
+	return list, err
 }
 
-// locate returns the caller's view of Vault, their tenant and the service
-// credential cred belongs to. Errors: CREDENTIAL_NOT_FOUND, or the caller's.
-func (s *Store) locate(ctx context.Context, cred string) (*kv, string, string, error) {
-	k, err := s.kvFor(ctx)
+// DescribePrimary describes, without values, the credential a read of
+// service without a credential id serves. Errors: SERVICE_NOT_FOUND,
+// CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
+func (s *Store) DescribePrimary(ctx context.Context, service string) (*credgate.Credential, error) {
+	k, err := s.session(ctx)
 	if err != nil {
-		return nil, "", "", err
+		return nil, err
 	}
-	tenant := tenantOf(ctx)
-	svc, err := k.serviceOf(ctx, tenant, cred)
+	_, list, err := k.serviceAndList(ctx, service)
 	if err != nil {
-		return nil, "", "", translate(err, credgate.ECredentialNotFound, false)
+		return nil, err
 	}
-	return k, tenant, svc, nil
+	if c := credgate.PickServable(list, s.opts.Now()); c != nil {
+		return c, nil
+	}
+	return nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no active credential")
+}
+
+// locate returns the caller's session and the service credential cred
+// belongs to. Errors: CREDENTIAL_NOT_FOUND, or the caller's.
+func (s *Store) locate(ctx context.Context, cred string) (*session, string, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	sec, err := k.read(ctx, "credential_index_read", k.credIndexPath(cred))
+	if err != nil {
+		return nil, "", translate(err, credgate.ECredentialNotFound)
+	}
+	svc := str(sec.Data["service_id"])
+	if !credgate.ValidID(svc) {
+		return nil, "", translate(errNotFound, credgate.ECredentialNotFound)
+	}
+	return k, svc, nil
 }
 
 // UpdateCredential applies fn to the current credential cred, with its
 // secret values, and writes the result as a new version with check-and-set,
-// retrying on a concurrent write so no update is lost. fn returns what it
-// changed (credgate.ChangeUpdated or ChangeRotated) or an error to abort.
+// retrying on a concurrent write so no update is lost. With ifMatch > 0 the
+// credential must be at that version, unless fn changes nothing (as
+// UpdateService). The result is validated before it is written; what
+// changed (updated or rotated) is worked out from the values.
 // Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT, VALIDATION_FAILED,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or fn's.
-func (s *Store) UpdateCredential(ctx context.Context, cred string, fn func(*credgate.Credential) (string, error)) (*credgate.Credential, error) {
-	k, tenant, svc, err := s.locate(ctx, cred)
+func (s *Store) UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
+	k, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return nil, err
 	}
-	return k.updateCred(ctx, tenant, svc, cred, fn)
+	return k.updateCred(ctx, svc, cred, ifMatch, fn)
 }
 
-func (k *kv) updateCred(ctx context.Context, tenant, svc, cred string, fn func(*credgate.Credential) (string, error)) (*credgate.Credential, error) {
+func (k *session) updateCred(ctx context.Context, svc, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
 	for attempt := range maxCASRetries {
 		if err := casBackoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		old, oldMeta, err := k.readCredWithMeta(ctx, tenant, svc, cred)
+		d, sec, err := k.liveCred(ctx, svc, cred)
 		if err != nil {
-			return nil, translate(err, credgate.ECredentialNotFound, false)
+			return nil, translate(err, credgate.ECredentialNotFound)
 		}
+		old := credentialOf(d, sec)
 		next := *old
-		next.Secrets = cloneStrings(old.Secrets)
+		next.Secrets = old.Secrets.Clone()
 		next.Metadata = cloneMap(old.Metadata)
-		change, err := fn(&next)
-		if err != nil {
+		if err := fn(&next); err != nil {
 			return nil, err
 		}
 		next.ID, next.IntegrationID, next.CreatedAt, next.CreatedBy = old.ID, old.IntegrationID, old.CreatedAt, old.CreatedBy
+		if err := next.Validate(); err != nil {
+			return nil, err
+		}
+		if err := credgate.CheckVersion(old.Version, ifMatch); err != nil {
+			if reflect.DeepEqual(&next, old) {
+				return old, nil // the change is in the record already
+			}
+			return nil, err
+		}
+		change := credgate.ChangeOf(old.Secrets, next.Secrets)
 		now := k.s.opts.Now().UTC().Truncate(time.Second)
 		next.UpdatedAt = now
 		if change == credgate.ChangeRotated {
 			next.LastRotatedAt = &now
 		}
-		out, err := k.writeCred(ctx, tenant, &next, change, old.Version, oldMeta)
+		info := d.Info
+		info.Change, info.ChangedBy = change, credgate.PrincipalFrom(ctx).Subject
+		out, err := k.writeCred(ctx, &next, info, old.Version, sec.CustomMetadata)
 		if errors.Is(err, errConflict) {
+			if ifMatch > 0 {
+				return nil, credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
+			}
 			continue
 		}
 		if err != nil {
-			return out, translate(err, credgate.ECredentialNotFound, true)
+			return nil, translate(err, credgate.ECredentialNotFound)
 		}
 		out.LastAccessedAt = old.LastAccessedAt
 		return out, nil
@@ -510,43 +479,98 @@ func (k *kv) updateCred(ctx context.Context, tenant, svc, cred string, fn func(*
 	return nil, credgate.Errorf(credgate.EVersionConflict, "the credential is being changed by other requests; retry")
 }
 
-func cloneStrings(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// DeleteCredential removes credential cred, all its versions and its index
-// entry. Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
+// DeleteCredential removes credential cred, all its versions, its lock and
+// its index entry. With ifMatch > 0 it must be at that version. The first
+// write is a version marking it deleted, with check-and-set, so the
+// condition is exact and its values are never served again from then on;
+// when a later step fails, DELETE again finishes the job.
+// Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
-func (s *Store) DeleteCredential(ctx context.Context, cred string) error {
-	k, tenant, svc, err := s.locate(ctx, cred)
+func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) error {
+	k, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return err
 	}
-	if _, err := k.readCredMeta(ctx, tenant, svc, cred); err != nil {
-		return translate(err, credgate.ECredentialNotFound, false)
+	rec, d, sec, err := k.serviceAndCred(ctx, svc, cred)
+	if err != nil {
+		return translate(credNotFound(err), credgate.ECredentialNotFound)
 	}
-	if err := k.destroy(ctx, "credential_delete", credPath(tenant, svc, cred)); err != nil {
-		return translate(err, credgate.ECredentialNotFound, false)
+	switch {
+	case d.Info.ServiceIncarnation != rec.Incarnation:
+		return translate(errNotFound, credgate.ECredentialNotFound)
+	case d.Info.Deleted:
+		if ifMatch > 0 && ifMatch != d.Info.DeleteOf && ifMatch != sec.VersionMetadata.Version {
+			return credgate.CheckVersion(d.Info.DeleteOf, ifMatch)
+		}
+	default:
+		if err := credgate.CheckVersion(sec.VersionMetadata.Version, ifMatch); err != nil {
+			return err
+		}
+		c := credentialOf(d, sec)
+		c.Secrets = credgate.Secrets{}
+		info := d.Info
+		info.Deleted, info.DeleteOf = true, sec.VersionMetadata.Version
+		info.Change, info.ChangedBy = "deleted", credgate.PrincipalFrom(ctx).Subject
+		_, err := k.writeCred(ctx, c, info, sec.VersionMetadata.Version, sec.CustomMetadata)
+		if errors.Is(err, errConflict) {
+			return credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
+		}
+		if err != nil {
+			return translate(err, credgate.ECredentialNotFound)
+		}
 	}
-	_ = k.destroy(ctx, "credential_lock_delete", credLockPath(tenant, cred))
-	return translate(k.destroy(ctx, "credential_index_delete", credIndexPath(tenant, cred)), credgate.ECredentialNotFound, false)
+	return translate(k.removeCred(ctx, svc, cred), credgate.ECredentialNotFound)
+}
+
+// removeCred removes the records of credential cred of service: its values
+// and their history, its rotation lock and, last, its index entry, so that
+// as long as anything is left the id still finds it.
+func (k *session) removeCred(ctx context.Context, service, cred string) error {
+	if err := k.destroy(ctx, "credential_delete", k.credPath(service, cred)); err != nil {
+		return err
+	}
+	if err := k.destroy(ctx, "credential_lock_delete", k.credLockPath(cred)); err != nil {
+		return err
+	}
+	return k.destroy(ctx, "credential_index_delete", k.credIndexPath(cred))
+}
+
+// removeCredentialsOf removes every credential kept under service.
+func (k *session) removeCredentialsOf(ctx context.Context, service string) error {
+	ids, err := k.list(ctx, "credential_list", policy.FolderCredentials+"/"+service+"/")
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := k.removeCred(ctx, service, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CredentialVersions returns the history of cred, oldest first, without
 // any secret value. Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error) {
-	k, tenant, svc, err := s.locate(ctx, cred)
+	k, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := k.readCredMeta(ctx, tenant, svc, cred)
+	var rec *serviceRecord
+	var serr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rec, serr = k.readService(ctx, svc) })
+	meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(svc, cred))
+	wg.Wait()
+	if serr != nil {
+		err = serr
+	}
 	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound, false)
+		return nil, translate(credNotFound(err), credgate.ECredentialNotFound)
+	}
+	if info, ok := fromProjection(meta.CustomMetadata); !ok || !info.belongsTo(rec) {
+		return nil, translate(errNotFound, credgate.ECredentialNotFound)
 	}
 	out := make([]credgate.CredentialVersion, 0, len(meta.Versions))
 	for _, v := range meta.Versions {
@@ -564,109 +588,6 @@ func (s *Store) CredentialVersions(ctx context.Context, cred string) ([]credgate
 	return out, nil
 }
 
-// Rotation lock. A rotation that calls a token endpoint must happen once per
-// refresh token across all replicas, so it is serialized by a record in
-// Vault written with check-and-set: the record's KV version is the lock.
-type lockRecord struct {
-	Holder string    `json:"holder"`
-	Until  time.Time `json:"until"`
-}
-
-// Lock timing: a holder that dies frees the lock after lockLease.
-const (
-	lockLease = 30 * time.Second
-	lockWait  = 20 * time.Second
-)
-
-func (k *kv) lock(ctx context.Context, tenant, cred string) (release func(), err error) {
-	path := credLockPath(tenant, cred)
-	holder := uuid.NewString()
-	deadline := k.s.opts.Now().Add(lockWait)
-	for {
-		cas := 0
-		sec, err := k.get(ctx, "credential_lock_read", path)
-		switch {
-		case err == nil:
-			var l lockRecord
-			if fromData(sec.Data, &l) == nil && l.Holder != "" && k.s.opts.Now().Before(l.Until) {
-				cas = -1 // held
-			} else {
-				cas = sec.VersionMetadata.Version
-			}
-		case ignoreNotFound(err) != nil:
-			return nil, translate(err, credgate.ECredentialNotFound, false)
-		}
-		if cas >= 0 {
-			data, _ := toData(lockRecord{Holder: holder, Until: k.s.opts.Now().Add(lockLease)})
-			v, err := k.put(ctx, "credential_lock", path, data, cas)
-			if err == nil {
-				return func() {
-					free, _ := toData(lockRecord{})
-					_, _ = k.put(context.WithoutCancel(ctx), "credential_unlock", path, free, v)
-				}, nil
-			}
-			if !errors.Is(err, errConflict) {
-				return nil, translate(err, credgate.ECredentialNotFound, true)
-			}
-		}
-		if k.s.opts.Now().After(deadline) {
-			return nil, credgate.Errorf(credgate.EVersionConflict, "the credential is being rotated by another request; retry")
-		}
-		select {
-		case <-ctx.Done():
-			return nil, unavailable(ctx.Err())
-		case <-time.After(time.Duration(20+rand.IntN(40)) * time.Millisecond):
-		}
-	}
-}
-
-// RotateCredential applies fn, which sets new secret values, to cred while
-// holding its rotation lock, so concurrent rotations take turns instead of
-// racing on check-and-set; each one becomes its own version. Errors:
-// CREDENTIAL_NOT_FOUND, VERSION_CONFLICT (lock not had in time),
-// INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or fn's.
-func (s *Store) RotateCredential(ctx context.Context, cred string, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
-	k, tenant, svc, err := s.locate(ctx, cred)
-	if err != nil {
-		return nil, err
-	}
-	release, err := k.lock(ctx, tenant, cred)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return k.updateCred(ctx, tenant, svc, cred, func(c *credgate.Credential) (string, error) {
-		return credgate.ChangeRotated, fn(c)
-	})
-}
-
-// RefreshCredential rotates cred through grant while holding its rotation
-// lock, so the token endpoint is called once per refresh token however many
-// replicas rotate at once, and stores the result as one new version. When
-// grant fails nothing is written. Errors: CREDENTIAL_NOT_FOUND,
-// VALIDATION_FAILED (not refreshable), VERSION_CONFLICT (lock not had in
-// time), INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or grant's.
-func (s *Store) RefreshCredential(ctx context.Context, cred string, grant credgate.RefreshGrant) (*credgate.Credential, error) {
-	var got map[string]string
-	var expiry *time.Time
-	return s.RotateCredential(ctx, cred, func(c *credgate.Credential) error {
-		if got == nil { // the grant happens once; a CAS retry re-applies it
-			if !c.CanRefresh() {
-				return credgate.Errorf(credgate.EValidationFailed, "the credential has no refresh token and token endpoint to rotate with")
-			}
-			var err error
-			if got, expiry, err = grant(ctx, c); err != nil {
-				return err
-			}
-		}
-		for f, v := range got {
-			c.Secrets[f] = v
-		}
-		c.ExpiresAt = expiry
-		return nil
-	})
-}
-
 // RandomSecret returns 32 random bytes from Vault (sys/tools/random),
 // base64url encoded. Errors: BACKEND_UNAVAILABLE.
 func (s *Store) RandomSecret(ctx context.Context) (string, error) {
@@ -676,7 +597,7 @@ func (s *Store) RandomSecret(ctx context.Context) (string, error) {
 	sec, err := s.own(ctx).Logical().WriteWithContext(ctx, "sys/tools/random/32", map[string]any{"format": "base64"})
 	s.observe("random", start, err)
 	if err != nil {
-		return "", translate(err, credgate.EInternal, false)
+		return "", translate(err, credgate.EInternal)
 	}
 	raw, err := base64.StdEncoding.DecodeString(str(sec.Data["random_bytes"]))
 	if err != nil || len(raw) != 32 {

@@ -20,11 +20,10 @@ var errConflict = errors.New("check-and-set mismatch")
 var errNotFound = errors.New("not found")
 
 // translate maps an error of a Vault call to a client-safe *credgate.Error.
-// notFound is the code to use when Vault has no such record. cas tells
-// whether the call was a check-and-set write, for which Vault answers a
-// stale version with 400. Vault's message (which names paths) is kept only
-// as the internal cause.
-func translate(err error, notFound string, cas bool) error {
+// notFound is the code to use when Vault has no such record. A stale
+// check-and-set version is errConflict already (session.write). Vault's
+// message (which names paths) is kept only as the internal cause.
+func translate(err error, notFound string) error {
 	if err == nil {
 		return nil
 	}
@@ -45,8 +44,6 @@ func translate(err error, notFound string, cas bool) error {
 			return &credgate.Error{Code: notFound, Message: notFoundMessage(notFound), Err: err}
 		case re.StatusCode == http.StatusForbidden:
 			return &credgate.Error{Code: credgate.EInsufficientPermissions, Message: "Vault refused this operation for the caller", Err: err}
-		case re.StatusCode == http.StatusBadRequest && cas:
-			return &credgate.Error{Code: credgate.EVersionConflict, Message: "the record was changed by another request", Err: err}
 		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
 			return unavailable(err)
 		}

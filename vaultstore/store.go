@@ -27,9 +27,6 @@ const (
 	DefaultTimeout       = 5 * time.Second
 )
 
-// RequestIDHeader is sent on every Vault call and audited by Vault.
-const RequestIDHeader = "X-Request-Id"
-
 // Options configures a Store.
 type Options struct {
 	// Client is credgate's own Vault identity; it mints caller tokens and
@@ -127,7 +124,7 @@ func withRequest(ctx context.Context, c *api.Client, token string) *api.Client {
 			if r.Headers == nil {
 				r.Headers = http.Header{}
 			}
-			r.Headers.Set(RequestIDHeader, rid)
+			r.Headers.Set(credgate.RequestIDHeader, rid)
 		}
 	})
 }
@@ -244,7 +241,7 @@ func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerTok
 	secret, err := s.own(ctx).Auth().Token().CreateWithRoleWithContext(ctx, req, s.opts.TokenRole)
 	s.observe("token_create", start, err)
 	if err != nil {
-		return callerToken{}, translate(err, credgate.EInternal, false)
+		return callerToken{}, translate(err, credgate.EInternal)
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return callerToken{}, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: errors.New("vault returned no token")}
@@ -269,7 +266,7 @@ func (s *Store) ensurePolicy(ctx context.Context, tenant string, r policy.Role) 
 	err := s.own(ctx).Sys().PutPolicyWithContext(ctx, name, text)
 	s.observe("policy_write", start, err)
 	if err != nil {
-		return "", translate(err, credgate.EInternal, false)
+		return "", translate(err, credgate.EInternal)
 	}
 	s.policies.Add(name, sum)
 	return name, nil

@@ -173,7 +173,7 @@ func TestConcurrentFirstRequestsMintOneToken(t *testing.T) {
 func TestVaultItselfRefusesAnotherTenantsPath(t *testing.T) {
 	e := mustEnv(t)
 	alice := principal("tenant-a", "alice", "integration_admin")
-	if _, err := e.store.CreateService(as(alice), &credgate.Service{ID: "svc-a", Name: "Stripe"}); err != nil {
+	if _, err := e.store.CreateService(as(alice), &credgate.Service{ID: "svc-a", Name: "Stripe", Status: credgate.StatusActive}); err != nil {
 		t.Fatal(err)
 	}
 	mallory := principal("tenant-b", "mallory", "integration_admin")
@@ -211,7 +211,7 @@ func TestVaultItselfRefusesAnotherTenantsPath(t *testing.T) {
 func TestViewerTokenCannotWrite(t *testing.T) {
 	e := mustEnv(t)
 	viewer := principal("acme", "vic", "integration_viewer")
-	_, err := e.store.CreateService(as(viewer), &credgate.Service{ID: "svc-v", Name: "Jira"})
+	_, err := e.store.CreateService(as(viewer), &credgate.Service{ID: "svc-v", Name: "Jira", Status: credgate.StatusActive})
 	if credgate.ErrorCode(err) != credgate.EInsufficientPermissions {
 		t.Fatalf("viewer create: %v; want INSUFFICIENT_PERMISSIONS from Vault", err)
 	}
@@ -220,17 +220,17 @@ func TestViewerTokenCannotWrite(t *testing.T) {
 func TestUpdateNeverLosesConcurrentUpdates(t *testing.T) {
 	e := mustEnv(t)
 	admin := principal("acme", "ann", "integration_admin")
-	if _, err := e.store.CreateService(as(admin), &credgate.Service{ID: "counter", Name: "Counter", Metadata: map[string]any{}}); err != nil {
+	if _, err := e.store.CreateService(as(admin), &credgate.Service{ID: "counter", Name: "Counter", Status: credgate.StatusActive, Metadata: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
 	const n = 6
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			_, err := e.store.UpdateService(as(admin), "counter", func(s *credgate.Service) error {
+			_, err := e.store.UpdateService(as(admin), "counter", 0, func(s *credgate.Service) error {
 				s.Metadata[fmt.Sprintf("writer-%d", i)] = true
 				return nil
-			})
+			}, nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -260,7 +260,7 @@ func TestSealedOrUnreachableVaultIsBackendUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := principal("acme", "sam", "integration_admin")
-	if _, err := st.CreateService(as(admin), &credgate.Service{ID: "s1", Name: "S1"}); err != nil {
+	if _, err := st.CreateService(as(admin), &credgate.Service{ID: "s1", Name: "S1", Status: credgate.StatusActive}); err != nil {
 		t.Fatal(err)
 	}
 	own.Seal(t)
@@ -289,10 +289,10 @@ func TestSealedOrUnreachableVaultIsBackendUnavailable(t *testing.T) {
 func TestTenantsDifferingOnlyInCaseStayApart(t *testing.T) {
 	e := mustEnv(t)
 	upper, lower := principal("Acme", "u", "integration_admin"), principal("acme", "l", "integration_admin")
-	if _, err := e.store.CreateService(as(upper), &credgate.Service{ID: "okta", Name: "Okta upper"}); err != nil {
+	if _, err := e.store.CreateService(as(upper), &credgate.Service{ID: "okta", Name: "Okta upper", Status: credgate.StatusActive}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.CreateService(as(lower), &credgate.Service{ID: "okta", Name: "Okta lower"}); err != nil {
+	if _, err := e.store.CreateService(as(lower), &credgate.Service{ID: "okta", Name: "Okta lower", Status: credgate.StatusActive}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*credgate.Principal{upper, lower, upper} { // upper again: its policy must not have been overwritten

@@ -83,19 +83,23 @@ type VaultConfig struct {
 
 // AuthConfig lists the trusted issuers and maps their role names.
 type AuthConfig struct {
-	Issuers             []IssuerConfig      `yaml:"issuers"`
-	RoleMap             map[string][]string `yaml:"role_map"`
-	CacheSize           int                 `yaml:"cache_size"`
-	JWKSRefreshInterval time.Duration       `yaml:"jwks_refresh_interval"`
+	Issuers []IssuerConfig      `yaml:"issuers"`
+	RoleMap map[string][]string `yaml:"role_map"`
+	// TenantNames are display names (tenant.name in answers) for tokens
+	// that carry no tenant name claim.
+	TenantNames         map[string]string `yaml:"tenant_names"`
+	CacheSize           int               `yaml:"cache_size"`
+	JWKSRefreshInterval time.Duration     `yaml:"jwks_refresh_interval"`
 }
 
 // IssuerConfig is one trusted OIDC issuer (one realm).
 type IssuerConfig struct {
-	Name        string   `yaml:"name"`
-	URL         string   `yaml:"url"`
-	Audiences   []string `yaml:"audiences"`
-	TenantClaim string   `yaml:"tenant_claim"`
-	RolesClaim  string   `yaml:"roles_claim"`
+	Name            string   `yaml:"name"`
+	URL             string   `yaml:"url"`
+	Audiences       []string `yaml:"audiences"`
+	TenantClaim     string   `yaml:"tenant_claim"`
+	RolesClaim      string   `yaml:"roles_claim"`
+	TenantNameClaim string   `yaml:"tenant_name_claim"`
 }
 
 // DefaultConfig returns the configuration credgate runs with when nothing
@@ -235,6 +239,11 @@ func (c Config) Validate() error {
 	}
 	for _, err := range c.roleMap().Validate() {
 		errs = append(errs, fmt.Errorf("auth.role_map: %w", err))
+	}
+	for t, name := range c.Auth.TenantNames {
+		if !validTenant(t) || strings.TrimSpace(name) == "" || len(name) > 200 {
+			bad("auth.tenant_names.%s: a valid tenant id and a name of 1 to 200 bytes", t)
+		}
 	}
 	if c.Auth.CacheSize <= 0 {
 		bad("auth.cache_size: must be positive")

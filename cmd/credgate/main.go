@@ -31,6 +31,7 @@ import (
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/httpapi/ratelimit"
+	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
 )
 
@@ -177,7 +178,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	verifier, err := auth.New(auth.Options{
-		Issuers: cfg.issuers(), RoleMap: cfg.roleMap(),
+		Issuers: cfg.issuers(), RoleMap: cfg.roleMap(), TenantNames: cfg.Auth.TenantNames,
 		CacheSize: cfg.Auth.CacheSize, RefreshInterval: cfg.Auth.JWKSRefreshInterval,
 		OnCache: metrics.VerifiedTokenCache, OnJWKSFetch: metrics.JWKSFetch,
 	})
@@ -196,7 +197,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.store = store
 	handler, err := httpapi.New(httpapi.Options{
-		Store: store, Credentials: store, Rotator: store, Access: store, Auth: verifier, Logger: m.Logger,
+		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store,
+		Refresh: tokenrefresh.Grant(tokenrefresh.NewHTTPClient()), Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
 		Ready: []httpapi.ReadyCheck{

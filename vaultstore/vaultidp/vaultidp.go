@@ -31,7 +31,7 @@ type Config struct {
 
 // Template is the claims template of the role: tenant and identity from the
 // entity's metadata, roles from the names of the entity's groups.
-const Template = `{"tenant_id": {{identity.entity.metadata.tenant_id}}, "email": {{identity.entity.metadata.email}}, "name": {{identity.entity.metadata.name}}, "roles": {{identity.entity.groups.names}}}`
+const Template = `{"tenant_id": {{identity.entity.metadata.tenant_id}}, "tenant_name": {{identity.entity.metadata.tenant_name}}, "email": {{identity.entity.metadata.email}}, "name": {{identity.entity.metadata.name}}, "roles": {{identity.entity.groups.names}}}`
 
 // TokenPolicy lets the dev users read their identity token.
 const TokenPolicy = "vaultidp-token-reader"
@@ -53,8 +53,11 @@ type IdP struct {
 type User struct {
 	Name   string // login name, also the entity name
 	Tenant string
-	Email  string
-	Roles  []string // identity-provider role names: groups of the entity
+	// TenantName is the tenant's display name (the tenant_name claim);
+	// empty leaves the claim empty.
+	TenantName string
+	Email      string
+	Roles      []string // identity-provider role names: groups of the entity
 }
 
 // Setup configures the issuer, key, role and userpass mount idempotently.
@@ -165,7 +168,7 @@ func (i *IdP) ensureUser(ctx context.Context, u User) (string, error) {
 	if _, err := l.WriteWithContext(ctx, "auth/"+i.cfg.UserpassMount+"/users/"+u.Name, map[string]any{"password": password, "token_policies": TokenPolicy}); err != nil {
 		return "", fmt.Errorf("vaultidp: writing user: %w", err)
 	}
-	meta := map[string]any{"tenant_id": u.Tenant, "email": u.Email, "name": u.Name}
+	meta := map[string]any{"tenant_id": u.Tenant, "tenant_name": u.TenantName, "email": u.Email, "name": u.Name}
 	if _, err := l.WriteWithContext(ctx, "identity/entity/name/"+u.Name, map[string]any{"metadata": meta}); err != nil {
 		return "", fmt.Errorf("vaultidp: writing entity: %w", err)
 	}

@@ -1,0 +1,76 @@
+package tokenrefresh
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/credgate/credgate"
+)
+
+// Timeout bounds one grant, connection and answer included.
+const Timeout = 15 * time.Second
+
+// NewHTTPClient returns the HTTP client for grants: bounded in time and not
+// following redirects, so a token endpoint cannot bounce credgate's
+// requests elsewhere.
+func NewHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout:       Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// errorCode is an OAuth2 error code as RFC 6749 5.2 allows it, shortened;
+// anything else an endpoint sends is not repeated.
+var errorCode = regexp.MustCompile(`^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$`)
+
+// Grant returns a credgate.RefreshGrant that performs the grant against the
+// credential's tokenEndpoint with golang.org/x/oauth2 through client. The
+// client authenticates with HTTP Basic when it has a secret (RFC 6749
+// 2.3.1), else sends its id in the form; the style is fixed because
+// auto-detection would send a refused refresh token a second time. A server
+// that returns no new refresh token leaves the old one in place.
+//
+// A refused or failed grant is UPSTREAM_ERROR; the client is told only the
+// OAuth2 error code, never what else the endpoint answered.
+func Grant(client *http.Client) credgate.RefreshGrant {
+	return func(ctx context.Context, c *credgate.Credential) (credgate.Secrets, *time.Time, error) {
+		style := oauth2.AuthStyleInParams
+		if c.Secrets["clientSecret"] != "" {
+			style = oauth2.AuthStyleInHeader
+		}
+		conf := &oauth2.Config{
+			ClientID:     c.Secrets["clientId"],
+			ClientSecret: c.Secrets["clientSecret"],
+			Endpoint:     oauth2.Endpoint{TokenURL: c.TokenEndpoint, AuthStyle: style},
+			Scopes:       c.Scopes,
+		}
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
+		tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: c.Secrets["refreshToken"]}).Token()
+		if err != nil {
+			e := &credgate.Error{Code: credgate.EUpstreamError, Message: "the token endpoint refused the refresh; nothing was changed", Err: errors.New("refresh grant failed")}
+			var re *oauth2.RetrieveError
+			if errors.As(err, &re) {
+				e.UpstreamError = "invalid_response"
+				if errorCode.MatchString(re.ErrorCode) {
+					e.UpstreamError = re.ErrorCode
+				}
+			} else {
+				e.Message = "the token endpoint could not be reached; nothing was changed"
+			}
+			return nil, nil, e
+		}
+		got := credgate.Secrets{"accessToken": tok.AccessToken, "refreshToken": tok.RefreshToken}
+		var exp *time.Time
+		if !tok.Expiry.IsZero() {
+			t := tok.Expiry.UTC().Truncate(time.Second)
+			exp = &t
+		}
+		return got, exp, nil
+	}
+}

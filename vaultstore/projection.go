@@ -1,0 +1,163 @@
+package vaultstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/credgate/credgate"
+)
+
+// A credential's descriptive fields are projected into the KV
+// custom_metadata of its path: a viewer's policy may read the metadata but
+// never the data, so this is how a viewer sees a credential without its
+// values. The projection also holds the version it describes, a note per
+// recent version saying what changed, and lastAccessedAt.
+//
+// custom_metadata takes at most 64 keys of at most 512 bytes, so the
+// descriptive fields are stored as base64url chunks.
+const (
+	infoChunkSize  = 500
+	maxInfoChunks  = 36
+	versionNotes   = 10 // the newest versions that keep a change note
+	metaProjected  = "projected"
+	metaInfoCount  = "info.n"
+	metaLastAccess = "lastAccessedAt"
+)
+
+// errTooLarge is returned when the descriptive fields do not fit.
+var errTooLarge = &credgate.Error{
+	Code:    credgate.EValidationFailed,
+	Message: "the credential's descriptive fields are too large together (about 13 KB at most)",
+	Fields:  credgate.FieldErrors{"body": "holds descriptive fields too large together (description, metadata, scopes and endpoints: about 13 KB at most)"},
+}
+
+// projection renders info, the record at version, for custom_metadata. old
+// is the current custom_metadata: chunks and notes no longer wanted are
+// removed (nil).
+func projection(info credInfo, version int, old map[string]any) (map[string]any, error) {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	enc := base64.RawURLEncoding.EncodeToString(b)
+	n := (len(enc) + infoChunkSize - 1) / infoChunkSize
+	if n > maxInfoChunks {
+		return nil, errTooLarge
+	}
+	m := map[string]any{
+		"integrationId":              info.IntegrationID,
+		"credentialName":             truncate(info.CredentialName, 200),
+		"authType":                   info.AuthType,
+		"status":                     info.Status,
+		metaProjected:                strconv.Itoa(version),
+		metaInfoCount:                strconv.Itoa(n),
+		"v." + strconv.Itoa(version): info.Change + "|" + truncate(info.ChangedBy, 400),
+	}
+	for i := range n {
+		m["info."+strconv.Itoa(i)] = enc[i*infoChunkSize : min((i+1)*infoChunkSize, len(enc))]
+	}
+	for k := range old {
+		if rest, ok := strings.CutPrefix(k, "info."); ok {
+			if i, err := strconv.Atoi(rest); err == nil && i >= n {
+				m[k] = nil
+			}
+		}
+		if rest, ok := strings.CutPrefix(k, "v."); ok {
+			if v, err := strconv.Atoi(rest); err == nil && v <= version-versionNotes {
+				m[k] = nil
+			}
+		}
+	}
+	return m, nil
+}
+
+// fitsProjection refuses, before anything is written, a credential whose
+// descriptive fields the projection cannot hold.
+func fitsProjection(info credInfo) error {
+	_, err := projection(info, 1, nil)
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 { // not in the middle of a UTF-8 sequence
+		n--
+	}
+	return s[:n]
+}
+
+// fromProjection reads a credential's descriptive fields from its
+// custom_metadata; ok is false when there is no projection.
+func fromProjection(meta map[string]any) (*credInfo, bool) {
+	n, _ := strconv.Atoi(str(meta[metaInfoCount]))
+	version, _ := strconv.Atoi(str(meta[metaProjected]))
+	if n == 0 || version == 0 {
+		return nil, false
+	}
+	var enc strings.Builder
+	for i := range n {
+		enc.WriteString(str(meta["info."+strconv.Itoa(i)]))
+	}
+	b, err := base64.RawURLEncoding.DecodeString(enc.String())
+	if err != nil {
+		return nil, false
+	}
+	var info credInfo
+	if json.Unmarshal(b, &info) != nil {
+		return nil, false
+	}
+	info.Version = version
+	info.LastAccessedAt = parseTime(str(meta[metaLastAccess]))
+	return &info, true
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func parseTime(s string) *time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return nil
+	}
+	return &t
+}
+
+// project writes the projection of info (written at version) over old, the
+// custom_metadata the writer read with the data it changed. Then it checks
+// for a newer version: if that version's own writer has not projected it
+// yet, or our patch overwrote its projection, it projects the newest
+// version. Every writer checks after its own patch, so the last one leaves
+// the projection current.
+func (k *session) project(ctx context.Context, service, cred string, info credInfo, version int, old map[string]any) error {
+	path := k.credPath(service, cred)
+	for range 3 {
+		m, err := projection(info, version, old)
+		if err != nil {
+			return err
+		}
+		if err := k.patchMetadata(ctx, "credential_project", path, m); err != nil {
+			return err
+		}
+		meta, err := k.readMetadata(ctx, "credential_metadata_read", path)
+		if err != nil {
+			return err
+		}
+		if p, _ := strconv.Atoi(str(meta.CustomMetadata[metaProjected])); p >= meta.CurrentVersion {
+			return nil
+		}
+		d, sec, err := k.readCredData(ctx, service, cred, 0)
+		if err != nil {
+			return err
+		}
+		info, version, old = d.Info, sec.VersionMetadata.Version, meta.CustomMetadata
+	}
+	return nil
+}

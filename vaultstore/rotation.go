@@ -1,0 +1,125 @@
+package vaultstore
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/credgate/credgate"
+)
+
+// Rotation lock. A rotation that calls a token endpoint must happen once per
+// refresh token across all replicas, so rotations of a credential take
+// turns through a record in Vault written with check-and-set: the record's
+// KV version is the lock.
+type lockRecord struct {
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
+}
+
+// Lock timing: a holder that dies frees the lock after lockLease.
+const (
+	lockLease = 30 * time.Second
+	lockWait  = 20 * time.Second
+)
+
+func (k *session) lock(ctx context.Context, cred string) (release func(), err error) {
+	path := k.credLockPath(cred)
+	holder := uuid.NewString()
+	deadline := k.s.opts.Now().Add(lockWait)
+	for {
+		cas := 0
+		sec, err := k.read(ctx, "credential_lock_read", path)
+		switch {
+		case err == nil:
+			var l lockRecord
+			if decode(sec.Data, &l) == nil && l.Holder != "" && k.s.opts.Now().Before(l.Until) {
+				cas = -1 // held
+			} else {
+				cas = sec.VersionMetadata.Version
+			}
+		case !errors.Is(err, errNotFound):
+			return nil, translate(err, credgate.ECredentialNotFound)
+		}
+		if cas >= 0 {
+			data, _ := encode(lockRecord{Holder: holder, Until: k.s.opts.Now().Add(lockLease)})
+			v, err := k.write(ctx, "credential_lock", path, data, cas)
+			if err == nil {
+				return func() {
+					free, _ := encode(lockRecord{})
+					_, _ = k.write(context.WithoutCancel(ctx), "credential_unlock", path, free, v)
+				}, nil
+			}
+			if !errors.Is(err, errConflict) {
+				return nil, translate(err, credgate.ECredentialNotFound)
+			}
+		}
+		if k.s.opts.Now().After(deadline) {
+			return nil, credgate.Errorf(credgate.EVersionConflict, "the credential is being rotated by another request; retry")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, unavailable(ctx.Err())
+		case <-time.After(time.Duration(20+rand.IntN(40)) * time.Millisecond):
+		}
+	}
+}
+
+// RotateCredential applies fn, which sets new secret values, to cred while
+// holding its rotation lock, so concurrent rotations take turns instead of
+// racing on check-and-set; each one becomes its own version. With
+// ifMatch > 0 the credential must be at that version.
+// Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT (stale If-Match, or the
+// lock not had in time), VALIDATION_FAILED, INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE, or fn's.
+func (s *Store) RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
+	k, svc, err := s.locate(ctx, cred)
+	if err != nil {
+		return nil, err
+	}
+	release, err := k.lock(ctx, cred)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return k.updateCred(ctx, svc, cred, ifMatch, func(c *credgate.Credential) error {
+		// A rotation always changes the values, so a stale version is a
+		// conflict before anything is generated or granted.
+		if err := credgate.CheckVersion(c.Version, ifMatch); err != nil {
+			return err
+		}
+		return fn(c)
+	})
+}
+
+// RefreshCredential rotates cred through grant while holding its rotation
+// lock, so the token endpoint is called once per refresh token however many
+// replicas rotate at once, and stores the result as one new version. With
+// ifMatch > 0 the credential must be at that version before the grant is
+// made (RotateCredential checks it). When the grant fails nothing is written.
+// Errors: CREDENTIAL_NOT_FOUND, VALIDATION_FAILED (not refreshable),
+// VERSION_CONFLICT, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or
+// grant's.
+func (s *Store) RefreshCredential(ctx context.Context, cred string, ifMatch int, grant credgate.RefreshGrant) (*credgate.Credential, error) {
+	var got credgate.Secrets
+	var expiry *time.Time
+	return s.RotateCredential(ctx, cred, ifMatch, func(c *credgate.Credential) error {
+		if got == nil { // the grant happens once; a CAS retry re-applies it
+			if !c.CanRefresh() {
+				return credgate.FieldErrors{"body": "the credential has no refresh token and token endpoint to rotate with; send new values or generate"}.Err()
+			}
+			var err error
+			if got, expiry, err = grant(ctx, c); err != nil {
+				return err
+			}
+		}
+		for f, v := range got {
+			c.Secrets[f] = v
+		}
+		c.ExpiresAt = expiry
+		return nil
+	})
+}
