@@ -15,7 +15,11 @@ import (
 )
 
 // masked stands in for a secret value in answers that must not carry one.
-const masked = "********"
+// A client that sends an answer back must not store it as the value.
+const (
+	masked      = "********"
+	maskRefused = "is the mask credgate answers instead of a value; send the value, or leave the field out"
+)
 
 // reveal says how secret values appear in an answer.
 type reveal int
@@ -233,7 +237,7 @@ func (in *credentialInput) apply(c *credgate.Credential) error {
 		case v == nil:
 			delete(c.Secrets, key)
 		case *v == masked:
-			fe.Add(field, "is the mask credgate answers instead of a value; send the value, or leave the field out")
+			fe.Add(field, maskRefused)
 		default:
 			c.Secrets[key] = *v
 		}

@@ -143,6 +143,13 @@ type apiOptions struct {
 	wrap      func(httpapi.ServiceStore) httpapi.ServiceStore
 	ownToken  string
 	rateLimit httpapi.RateLimit // default: 10000 a minute, in memory
+	// tenantNames are configured tenant display names (auth.tenant_names).
+	tenantNames map[string]string
+	// lockLease shortens the rotation lock's lease (and wait).
+	lockLease time.Duration
+	// noAccess leaves lastAccessedAt unrecorded, so that Vault sees only
+	// the calls of the requests a test sends.
+	noAccess bool
 }
 
 // testAPI is a credgate API served for one test.
@@ -191,7 +198,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		named = append(named, t)
 	}
 	a := &testAPI{t: t, ops: map[string]int{}, metrics: httpapi.NewMetrics(named)}
-	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
+	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
 		a.metrics.ObserveVault(op, d, err)
 		a.vaultCalls.Add(1)
 		a.mu.Lock()
@@ -204,7 +211,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if o.issuers == nil {
 		o.issuers = []auth.IssuerConfig{{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}}}
 	}
-	v, err := auth.New(auth.Options{Issuers: o.issuers, RoleMap: o.roleMap, OnCache: a.metrics.VerifiedTokenCache, OnJWKSFetch: a.metrics.JWKSFetch})
+	v, err := auth.New(auth.Options{Issuers: o.issuers, RoleMap: o.roleMap, TenantNames: o.tenantNames, OnCache: a.metrics.VerifiedTokenCache, OnJWKSFetch: a.metrics.JWKSFetch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,8 +221,12 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&s.logs), zapcore.DebugLevel))
 	t.Cleanup(func() { _ = a.store.Close(context.Background()) })
+	var access httpapi.AccessRecorder = a.store
+	if o.noAccess {
+		access = nil
+	}
 	h, err := httpapi.New(httpapi.Options{
-		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: a.store,
+		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access,
 		Refresh: tokenrefresh.Grant(tokenrefresh.NewHTTPClient()), Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
@@ -245,11 +256,20 @@ func tenant(t testing.TB) string {
 // token returns a real token of Vault's issuer for user in tenant.
 func token(t testing.TB, user, tenant string, roles ...string) string {
 	t.Helper()
-	name := user + "-" + tenant
-	if len(name) > 60 {
-		name = name[:60]
+	return tokenFor(t, vaultidp.User{Name: user, Tenant: tenant, Roles: roles})
+}
+
+// tokenFor returns a real token of Vault's issuer for u; its name is made
+// unique to the tenant and its e-mail is user@tenant.example.
+func tokenFor(t testing.TB, u vaultidp.User) string {
+	t.Helper()
+	user, tenant := u.Name, u.Tenant
+	u.Name = user + "-" + tenant
+	if len(u.Name) > 60 {
+		u.Name = u.Name[:60]
 	}
-	tok, err := s.idp.Token(context.Background(), vaultidp.User{Name: name, Tenant: tenant, Email: user + "@" + tenant + ".example", Roles: roles})
+	u.Email = user + "@" + tenant + ".example"
+	tok, err := s.idp.Token(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}

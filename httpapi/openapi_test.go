@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,6 +88,9 @@ func (sp *spec) validating(next http.Handler) http.Handler {
 			Options:                &openapi3filter.Options{IncludeResponseStatus: true},
 		}
 		err = openapi3filter.ValidateResponse(r.Context(), in)
+		if err == nil {
+			err = noNulls(rec.body.Bytes())
+		}
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
 		sp.checked++
@@ -94,6 +98,41 @@ func (sp *spec) validating(next http.Handler) http.Handler {
 			sp.failures = append(sp.failures, fmt.Sprintf("%s %s -> %d: %v", r.Method, r.URL.Path, rec.status, err))
 		}
 	})
+}
+
+// noNulls fails when a JSON answer holds null anywhere but inside what a
+// client or a token supplied (metadata, claims): optional fields are left
+// out, never null, because typed clients (a TypeScript "x?: string", a Go
+// string) do not take null for them.
+func noNulls(body []byte) error {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return nil // not JSON: the schema check covers it
+	}
+	var walk func(v any, at string) error
+	walk = func(v any, at string) error {
+		switch t := v.(type) {
+		case nil:
+			return fmt.Errorf("null at %s", at)
+		case map[string]any:
+			for k, e := range t {
+				if k == "metadata" || k == "claims" {
+					continue
+				}
+				if err := walk(e, at+"/"+k); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for i, e := range t {
+				if err := walk(e, fmt.Sprintf("%s/%d", at, i)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(v, "")
 }
 
 // report is called after the suite: every answer must have validated.

@@ -156,9 +156,12 @@ func serviceCredentialsValues(fe credgate.FieldErrors, field string, raw json.Ra
 	if len(m) == 0 {
 		fe.Add(field, "must hold at least one value")
 	}
-	for k := range m {
+	for k, v := range m {
 		if !credgate.ValidCustomKey(k) {
 			fe.Add(field, "keys match "+credgate.CustomKeyPattern)
+		}
+		if v == masked {
+			fe.Add(field+"."+k, maskRefused)
 		}
 	}
 	return &credgate.PrimaryUpdate{Secrets: credgate.SecretsFromServiceKeys(m)}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -143,7 +144,7 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 		if err != nil {
 			return nil, err
 		}
-		if err := k.patchMetadata(ctx, "credential_project", k.credPath(c.IntegrationID, c.ID), m); err != nil {
+		if err := k.putMetadata(ctx, "credential_project", k.credPath(c.IntegrationID, c.ID), m); err != nil {
 			return nil, err
 		}
 	}
@@ -438,6 +439,9 @@ func (k *session) updateCred(ctx context.Context, svc, cred string, ifMatch int,
 		if err != nil {
 			return nil, translate(err, credgate.ECredentialNotFound)
 		}
+		if err := k.repairProjection(ctx, svc, cred, d, sec); err != nil {
+			return nil, translate(err, credgate.ECredentialNotFound)
+		}
 		old := credentialOf(d, sec)
 		next := *old
 		next.Secrets = old.Secrets.Clone()
@@ -492,6 +496,11 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 		return err
 	}
 	rec, d, sec, err := k.serviceAndCred(ctx, svc, cred)
+	if rec != nil && errors.Is(err, errNotFound) {
+		// The index is left but the values are gone: an earlier DELETE of
+		// it stopped half-way (or its creation did). Finish.
+		return translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
+	}
 	if err != nil {
 		return translate(credNotFound(err), credgate.ECredentialNotFound)
 	}
@@ -519,20 +528,28 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 			return translate(err, credgate.ECredentialNotFound)
 		}
 	}
-	return translate(k.removeCred(ctx, svc, cred), credgate.ECredentialNotFound)
+	return translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
 }
 
 // removeCred removes the records of credential cred of service: its values
-// and their history, its rotation lock and, last, its index entry, so that
-// as long as anything is left the id still finds it.
-func (k *session) removeCred(ctx context.Context, service, cred string) error {
-	if err := k.destroy(ctx, "credential_delete", k.credPath(service, cred)); err != nil {
-		return err
+// with their history, its rotation lock and its index entry. Whichever of
+// the values and the index entry the caller found it by goes last, so that
+// as long as anything is left, the same request finds it again and finishes.
+func (k *session) removeCred(ctx context.Context, service, cred string, foundByIndex bool) error {
+	paths := []struct{ op, path string }{
+		{"credential_delete", k.credPath(service, cred)},
+		{"credential_lock_delete", k.credLockPath(cred)},
+		{"credential_index_delete", k.credIndexPath(cred)},
 	}
-	if err := k.destroy(ctx, "credential_lock_delete", k.credLockPath(cred)); err != nil {
-		return err
+	if !foundByIndex {
+		slices.Reverse(paths)
 	}
-	return k.destroy(ctx, "credential_index_delete", k.credIndexPath(cred))
+	for _, p := range paths {
+		if err := k.destroy(ctx, p.op, p.path); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeCredentialsOf removes every credential kept under service.
@@ -542,7 +559,7 @@ func (k *session) removeCredentialsOf(ctx context.Context, service string) error
 		return err
 	}
 	for _, id := range ids {
-		if err := k.removeCred(ctx, service, id); err != nil {
+		if err := k.removeCred(ctx, service, id, false); err != nil {
 			return err
 		}
 	}

@@ -114,16 +114,17 @@ func (k *session) readMetadata(ctx context.Context, op, path string) (*api.KVMet
 }
 
 // patchMetadata merges custom into path's custom_metadata (nil values
-// remove keys). It creates the metadata of a path that has no version yet.
+// remove keys).
 func (k *session) patchMetadata(ctx context.Context, op, path string, custom map[string]any) error {
 	return k.call(ctx, op, func(ctx context.Context) error {
-		err := k.kv2.PatchMetadata(ctx, path, api.KVMetadataPatchInput{CustomMetadata: custom})
-		var re *api.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-			// PATCH needs existing metadata; a new path gets it with PUT.
-			return k.kv2.PutMetadata(ctx, path, api.KVMetadataPutInput{CustomMetadata: custom})
-		}
-		return err
+		return k.kv2.PatchMetadata(ctx, path, api.KVMetadataPatchInput{CustomMetadata: custom})
+	})
+}
+
+// putMetadata writes the metadata of a new path, before its first version.
+func (k *session) putMetadata(ctx context.Context, op, path string, custom map[string]any) error {
+	return k.call(ctx, op, func(ctx context.Context) error {
+		return k.kv2.PutMetadata(ctx, path, api.KVMetadataPutInput{CustomMetadata: custom})
 	})
 }
 

@@ -71,7 +71,7 @@ func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch in
 		if err != nil {
 			return nil, nil, err
 		}
-		return out, func(ctx context.Context) { _ = k.removeCred(ctx, rec.ID, out.ID) }, nil
+		return out, func(ctx context.Context) { _ = k.removeCred(ctx, rec.ID, out.ID, true) }, nil
 	}
 	var before credgate.Secrets
 	var beforeExpiry *time.Time

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/credgate/credgate"
 )
 
@@ -160,4 +162,14 @@ func (k *session) project(ctx context.Context, service, cred string, info credIn
 		info, version, old = d.Info, sec.VersionMetadata.Version, meta.CustomMetadata
 	}
 	return nil
+}
+
+// repairProjection projects d, read with sec, when the projection describes
+// an older version: a writer whose request failed between its data write
+// and its projection left it behind, and the next writer finishes its work.
+func (k *session) repairProjection(ctx context.Context, service, cred string, d *credData, sec *api.KVSecret) error {
+	if p, _ := strconv.Atoi(str(sec.CustomMetadata[metaProjected])); p >= sec.VersionMetadata.Version {
+		return nil
+	}
+	return k.project(ctx, service, cred, d.Info, sec.VersionMetadata.Version, sec.CustomMetadata)
 }

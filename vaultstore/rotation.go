@@ -20,16 +20,20 @@ type lockRecord struct {
 	Until  time.Time `json:"until"`
 }
 
-// Lock timing: a holder that dies frees the lock after lockLease.
+// Default lock timing (Options.LockLease, Options.LockWait): a holder that
+// dies (its request failed while Vault was unreachable) frees the lock after
+// the lease; a rotation waits for the lock at most LockWait, then answers
+// VERSION_CONFLICT. The lease outlives the longest rotation: a refresh
+// grant's 15 s and the Vault writes around it.
 const (
-	lockLease = 30 * time.Second
-	lockWait  = 20 * time.Second
+	DefaultLockLease = 30 * time.Second
+	DefaultLockWait  = 20 * time.Second
 )
 
 func (k *session) lock(ctx context.Context, cred string) (release func(), err error) {
 	path := k.credLockPath(cred)
 	holder := uuid.NewString()
-	deadline := k.s.opts.Now().Add(lockWait)
+	deadline := k.s.opts.Now().Add(k.s.opts.LockWait)
 	for {
 		cas := 0
 		sec, err := k.read(ctx, "credential_lock_read", path)
@@ -45,7 +49,7 @@ func (k *session) lock(ctx context.Context, cred string) (release func(), err er
 			return nil, translate(err, credgate.ECredentialNotFound)
 		}
 		if cas >= 0 {
-			data, _ := encode(lockRecord{Holder: holder, Until: k.s.opts.Now().Add(lockLease)})
+			data, _ := encode(lockRecord{Holder: holder, Until: k.s.opts.Now().Add(k.s.opts.LockLease)})
 			v, err := k.write(ctx, "credential_lock", path, data, cas)
 			if err == nil {
 				return func() {

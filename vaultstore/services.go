@@ -175,7 +175,7 @@ func (s *Store) CreateService(ctx context.Context, svc *credgate.Service) (*cred
 	}
 	version, err := k.write(ctx, "service_write", k.servicePath(svc.ID), data, cas)
 	if err != nil {
-		k.releaseName(ctx, svc.Name, svc.ID)
+		_ = k.releaseName(ctx, svc.Name, svc.ID)
 		if errors.Is(err, errConflict) {
 			return nil, exists()
 		}
@@ -228,17 +228,22 @@ func (k *session) claimName(ctx context.Context, name, id string) error {
 	return credgate.Errorf(credgate.EVersionConflict, "the service name is being changed by another request")
 }
 
-// releaseName drops the claim on name if service id holds it. It is best
-// effort: a claim left behind is taken over by the next claimant.
-func (k *session) releaseName(ctx context.Context, name, id string) {
+// releaseName drops the claim on name if service id holds it. A claim left
+// behind is harmless (the next claimant takes it over), so most callers
+// ignore the error; a DELETE does not, so that it leaves nothing behind.
+func (k *session) releaseName(ctx context.Context, name, id string) error {
 	path := k.serviceNamePath(name)
 	sec, err := k.read(ctx, "service_name_read", path)
+	if errors.Is(err, errNotFound) {
+		return nil
+	}
 	if err != nil {
-		return
+		return err
 	}
 	if owner, _ := sec.Data["service_id"].(string); owner == id {
-		_ = k.destroy(ctx, "service_name_release", path)
+		return k.destroy(ctx, "service_name_release", path)
 	}
+	return nil
 }
 
 // UpdateService applies fn to the current service id of the caller's tenant
@@ -330,7 +335,7 @@ func (k *session) updateService(ctx context.Context, id string, ifMatch int, fn 
 			u, err := also.write(ctx, old)
 			if err != nil {
 				if renamed {
-					k.releaseName(ctx, next.Name, id)
+					_ = k.releaseName(ctx, next.Name, id)
 				}
 				return nil, err
 			}
@@ -346,7 +351,7 @@ func (k *session) updateService(ctx context.Context, id string, ifMatch int, fn 
 		version, err := k.write(ctx, "service_write", k.servicePath(id), data, old.Version)
 		if errors.Is(err, errConflict) {
 			if renamed {
-				k.releaseName(ctx, next.Name, id)
+				_ = k.releaseName(ctx, next.Name, id)
 			}
 			if ifMatch > 0 {
 				// Changed since the check: the condition no longer holds.
@@ -358,12 +363,12 @@ func (k *session) updateService(ctx context.Context, id string, ifMatch int, fn 
 			// Vault may or may not have taken the write: nothing is taken
 			// back, and a retry of the request finishes it.
 			if renamed {
-				k.releaseName(ctx, next.Name, id)
+				_ = k.releaseName(ctx, next.Name, id)
 			}
 			return nil, translate(err, credgate.EServiceNotFound)
 		}
 		if renamed {
-			k.releaseName(ctx, old.Name, id)
+			_ = k.releaseName(ctx, old.Name, id)
 		}
 		next.Version = version
 		return &next, nil
@@ -386,8 +391,8 @@ func cloneMap(m map[string]any) map[string]any {
 // its credentials. With ifMatch > 0 the service must be at that version.
 // The first write marks the service as being deleted, with check-and-set,
 // so the condition is exact and the service is gone for every reader from
-// then on; its credentials are removed next and the record last. When a
-// step fails, DELETE again finishes the job.
+// then on; its credentials and its name are removed next and the record
+// last. When a step fails, DELETE again finishes the job.
 // Errors: SERVICE_NOT_FOUND, VERSION_CONFLICT, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error {
@@ -421,9 +426,11 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 	if err := k.removeCredentialsOf(ctx, id); err != nil {
 		return translate(err, credgate.EServiceNotFound)
 	}
+	if err := k.releaseName(ctx, rec.Name, id); err != nil {
+		return translate(err, credgate.EServiceNotFound)
+	}
 	if err := k.destroy(ctx, "service_delete", k.servicePath(id)); err != nil {
 		return translate(err, credgate.EServiceNotFound)
 	}
-	k.releaseName(ctx, rec.Name, id)
 	return nil
 }

@@ -41,7 +41,10 @@ type Options struct {
 	Timeout time.Duration
 	// CacheSize bounds the caller-token and policy caches (entries each).
 	CacheSize int
-	Now       func() time.Time
+	// LockLease and LockWait time the rotation lock; defaults
+	// DefaultLockLease and DefaultLockWait.
+	LockLease, LockWait time.Duration
+	Now                 func() time.Time
 	// Observe, when set, is told about every Vault call (for metrics).
 	Observe func(op string, d time.Duration, err error)
 	// OnTokenCache, when set, is told about every caller-token lookup.
@@ -84,6 +87,12 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 10000
+	}
+	if opts.LockLease <= 0 {
+		opts.LockLease = DefaultLockLease
+	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = DefaultLockWait
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

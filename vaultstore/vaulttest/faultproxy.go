@@ -1,0 +1,107 @@
+package vaulttest
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"testing"
+)
+
+// FaultProxy is an HTTP proxy in front of a Vault that cuts the connection
+// at a chosen request, to show what a multi-step write leaves behind when
+// Vault becomes unreachable between two of its steps. Armed with Cut(n,
+// after), it forwards n-1 requests, then cuts the n-th: before Vault sees it,
+// or after Vault has answered it (the write happened, its answer is lost).
+// From then on every request is cut too, as when a network goes away, until
+// Heal.
+type FaultProxy struct {
+	// URL is where Vault clients should point (http://127.0.0.1:port).
+	URL string
+
+	mu      sync.Mutex
+	armed   bool
+	cutAt   int
+	after   bool
+	seen    int  // requests since Cut
+	down    bool // cutting every request
+	methods []string
+}
+
+// StartFaultProxy starts a proxy to the Vault at target (an http URL) on a
+// free loopback port; it stops when tb ends.
+func StartFaultProxy(tb testing.TB, target string) *FaultProxy {
+	tb.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &FaultProxy{URL: "http://" + ln.Addr().String()}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = p
+	rp.ErrorHandler = func(http.ResponseWriter, *http.Request, error) {
+		panic(http.ErrAbortHandler) // the client sees its connection close
+	}
+	srv := &http.Server{Handler: rp, ErrorLog: nil}
+	go func() { _ = srv.Serve(ln) }()
+	tb.Cleanup(func() { _ = srv.Close() })
+	return p
+}
+
+// errCut is what the proxy's transport returns for a cut request.
+type errCut struct{}
+
+func (errCut) Error() string { return "vaulttest: connection cut" }
+
+// RoundTrip forwards r to Vault unless it is to be cut.
+func (p *FaultProxy) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		return nil, errCut{}
+	}
+	cutNow, cutAfter := false, false
+	if p.armed {
+		p.seen++
+		p.methods = append(p.methods, r.Method+" "+r.URL.Path)
+		if p.seen == p.cutAt {
+			cutNow, cutAfter = !p.after, p.after
+			p.down = true
+		}
+	}
+	p.mu.Unlock()
+	if cutNow {
+		return nil, errCut{}
+	}
+	res, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || !cutAfter {
+		return res, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return nil, errCut{}
+}
+
+// Cut arms the proxy: the n-th request from now is cut (after Vault
+// answered it, when after) and so is every later one.
+func (p *FaultProxy) Cut(n int, after bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed, p.cutAt, p.after, p.seen, p.down, p.methods = true, n, after, 0, false, nil
+}
+
+// Heal forwards every request again and disarms the proxy. It returns how
+// many requests were seen since Cut, and whether the cut happened.
+func (p *FaultProxy) Heal() (seen int, cut bool, requests []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen, cut, requests = p.seen, p.down, p.methods
+	p.armed, p.down, p.seen, p.methods = false, false, 0, nil
+	return seen, cut, requests
+}
