@@ -11,10 +11,40 @@ func TestRenderStaysInsideTheTenant(t *testing.T) {
 	l := policy.Layout{Mount: "credgate"}
 	for _, r := range policy.Roles() {
 		text := l.Render("acme", r)
+		paths := 0
 		for _, line := range strings.Split(text, "\n") {
-			if strings.HasPrefix(line, "path ") && !strings.HasPrefix(line, `path "credgate/data/tenants/acme/`) && !strings.HasPrefix(line, `path "credgate/metadata/tenants/acme/`) {
+			if !strings.HasPrefix(line, "path ") {
+				continue
+			}
+			paths++
+			if !strings.HasPrefix(line, `path "credgate/data/tenants/acme/`) && !strings.HasPrefix(line, `path "credgate/metadata/tenants/acme/`) {
 				t.Errorf("%s: path outside the tenant: %s", r, line)
 			}
+		}
+		// Every role reads services: at least their data and metadata.
+		if paths < 2 || !strings.Contains(text, `path "credgate/data/tenants/acme/services/*" {`) {
+			t.Errorf("%s renders %d paths and no read of the tenant's services:\n%s", r, paths, text)
+		}
+	}
+}
+
+func TestRenderGrantsWhatEachRoleNeeds(t *testing.T) {
+	l := policy.Layout{Mount: "credgate"}
+	tests := []struct {
+		role policy.Role
+		path string
+		caps string
+	}{
+		{policy.IntegrationViewer, "credgate/metadata/tenants/acme/credentials/*", `["list", "read"]`},
+		{policy.CredentialReader, "credgate/data/tenants/acme/credentials/*", `["read"]`},
+		{policy.IntegrationAdmin, "credgate/data/tenants/acme/credentials/*", `["create", "read", "update"]`},
+		{policy.IntegrationAdmin, "credgate/metadata/tenants/acme/credentials/*", `["create", "delete", "list", "patch", "read", "update"]`},
+		{policy.IntegrationAdmin, "credgate/data/tenants/acme/credential-locks/*", `["create", "read", "update"]`},
+	}
+	for _, tt := range tests {
+		want := "path \"" + tt.path + "\" {\n  capabilities = " + tt.caps + "\n}"
+		if text := l.Render("acme", tt.role); !strings.Contains(text, want) {
+			t.Errorf("%s: want\n%s\nin\n%s", tt.role, want, text)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/conformance"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
 
@@ -58,7 +59,7 @@ func mustEnv(t *testing.T) *env {
 	}
 	own.SetToken(res.Token)
 	e.store, err = vaultstore.New(vaultstore.Options{
-		Client: own, Mount: e.mount, TokenRole: e.mount + "-caller",
+		Client: own, Mount: e.mount, TokenRole: e.mount + "-caller", LockLease: 3 * time.Second, LockWait: lockWait,
 		Observe: func(op string, _ time.Duration, _ error) {
 			switch op {
 			case "token_create":
@@ -72,6 +73,17 @@ func mustEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// lockWait is the rotation lock wait of the stores the tests make.
+const lockWait = 1500 * time.Millisecond
+
+// TestConformance runs the store conformance suite against the dev Vault.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) *conformance.Env {
+		e := mustEnv(t)
+		return &conformance.Env{Store: e.store, Root: e.root, Mount: e.mount, LockWait: lockWait}
+	})
 }
 
 func principal(tenant, sub string, roles ...string) *credgate.Principal {

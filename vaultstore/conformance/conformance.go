@@ -1,0 +1,561 @@
+// Package conformance is the behaviour every vaultstore.Store must show
+// against a real Vault, in the habit of Dex's storage/conformance: the
+// credential records (values in KV data, descriptions projected into
+// custom_metadata), the projection following every write, check-and-set and
+// If-Match, the rotation lock, and the records a service's incarnation and a
+// deletion guard. Run it with a store over a Vault set up by
+// vaultstore.Bootstrap; vaultstore's own tests run it against a dev server.
+package conformance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/credgate/credgate"
+)
+
+// Store is what the suite calls: vaultstore.Store's record methods.
+type Store interface {
+	CreateService(ctx context.Context, svc *credgate.Service) (*credgate.Service, error)
+	GetService(ctx context.Context, id string) (*credgate.Service, error)
+	UpdateService(ctx context.Context, id string, ifMatch int, fn func(*credgate.Service) error, creds *credgate.PrimaryUpdate) (*credgate.Service, error)
+	DeleteService(ctx context.Context, id string, ifMatch int) error
+	CreateCredential(ctx context.Context, c *credgate.Credential) (*credgate.Credential, error)
+	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
+	ListCredentials(ctx context.Context, service string) ([]*credgate.Credential, error)
+	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
+	DeleteCredential(ctx context.Context, cred string, ifMatch int) error
+	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)
+	RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
+	TokenFor(ctx context.Context, p *credgate.Principal) (string, error)
+}
+
+// Env is a store under test and a way to look behind it.
+type Env struct {
+	Store Store
+	// Root is a client with an admin token on the store's Vault: the suite
+	// reads and writes records as they are kept, to check them and to set
+	// up what a failed writer leaves behind.
+	Root  *api.Client
+	Mount string
+	// LockWait is the store's Options.LockWait: the suite holds a rotation
+	// lock past it.
+	LockWait time.Duration
+}
+
+// Run runs the suite; newEnv returns a fresh Env for each test.
+func Run(t *testing.T, newEnv func(t *testing.T) *Env) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, e *Env)
+	}{
+		{"CredentialValuesAreInDataDescriptionsInMetadata", testRecordLayout},
+		{"ViewerReadsDescriptionsNeverValues", testViewer},
+		{"ProjectionFollowsEveryWrite", testProjectionFollows},
+		{"ConcurrentWritersLeaveTheNewestProjected", testConcurrentProjection},
+		{"AWriterRepairsAProjectionLeftBehind", testProjectionRepair},
+		{"VersionNotesAreKeptForTheNewestTen", testVersionNotes},
+		{"IfMatchIsCheckAndSet", testIfMatch},
+		{"ConcurrentUpdatesLoseNothing", testConcurrentUpdates},
+		{"RotationsTakeTurns", testRotationLock},
+		{"ALockOfADeadHolderIsWaitedForThenRefused", testDeadLock},
+		{"TheValueReadProvesItsOwnStatus", testValueProvesStatus},
+		{"CredentialsOfAnEarlierServiceAreNotInherited", testIncarnation},
+		{"DeleteMarksFirstAndFinishesOnRepeat", testDeleteFinishes},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, newEnv(t)) })
+	}
+}
+
+var tenantSeq atomic.Int64
+
+// fixture is a tenant with a service and the principals of each role.
+type fixture struct {
+	e                     *Env
+	tenant                string
+	admin, reader, viewer context.Context
+}
+
+func newFixture(t *testing.T, e *Env) *fixture {
+	t.Helper()
+	ten := fmt.Sprintf("conf-%d-%d", time.Now().UnixNano()%1e6, tenantSeq.Add(1))
+	as := func(sub, role string) context.Context {
+		p := &credgate.Principal{Subject: sub, Email: sub + "@example.test", Name: sub, Tenant: ten, Roles: []string{role}, Expiry: time.Now().Add(time.Hour)}
+		return credgate.WithRequestID(credgate.WithPrincipal(context.Background(), p), "conformance-"+sub)
+	}
+	f := &fixture{e: e, tenant: ten, admin: as("ann", "integration_admin"), reader: as("rita", "credential_reader"), viewer: as("vic", "integration_viewer")}
+	if _, err := e.Store.CreateService(f.admin, &credgate.Service{ID: "svc", Name: "Svc", Status: credgate.StatusActive, Metadata: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// cred stores an api_key credential with key.
+func (f *fixture) cred(t *testing.T, name, key string) *credgate.Credential {
+	t.Helper()
+	c, err := f.e.Store.CreateCredential(f.admin, &credgate.Credential{
+		IntegrationID: "svc", CredentialName: name, AuthType: credgate.AuthAPIKey, Status: credgate.CredActive,
+		Description: "about " + name, Metadata: map[string]any{"team": "billing"}, Secrets: credgate.Secrets{"apiKey": key},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) path(api, folder, name string) string {
+	return f.e.Mount + "/" + api + "/tenants/" + f.tenant + "/" + folder + "/" + name
+}
+
+// stored reads a credential's KV data and custom_metadata as root.
+func (f *fixture) stored(t *testing.T, id string) (data map[string]any, version int, custom map[string]any) {
+	t.Helper()
+	sec, err := f.e.Root.Logical().Read(f.path("data", "credentials/svc", id))
+	if err != nil || sec == nil {
+		t.Fatalf("reading %s: %v", id, err)
+	}
+	data, _ = sec.Data["data"].(map[string]any)
+	meta, _ := sec.Data["metadata"].(map[string]any)
+	n, _ := meta["version"].(json.Number).Int64()
+	custom, _ = meta["custom_metadata"].(map[string]any)
+	return data, int(n), custom
+}
+
+// described returns how the listing describes credential id.
+func (f *fixture) described(t *testing.T, id string) *credgate.Credential {
+	t.Helper()
+	list, err := f.e.Store.ListCredentials(f.viewer, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list {
+		if c.ID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if credgate.ErrorCode(err) != code {
+		t.Fatalf("got %v; want %s", err, code)
+	}
+}
+
+func testRecordLayout(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	key := "sk_" + fmt.Sprint(time.Now().UnixNano())
+	c := f.cred(t, "live", key)
+	if c.Version != 1 || !strings.HasPrefix(c.ID, "cred-") {
+		t.Fatalf("created %+v", c)
+	}
+	data, version, custom := f.stored(t, c.ID)
+	secrets, _ := data["secrets"].(map[string]any)
+	info, _ := data["info"].(map[string]any)
+	if version != 1 || secrets["apiKey"] != key || info["credentialName"] != "live" || info["description"] != "about live" {
+		t.Fatalf("KV data at version %d: %v", version, data)
+	}
+	if strings.Contains(fmt.Sprint(info), key) {
+		t.Fatal("the descriptive part of the data holds the value")
+	}
+	if custom["projected"] != "1" || custom["status"] != "active" || custom["authType"] != "api_key" {
+		t.Fatalf("custom_metadata: %v", custom)
+	}
+	for k, v := range custom {
+		if strings.Contains(fmt.Sprint(v), key) {
+			t.Fatalf("custom_metadata %s holds the value", k)
+		}
+	}
+	idx, err := e.Root.Logical().Read(f.path("data", "credential-index", c.ID))
+	if err != nil || idx == nil || idx.Data["data"].(map[string]any)["service_id"] != "svc" {
+		t.Fatalf("index: %v %v", idx, err)
+	}
+	got, err := e.Store.GetCredential(f.reader, "svc", c.ID, 0)
+	if err != nil || got.Secrets["apiKey"] != key || got.Description != "about live" || got.Version != 1 {
+		t.Fatalf("read: %+v %v", got, err)
+	}
+}
+
+func testViewer(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	key := "sk_" + fmt.Sprint(time.Now().UnixNano())
+	c := f.cred(t, "live", key)
+	d := f.described(t, c.ID)
+	if d == nil || d.CredentialName != "live" || d.Description != "about live" || d.Metadata["team"] != "billing" || len(d.Secrets) != 0 {
+		t.Fatalf("viewer's description: %+v", d)
+	}
+	_, err := e.Store.GetCredential(f.viewer, "svc", c.ID, 0)
+	wantCode(t, err, credgate.EInsufficientPermissions)
+	// Vault itself refuses the viewer's token the values.
+	p := credgate.PrincipalFrom(f.viewer)
+	tok, err := e.Store.TokenFor(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, err := e.Root.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(tok)
+	_, err = vc.Logical().Read(f.path("data", "credentials/svc", c.ID))
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Fatalf("the viewer's Vault token on the values: %v; want 403", err)
+	}
+	if _, err := vc.Logical().Read(f.path("metadata", "credentials/svc", c.ID)); err != nil {
+		t.Fatalf("the viewer's Vault token on the description: %v", err)
+	}
+}
+
+func testProjectionFollows(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	steps := []func(c *credgate.Credential){
+		func(c *credgate.Credential) { c.Description = "two" },
+		func(c *credgate.Credential) { c.Secrets["apiKey"] = "k1" },
+		func(c *credgate.Credential) { c.Scopes = []string{"read", "write"}; c.Metadata["env"] = "prod" },
+		func(c *credgate.Credential) { c.Status = credgate.CredInactive },
+		func(c *credgate.Credential) { c.Description = strings.Repeat("long ", 390) }, // several chunks
+		func(c *credgate.Credential) { c.Description = "short again" },                // fewer chunks
+	}
+	for i, step := range steps {
+		out, err := e.Store.UpdateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error { step(c); return nil })
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		data, version, _ := f.stored(t, c.ID)
+		d := f.described(t, c.ID)
+		info := data["info"].(map[string]any)
+		if d == nil || d.Version != version || out.Version != version || d.Description != info["description"] || d.Status != info["status"] {
+			t.Fatalf("step %d: described %+v; stored version %d, %v", i, d, version, info)
+		}
+	}
+	vs, err := e.Store.CredentialVersions(f.viewer, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes []string
+	for _, v := range vs {
+		changes = append(changes, v.Change)
+	}
+	if got := strings.Join(changes, ","); got != "created,updated,rotated,updated,updated,updated,updated" {
+		t.Fatalf("changes: %s", got)
+	}
+}
+
+func testConcurrentProjection(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	const n = 10
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := e.Store.UpdateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error {
+				c.Description = fmt.Sprintf("writer %d", i)
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	data, version, _ := f.stored(t, c.ID)
+	d := f.described(t, c.ID)
+	if version != n+1 || d.Version != version || d.Description != data["info"].(map[string]any)["description"] {
+		t.Fatalf("after %d concurrent writes: stored version %d (%v), described %d (%q)", n, version, data["info"].(map[string]any)["description"], d.Version, d.Description)
+	}
+}
+
+func testProjectionRepair(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	// A writer wrote version 2 and died before projecting it.
+	data, _, _ := f.stored(t, c.ID)
+	data["info"].(map[string]any)["description"] = "written, not projected"
+	if _, err := e.Root.Logical().Write(f.path("data", "credentials/svc", c.ID), map[string]any{"data": data, "options": map[string]any{"cas": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.described(t, c.ID); d.Version != 1 {
+		t.Fatalf("set-up: described at %d", d.Version)
+	}
+	// The next writer's request fails its If-Match, but repairs first.
+	_, err := e.Store.UpdateCredential(f.admin, c.ID, 1, func(c *credgate.Credential) error { c.Description = "stale"; return nil })
+	wantCode(t, err, credgate.EVersionConflict)
+	if d := f.described(t, c.ID); d.Version != 2 || d.Description != "written, not projected" {
+		t.Fatalf("after the next writer: described %d %q", d.Version, d.Description)
+	}
+}
+
+func testVersionNotes(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	for i := range 14 {
+		if _, err := e.Store.UpdateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error { c.Secrets["apiKey"] = fmt.Sprint("k", i+1); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, custom := f.stored(t, c.ID)
+	notes := 0
+	for k := range custom {
+		if strings.HasPrefix(k, "v.") {
+			notes++
+		}
+	}
+	if notes != 10 || len(custom) > 64 {
+		t.Fatalf("%d version notes, %d custom_metadata keys; want 10 notes and at most 64 keys", notes, len(custom))
+	}
+	vs, err := e.Store.CredentialVersions(f.admin, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := vs[len(vs)-1]; last.Version != 15 || !last.Current || last.Change != credgate.ChangeRotated || last.ChangedBy != "ann" {
+		t.Fatalf("newest version: %+v", last)
+	}
+}
+
+func testIfMatch(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	set := func(desc string) func(*credgate.Credential) error {
+		return func(c *credgate.Credential) error { c.Description = desc; return nil }
+	}
+	out, err := e.Store.UpdateCredential(f.admin, c.ID, 1, set("two"))
+	if err != nil || out.Version != 2 {
+		t.Fatalf("matching If-Match: %v %v", out, err)
+	}
+	_, err = e.Store.UpdateCredential(f.admin, c.ID, 1, set("lost"))
+	var ce *credgate.Error
+	if !errors.As(err, &ce) || ce.Code != credgate.EVersionConflict || ce.CurrentVersion != 2 {
+		t.Fatalf("stale If-Match: %v", err)
+	}
+	// The same change again with the stale version: it is in the record
+	// already, so it succeeds and writes nothing.
+	out, err = e.Store.UpdateCredential(f.admin, c.ID, 1, set("two"))
+	if err != nil || out.Version != 2 {
+		t.Fatalf("a change already made: %v %v", out, err)
+	}
+	if _, v, _ := f.stored(t, c.ID); v != 2 {
+		t.Fatalf("version %d; want 2", v)
+	}
+	// Services too, and a stale DELETE writes nothing.
+	_, err = e.Store.UpdateService(f.admin, "svc", 9, func(s *credgate.Service) error { s.Description = "x"; return nil }, nil)
+	wantCode(t, err, credgate.EVersionConflict)
+	wantCode(t, e.Store.DeleteService(f.admin, "svc", 9), credgate.EVersionConflict)
+	wantCode(t, e.Store.DeleteCredential(f.admin, c.ID, 1), credgate.EVersionConflict)
+	if _, err := e.Store.GetCredential(f.reader, "svc", c.ID, 0); err != nil {
+		t.Fatalf("after stale deletes: %v", err)
+	}
+}
+
+func testConcurrentUpdates(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := e.Store.UpdateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error {
+				c.Metadata[fmt.Sprint("writer-", i)] = true
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := e.Store.GetCredential(f.admin, "svc", c.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Metadata) != n+1 || got.Version != n+1 {
+		t.Fatalf("after %d concurrent updates: %d metadata keys at version %d; want %d at %d", n, len(got.Metadata), got.Version, n+1, n+1)
+	}
+}
+
+func testRotationLock(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	const n = 5
+	var inside, most atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := e.Store.RotateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error {
+				now := inside.Add(1)
+				for {
+					m := most.Load()
+					if now <= m || most.CompareAndSwap(m, now) {
+						break
+					}
+				}
+				time.Sleep(50 * time.Millisecond) // as a token endpoint takes its time
+				inside.Add(-1)
+				c.Secrets["apiKey"] = fmt.Sprint("rotated-", i)
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if most.Load() != 1 {
+		t.Fatalf("%d rotations ran at once; want 1", most.Load())
+	}
+	if _, v, _ := f.stored(t, c.ID); v != n+1 {
+		t.Fatalf("version %d after %d rotations; want %d", v, n, n+1)
+	}
+}
+
+func testDeadLock(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	hold := func(d time.Duration) {
+		t.Helper()
+		_, err := e.Root.Logical().Write(f.path("data", "credential-locks", c.ID), map[string]any{
+			"data": map[string]any{"holder": "a rotation that died", "until": time.Now().Add(d).UTC().Format(time.RFC3339Nano)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate := func() error {
+		_, err := e.Store.RotateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error { c.Secrets["apiKey"] = "new"; return nil })
+		return err
+	}
+	// Held past the wait: refused, nothing written.
+	hold(e.LockWait + 5*time.Second)
+	start := time.Now()
+	wantCode(t, rotate(), credgate.EVersionConflict)
+	if took := time.Since(start); took < e.LockWait || took > e.LockWait+3*time.Second {
+		t.Fatalf("the refusal took %s; want about the wait, %s", took, e.LockWait)
+	}
+	if _, v, _ := f.stored(t, c.ID); v != 1 {
+		t.Fatalf("a refused rotation wrote version %d", v)
+	}
+	// Held by a holder whose lease ends within the wait: the rotation waits
+	// for it, then goes ahead.
+	hold(e.LockWait / 3)
+	if err := rotate(); err != nil {
+		t.Fatalf("after the lease: %v", err)
+	}
+	if _, v, _ := f.stored(t, c.ID); v != 2 {
+		t.Fatalf("version %d; want 2", v)
+	}
+}
+
+func testValueProvesStatus(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	older := f.cred(t, "older", "k-older")
+	time.Sleep(1100 * time.Millisecond) // createdAt has second resolution
+	newer := f.cred(t, "newer", "k-newer")
+	if got, err := e.Store.GetCredential(f.reader, "svc", "", 0); err != nil || got.ID != newer.ID {
+		t.Fatalf("default read: %v %v", got, err)
+	}
+	// The newer one is revoked in its values, while its description still
+	// says active (its writer died before projecting).
+	data, _, _ := f.stored(t, newer.ID)
+	data["info"].(map[string]any)["status"] = credgate.CredRevoked
+	if _, err := e.Root.Logical().Write(f.path("data", "credentials/svc", newer.ID), map[string]any{"data": data, "options": map[string]any{"cas": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Store.GetCredential(f.reader, "svc", "", 0)
+	if err != nil || got.ID != older.ID {
+		t.Fatalf("default read with a revoked newest: %v %v; want the older one", got, err)
+	}
+	_, err = e.Store.GetCredential(f.reader, "svc", newer.ID, 0)
+	var ce *credgate.Error
+	if !errors.As(err, &ce) || ce.Code != credgate.ECredentialNotFound || ce.Status != credgate.CredRevoked {
+		t.Fatalf("read of the revoked one: %v", err)
+	}
+	// Its earlier version, active when written, is not served either.
+	if _, err := e.Store.GetCredential(f.admin, "svc", newer.ID, 1); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+		t.Fatalf("read of version 1 of the revoked one: %v", err)
+	}
+}
+
+func testIncarnation(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	old := f.cred(t, "old", "k-old")
+	// The service record goes, its credentials stay (as if a DELETE were cut
+	// short), and a new service gets the same id.
+	if _, err := e.Root.Logical().Delete(f.path("metadata", "services", "svc")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Store.CreateService(f.admin, &credgate.Service{ID: "svc", Name: "Svc again", Status: credgate.StatusActive}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Store.GetCredential(f.reader, "svc", old.ID, 0); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+		t.Fatalf("the earlier service's credential read through the new one: %v", err)
+	}
+	if _, err := e.Store.GetCredential(f.reader, "svc", "", 0); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+		t.Fatalf("the new service's default read: %v", err)
+	}
+	if list, err := e.Store.ListCredentials(f.viewer, "svc"); err != nil || len(list) != 0 {
+		t.Fatalf("the new service lists %v %v", list, err)
+	}
+	_, err := e.Store.UpdateCredential(f.admin, old.ID, 0, func(c *credgate.Credential) error { c.Description = "x"; return nil })
+	wantCode(t, err, credgate.ECredentialNotFound)
+}
+
+func testDeleteFinishes(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "live", "k0")
+	// A DELETE stopped after removing the values: the index is left.
+	if _, err := e.Root.Logical().Delete(f.path("metadata", "credentials/svc", c.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Store.DeleteCredential(f.admin, c.ID, 0); err != nil {
+		t.Fatalf("repeating the DELETE: %v", err)
+	}
+	for _, p := range []string{f.path("data", "credential-index", c.ID), f.path("data", "credential-locks", c.ID)} {
+		if sec, _ := e.Root.Logical().Read(p); sec != nil {
+			t.Fatalf("%s is left", p)
+		}
+	}
+	wantCode(t, e.Store.DeleteCredential(f.admin, c.ID, 0), credgate.ECredentialNotFound)
+
+	// A service DELETE marks the service first: it is gone for readers and
+	// writers at once, and the next DELETE finishes.
+	c2 := f.cred(t, "two", "k2")
+	svc, err := e.Store.GetService(f.admin, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := e.Root.Logical().Read(f.path("data", "services", "svc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := sec.Data["data"].(map[string]any)
+	rec["deleting"], rec["delete_of"] = true, svc.Version
+	if _, err := e.Root.Logical().Write(f.path("data", "services", "svc"), map[string]any{"data": rec}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Store.GetService(f.admin, "svc")
+	wantCode(t, err, credgate.EServiceNotFound)
+	_, err = e.Store.GetCredential(f.reader, "svc", c2.ID, 0)
+	wantCode(t, err, credgate.EServiceNotFound)
+	_, err = e.Store.UpdateCredential(f.admin, c2.ID, 0, func(c *credgate.Credential) error { return nil })
+	wantCode(t, err, credgate.ECredentialNotFound)
+	_, err = e.Store.UpdateService(f.admin, "svc", 0, func(s *credgate.Service) error { return nil }, nil)
+	wantCode(t, err, credgate.EServiceNotFound)
+	if err := e.Store.DeleteService(f.admin, "svc", svc.Version); err != nil {
+		t.Fatalf("finishing the DELETE with its If-Match: %v", err)
+	}
+	for _, folder := range []string{"services", "credentials/svc", "credential-index", "service-names"} {
+		if sec, _ := e.Root.Logical().List(f.e.Mount + "/metadata/tenants/" + f.tenant + "/" + folder); sec != nil {
+			t.Fatalf("left under %s: %v", folder, sec.Data["keys"])
+		}
+	}
+}
