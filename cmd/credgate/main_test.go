@@ -241,3 +241,37 @@ func TestExampleConfigurationIsValid(t *testing.T) {
 		t.Fatalf("example not read as written: %+v", cfg)
 	}
 }
+
+// TestREADMEConfigurationPassesCheckConfig runs the configuration block of
+// the README through `credgate serve -check-config`, so that the README
+// cannot drift from what credgate accepts.
+func TestREADMEConfigurationPassesCheckConfig(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "### Configuration")
+	if !ok {
+		t.Fatal("the README has no Configuration section")
+	}
+	_, block, ok := strings.Cut(rest, "```yaml\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "```")
+	}
+	if !ok || !strings.Contains(block, "auth:") || !strings.Contains(block, "vault:") {
+		t.Fatalf("no yaml block with vault: and auth: in the Configuration section:\n%s", block)
+	}
+	path := filepath.Join(t.TempDir(), "credgate.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("VAULT_TOKEN", "s.example") // a secret never goes in the file
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"serve", "-config", path, "-check-config"}, &stdout, &stderr); err != nil {
+		t.Fatalf("credgate serve -check-config on the README's block: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "configuration is valid") {
+		t.Fatalf("check-config said %q", stdout.String())
+	}
+}
