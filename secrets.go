@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -138,7 +138,7 @@ func (s Secrets) field(key string) string {
 // fields.
 func (s Secrets) check(fe FieldErrors) {
 	custom := 0
-	for _, k := range sortedKeys(s) {
+	for _, k := range slices.Sorted(maps.Keys(s)) {
 		v := s[k]
 		switch ck, isCustom := strings.CutPrefix(k, customPrefix); {
 		case isCustom && !ValidCustomKey(ck):
@@ -180,14 +180,5 @@ func (fe FieldErrors) InServiceTerms() FieldErrors {
 		}
 		out.Add(k, v)
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

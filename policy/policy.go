@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -83,7 +85,7 @@ func DefaultRoleMap() RoleMap {
 // Validate reports every mapping to a role credgate does not know.
 func (m RoleMap) Validate() []error {
 	var errs []error
-	for _, from := range sortedKeys(m) {
+	for _, from := range slices.Sorted(maps.Keys(m)) {
 		for _, r := range m[from] {
 			if !Known(r) {
 				errs = append(errs, fmt.Errorf("role map: %q maps to unknown role %q", from, r))
@@ -212,8 +214,8 @@ func (l Layout) Render(tenant string, r Role) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# credgate role %s for tenant %q; written by credgate, do not edit.\n", r, tenant)
-	for _, path := range sortedKeys(caps) {
-		list := sortedKeys(caps[path])
+	for _, path := range slices.Sorted(maps.Keys(caps)) {
+		list := slices.Sorted(maps.Keys(caps[path]))
 		fmt.Fprintf(&b, "path %q {\n  capabilities = [%s]\n}\n", path, quoteAll(list))
 	}
 	return b.String()
@@ -225,13 +227,4 @@ func quoteAll(ss []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return strings.Join(q, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
