@@ -73,7 +73,7 @@ func startTokenServerWith(t *testing.T, refreshCfg *manage.RefreshingConfig) *to
 	mux.Handle("/token", h)
 	mux.HandleFunc("/check", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := ts.srv.ValidationBearerToken(r); err != nil {
-			http.Error(w, "invalid", 401)
+			http.Error(w, "invalid", http.StatusUnauthorized)
 		}
 	})
 	hs := httptest.NewServer(mux)
