@@ -8,12 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -37,6 +36,13 @@ type IssuerConfig struct {
 	RolesClaim  string
 	// TenantNameClaim names the claim holding the tenant's display name.
 	TenantNameClaim string
+	// Tenants and TenantPattern bind the issuer to the tenants it may
+	// assert: a token whose tenant is neither listed nor matched by the
+	// pattern (a regular expression over the whole tenant id) is refused.
+	// An issuer bound to neither may assert any tenant, which is allowed
+	// only when it is the one issuer configured.
+	Tenants       []string
+	TenantPattern string
 }
 
 // Options configures a Verifier. Zero values take the defaults below.
@@ -73,8 +79,9 @@ type Verifier struct {
 }
 
 type issuer struct {
-	cfg  IssuerConfig
-	opts *Options
+	cfg     IssuerConfig
+	opts    *Options
+	pattern *regexp.Regexp // of cfg.TenantPattern
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier // nil until discovery succeeded
@@ -122,7 +129,14 @@ func New(opts Options) (*Verifier, error) {
 		if c.TenantNameClaim == "" {
 			c.TenantNameClaim = DefaultTenantNameClaim
 		}
-		iss := &issuer{cfg: c, opts: &v.opts}
+		if len(opts.Issuers) > 1 && len(c.Tenants) == 0 && c.TenantPattern == "" {
+			return nil, fmt.Errorf("auth: issuer %q: with several issuers, each must say which tenants it may assert (tenants or tenant_pattern)", c.URL)
+		}
+		pattern, err := compileTenantPattern(c.TenantPattern)
+		if err != nil {
+			return nil, fmt.Errorf("auth: issuer %q: tenant_pattern: %w", c.URL, err)
+		}
+		iss := &issuer{cfg: c, opts: &v.opts, pattern: pattern}
 		if _, dup := v.byURL[c.URL]; dup {
 			return nil, fmt.Errorf("auth: issuer %q configured twice", c.URL)
 		}
@@ -227,9 +241,6 @@ func (v *Verifier) Ready(ctx context.Context) error {
 	return nil
 }
 
-// nbfLeeway is the clock skew tolerated on a token's nbf.
-const nbfLeeway = 30 * time.Second
-
 // discoverRetry is how long a failed discovery is remembered before a
 // request may try again.
 const discoverRetry = 5 * time.Second
@@ -294,83 +305,10 @@ func (i *issuer) verify(ctx context.Context, raw string) (*credgate.Principal, e
 	if err := tok.Claims(&claims); err != nil {
 		return nil, unauthorized("token claims are malformed")
 	}
-	if nbf, ok := claims["nbf"].(float64); ok && i.opts.Now().Add(nbfLeeway).Before(time.Unix(int64(nbf), 0)) {
-		// go-oidc allows five minutes of clock skew on nbf; credgate allows
-		// only nbfLeeway.
-		return nil, unauthorized("token is not valid yet")
+	p, err := i.principal(claims, i.opts.Now())
+	if err != nil {
+		return nil, err
 	}
-	p := &credgate.Principal{
-		Subject: tok.Subject,
-		Issuer:  tok.Issuer,
-		Expiry:  tok.Expiry,
-		Claims:  claims,
-		Name:    firstString(claims, "name", "preferred_username"),
-		Email:   firstString(claims, "email"),
-	}
-	tenant, _ := lookup(claims, i.cfg.TenantClaim).(string)
-	if !credgate.ValidID(tenant) {
-		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "token carries no valid tenant in claim %q", i.cfg.TenantClaim)
-	}
-	p.Tenant = tenant
-	p.TenantName = i.tenantName(claims, tenant)
-	p.Roles = i.opts.RoleMap.Map(stringList(lookup(claims, i.cfg.RolesClaim)))
+	p.Issuer = tok.Issuer
 	return p, nil
-}
-
-// maxTenantName bounds a tenant's display name taken from a token.
-const maxTenantName = 200
-
-// tenantName is the tenant's display name: the token's tenant name claim
-// when it holds printable text, else the configured name, else the id.
-func (i *issuer) tenantName(claims map[string]any, tenant string) string {
-	if s, ok := lookup(claims, i.cfg.TenantNameClaim).(string); ok {
-		if s = strings.TrimSpace(s); s != "" && len(s) <= maxTenantName && !strings.ContainsFunc(s, unicode.IsControl) {
-			return s
-		}
-	}
-	if s := i.opts.TenantNames[tenant]; s != "" {
-		return s
-	}
-	return tenant
-}
-
-// lookup follows a dotted path (realm_access.roles) through nested objects.
-func lookup(claims map[string]any, path string) any {
-	var cur any = claims
-	for _, part := range strings.Split(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[part]
-	}
-	return cur
-}
-
-// stringList accepts a JSON array of strings or a single string (some
-// providers send one role as a plain string).
-func stringList(v any) []string {
-	switch t := v.(type) {
-	case string:
-		return strings.Fields(t)
-	case []any:
-		out := make([]string, 0, len(t))
-		for _, e := range t {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-		sort.Strings(out)
-		return out
-	}
-	return nil
-}
-
-func firstString(claims map[string]any, names ...string) string {
-	for _, n := range names {
-		if s, ok := claims[n].(string); ok && s != "" {
-			return s
-		}
-	}
-	return ""
 }

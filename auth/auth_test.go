@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -109,8 +110,8 @@ func TestVerifyMapsClaims(t *testing.T) {
 func TestVerifySelectsIssuerByRealmOrIss(t *testing.T) {
 	a, b := oidctest.Start(t), oidctest.Start(t)
 	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{
-		{Name: "realm-a", URL: a.URL, Audiences: []string{a.Audience}},
-		{Name: "realm-b", URL: b.URL, Audiences: []string{b.Audience}},
+		{Name: "realm-a", URL: a.URL, Audiences: []string{a.Audience}, Tenants: []string{"initech"}},
+		{Name: "realm-b", URL: b.URL, Audiences: []string{b.Audience}, Tenants: []string{"initech"}},
 	}})
 	tokB := b.Sign(t, b.Claims("carol", "initech", "integration_viewer"))
 	if p, err := v.Verify(context.Background(), tokB, ""); err != nil || p.Tenant != "initech" {
@@ -233,7 +234,7 @@ func TestBadSignatureUnderKnownKeyDoesNotRefetch(t *testing.T) {
 
 func TestUnavailableIssuerIsBackendUnavailable(t *testing.T) {
 	iss := oidctest.Start(t)
-	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: "http://127.0.0.1:1/nowhere", Audiences: []string{"x"}}, {URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: "http://127.0.0.1:1/nowhere", Audiences: []string{"x"}, TenantPattern: ".*"}, {URL: iss.URL, Audiences: []string{iss.Audience}, TenantPattern: ".*"}}})
 	if err := v.Ready(context.Background()); err == nil {
 		t.Fatal("Ready with an unreachable issuer: want an error")
 	}
@@ -241,5 +242,97 @@ func TestUnavailableIssuerIsBackendUnavailable(t *testing.T) {
 	c["iss"] = "http://127.0.0.1:1/nowhere"
 	if _, err := v.Verify(context.Background(), iss.Sign(t, c), ""); codeOf(err) != credgate.EBackendUnavailable {
 		t.Fatalf("token of an unreachable issuer: %v; want BACKEND_UNAVAILABLE", err)
+	}
+}
+
+func TestTimeClaimsOfAnyJSONType(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	now := time.Now()
+	in := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	str := func(d time.Duration) string { return fmt.Sprint(in(d)) }
+	tests := []struct {
+		name   string
+		claim  string
+		value  any
+		accept bool
+	}{
+		{"nbf as a string, two minutes ahead", "nbf", str(2 * time.Minute), false},
+		{"nbf as a string, now", "nbf", str(0), true},
+		{"nbf with a fraction", "nbf", float64(in(0)) + 0.5, true},
+		{"nbf as an object", "nbf", map[string]any{"t": in(0)}, false},
+		{"nbf as a word", "nbf", "soon", false},
+		{"nbf null", "nbf", nil, false},
+		{"exp as a string", "exp", str(time.Hour), true},
+		{"exp as a boolean", "exp", true, false},
+		{"exp as a string, passed", "exp", str(-time.Minute), false},
+		{"exp far beyond any date", "exp", 1e300, false},
+		{"iat in the future", "iat", in(10 * time.Minute), false},
+		{"iat as a string, now", "iat", str(0), true},
+		{"iat as an array", "iat", []any{in(0)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := iss.Claims("ivy", "acme", "integration_admin")
+			c[tt.claim] = tt.value
+			_, err := v.Verify(context.Background(), iss.Sign(t, c), "")
+			if tt.accept && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.accept && codeOf(err) != credgate.EUnauthorized {
+				t.Fatalf("got %v; want UNAUTHORIZED", err)
+			}
+		})
+	}
+}
+
+func TestSubjectIsRequired(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	for _, sub := range []any{"", "   ", nil} {
+		c := iss.Claims("x", "acme", "integration_admin")
+		if sub == nil {
+			delete(c, "sub")
+		} else {
+			c["sub"] = sub
+		}
+		if _, err := v.Verify(context.Background(), iss.Sign(t, c), ""); codeOf(err) != credgate.EUnauthorized {
+			t.Errorf("sub %#v: %v; want UNAUTHORIZED", sub, err)
+		}
+	}
+}
+
+func TestIssuersAreBoundToTheirTenants(t *testing.T) {
+	a, b := oidctest.Start(t), oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{
+		{Name: "acme", URL: a.URL, Audiences: []string{a.Audience}, Tenants: []string{"acme"}},
+		{Name: "globex", URL: b.URL, Audiences: []string{b.Audience}, TenantPattern: `globex(-[a-z]+)?`},
+	}})
+	tests := []struct {
+		iss    *oidctest.Issuer
+		tenant string
+		accept bool
+	}{
+		{a, "acme", true},
+		{a, "globex", false},
+		{a, "acme-eu", false},
+		{b, "globex", true},
+		{b, "globex-eu", true},
+		{b, "acme", false},
+		{b, "xglobex", false}, // the pattern matches the whole id
+	}
+	for _, tt := range tests {
+		_, err := v.Verify(context.Background(), tt.iss.Sign(t, tt.iss.Claims("kim", tt.tenant, "integration_admin")), "")
+		if tt.accept != (err == nil) || (!tt.accept && codeOf(err) != credgate.EUnauthorized) {
+			t.Errorf("issuer %s asserting %s: %v; accept %v", tt.iss.URL, tt.tenant, err, tt.accept)
+		}
+	}
+	// With several issuers, an unbound one is a configuration error.
+	_, err := auth.New(auth.Options{Issuers: []auth.IssuerConfig{
+		{URL: a.URL, Audiences: []string{a.Audience}, Tenants: []string{"acme"}},
+		{URL: b.URL, Audiences: []string{b.Audience}},
+	}})
+	if err == nil || !strings.Contains(err.Error(), "which tenants") {
+		t.Fatalf("two issuers, one unbound: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +17,11 @@ import (
 
 func TestBadTokensAre401WithoutVaultCalls(t *testing.T) {
 	iss := oidctest.Start(t)
-	a := newAPI(t, apiOptions{issuers: []auth.IssuerConfig{
-		{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}},
-		{Name: "test", URL: iss.URL, Audiences: []string{iss.Audience}},
-	}})
 	ten := tenant(t)
+	a := newAPI(t, apiOptions{issuers: []auth.IssuerConfig{
+		{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}, Tenants: []string{ten}},
+		{Name: "test", URL: iss.URL, Audiences: []string{iss.Audience}, Tenants: []string{ten}},
+	}})
 	claims := func(edit func(map[string]any)) map[string]any {
 		c := iss.Claims("eve", ten, "integration_admin")
 		if edit != nil {
@@ -143,5 +144,100 @@ func TestVaultAuditLogNamesTheCallerAndRequest(t *testing.T) {
 	}
 	if len(e.Auth.Policies) != 1 || e.Auth.Policies[0] != policy.Name(ten, policy.IntegrationViewer) {
 		t.Fatalf("audit entry policies %v", e.Auth.Policies)
+	}
+}
+
+// TestIssuersAreBoundToTheirTenants configures two real issuers, Vault's
+// identity tokens for one tenant and the test issuer for tenants matching a
+// pattern: a token whose issuer may not assert its tenant is refused before
+// any Vault call, however valid its signature.
+func TestIssuersAreBoundToTheirTenants(t *testing.T) {
+	iss := oidctest.Start(t)
+	acme := tenant(t)
+	a := newAPI(t, apiOptions{issuers: []auth.IssuerConfig{
+		{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}, Tenants: []string{acme}},
+		{Name: "partner", URL: iss.URL, Audiences: []string{iss.Audience}, TenantPattern: `partner-[a-z0-9-]+`},
+	}})
+	vaultTok := token(t, "amy", acme, "integration_admin")
+	a.mustCreate(vaultTok, map[string]any{"id": "stripe", "name": "Stripe"})
+	id := a.mustCreateCredential(vaultTok, map[string]any{"integrationId": "stripe", "credentialName": "live", "authType": "api_key", "apiKey": secret("sk_" + randHex(8))})["id"].(string)
+
+	calls := a.vaultCalls.Load()
+	forged := iss.Sign(t, iss.Claims("mallory", acme, "integration_admin"))
+	for _, path := range []string{"/api/v1/credentials/stripe", "/api/v1/credentials/stripe?credentialId=" + id, "/api/v1/services/stripe"} {
+		r := a.do("GET", path, forged, nil)
+		if r.Status != 401 || r.errCode() != "UNAUTHORIZED" {
+			t.Fatalf("the partner issuer asserting %s, GET %s: %d %s", acme, path, r.Status, r.Raw)
+		}
+	}
+	wantError(t, a.do("GET", "/api/v1/services", forged, nil, "realmname", "partner"), 401, "UNAUTHORIZED")
+	if n := a.vaultCalls.Load() - calls; n != 0 {
+		t.Fatalf("%d Vault calls for tokens whose issuer may not assert their tenant", n)
+	}
+	// Each issuer works for the tenants it may assert.
+	partner := "partner-" + randHex(4)
+	if r := a.do("GET", "/api/v1/services", iss.Sign(t, iss.Claims("pat", partner, "integration_admin")), nil); r.Status != 200 {
+		t.Fatalf("the partner issuer for %s: %d %s", partner, r.Status, r.Raw)
+	}
+	if r := a.do("GET", "/api/v1/services", token(t, "vic", "partner-"+randHex(4), "integration_admin"), nil); r.Status != 401 {
+		t.Fatalf("Vault's issuer asserting a partner tenant: %d %s", r.Status, r.Raw)
+	}
+	if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/stripe", vaultTok, nil), 200); got["id"] != id {
+		t.Fatalf("Vault's issuer for its own tenant: %v", got)
+	}
+}
+
+// TestBearerChallengesFollowRFC6750: a request with no bearer token gets a
+// challenge with no error code; a malformed one invalid_request; a bad
+// token invalid_token with a description; a missing permission
+// insufficient_scope.
+func TestBearerChallengesFollowRFC6750(t *testing.T) {
+	iss := oidctest.Start(t)
+	ten := tenant(t)
+	a := newAPI(t, apiOptions{issuers: []auth.IssuerConfig{
+		{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}, Tenants: []string{ten}},
+		{Name: "test", URL: iss.URL, Audiences: []string{iss.Audience}, Tenants: []string{ten}},
+	}})
+	expired := iss.Claims("eve", ten, "integration_admin")
+	expired["exp"] = time.Now().Add(-time.Minute).Unix()
+	tests := []struct {
+		name, header string
+		status       int
+		want         string
+	}{
+		{"no header", "", 401, `Bearer realm="credgate"`},
+		{"another scheme", "Basic YWxpY2U6c2VjcmV0", 401, `Bearer realm="credgate"`},
+		{"empty bearer", "Bearer  ", 401, `Bearer realm="credgate", error="invalid_request", error_description="the bearer token is empty"`},
+		{"expired", "Bearer " + iss.Sign(t, expired), 401, `Bearer realm="credgate", error="invalid_token", error_description="token is expired"`},
+		{"garbage", "Bearer a.b.c", 401, `Bearer realm="credgate", error="invalid_token", error_description="malformed token"`},
+		{"viewer writing", "Bearer " + token(t, "vic", ten, "integration_viewer"), 403, `Bearer realm="credgate", error="insufficient_scope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := a.do("POST", "/api/v1/services", "", map[string]any{"name": "x"}, "Authorization", tt.header)
+			if r.Status != tt.status || r.Header.Get("WWW-Authenticate") != tt.want {
+				t.Fatalf("%d %q; want %d %q", r.Status, r.Header.Get("WWW-Authenticate"), tt.status, tt.want)
+			}
+		})
+	}
+}
+
+func TestMalformedQueryStringsAreRefused(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok := token(t, "quinn", tenant(t), "integration_admin")
+	for i := range 3 {
+		a.mustCreate(tok, map[string]any{"id": fmt.Sprint("svc-", i), "name": fmt.Sprint("Svc ", i)})
+	}
+	page := a.do("GET", "/api/v1/services?limit=1", tok, nil)
+	next := page.str("next_cursor")
+	if next == "" {
+		t.Fatalf("no next cursor: %s", page.Raw)
+	}
+	// A cursor mangled in transit must not read the first page again.
+	wantError(t, a.do("GET", "/api/v1/services?limit=1&cursor="+next+"%zz", tok, nil), 400, "INVALID_REQUEST")
+	wantError(t, a.do("GET", "/api/v1/services?limit=1&cursor=%"+next, tok, nil), 400, "INVALID_REQUEST")
+	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials?integrationId=svc-1&x=%G1", tok, nil), 400, "INVALID_PARAMETER")
+	if r := a.do("GET", "/api/v1/services?limit=1&cursor="+next, tok, nil); r.Status != 200 || r.Body["services"].([]any)[0].(map[string]any)["id"] != "svc-1" {
+		t.Fatalf("the cursor as sent: %d %s", r.Status, r.Raw)
 	}
 }

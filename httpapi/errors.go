@@ -86,7 +86,9 @@ func writeError(c *gin.Context, err error) {
 	}
 	switch code {
 	case credgate.EUnauthorized:
-		c.Header("WWW-Authenticate", `Bearer realm="credgate", error="invalid_token"`)
+		c.Header("WWW-Authenticate", bearerChallenge(c, e.Message))
+	case credgate.EInsufficientPermissions:
+		c.Header("WWW-Authenticate", `Bearer realm="credgate", error="insufficient_scope"`)
 	case credgate.EBackendUnavailable:
 		c.Header("Retry-After", retryAfterBackend)
 	}
@@ -115,6 +117,26 @@ func writeError(c *gin.Context, err error) {
 		details["upstream_error"] = e.UpstreamError
 	}
 	c.JSON(kind.status, gin.H{"error": serviceErrorBody{Code: code, Message: e.Message, Details: details}})
+}
+
+// bearerChallenge is the WWW-Authenticate of a 401 (RFC 6750 3): no error
+// code when the request carried no bearer token, else the code
+// authenticate chose (invalid_token by default) and what was wrong.
+func bearerChallenge(c *gin.Context, description string) string {
+	code := "invalid_token"
+	if v, ok := c.Get(bearerError); ok {
+		code, _ = v.(string)
+	}
+	if code == "" {
+		return `Bearer realm="credgate"`
+	}
+	description = strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r > 0x7e {
+			return ' '
+		}
+		return r
+	}, description)
+	return `Bearer realm="credgate", error="` + code + `", error_description="` + description + `"`
 }
 
 // fail records err for the error middleware and stops the handler chain.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -112,18 +113,27 @@ func bodyLimit(max int64) gin.HandlerFunc {
 	}
 }
 
+// bearerError is the context key of the RFC 6750 error code a 401 names
+// in its WWW-Authenticate challenge: "invalid_token" unless authenticate
+// said otherwise.
+const bearerError = "credgate.bearer_error"
+
 // authenticate verifies the bearer token and puts the principal in the
 // request context. Nothing past it runs for an unverified caller.
 func authenticate(a Authenticator) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.GetHeader("Authorization")
-		scheme, token, ok := strings.Cut(h, " ")
-		if h == "" {
-			fail(c, credgate.Errorf(credgate.EUnauthorized, "missing bearer token"))
+		scheme, token, _ := strings.Cut(h, " ")
+		switch {
+		case h == "" || !strings.EqualFold(scheme, "Bearer"):
+			// No bearer credentials at all: the challenge names no error
+			// (RFC 6750 3.1).
+			c.Set(bearerError, "")
+			fail(c, credgate.Errorf(credgate.EUnauthorized, "a bearer token is required"))
 			return
-		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			fail(c, credgate.Errorf(credgate.EUnauthorized, "authorization must be a bearer token"))
+		case strings.TrimSpace(token) == "":
+			c.Set(bearerError, "invalid_request")
+			fail(c, credgate.Errorf(credgate.EUnauthorized, "the bearer token is empty"))
 			return
 		}
 		p, err := a.Verify(c.Request.Context(), strings.TrimSpace(token), c.GetHeader(HeaderRealm))
@@ -132,6 +142,22 @@ func authenticate(a Authenticator) gin.HandlerFunc {
 			return
 		}
 		c.Request = c.Request.WithContext(credgate.WithPrincipal(c.Request.Context(), p))
+		c.Next()
+	}
+}
+
+// queryCheck refuses a query string that does not parse: Go's parser drops
+// malformed pairs, so a mangled cursor would otherwise read the first page.
+func queryCheck() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, err := url.ParseQuery(c.Request.URL.RawQuery); err != nil {
+			code := credgate.EInvalidRequest
+			if isCredentialsFamily(c.Request.URL.Path) {
+				code = credgate.EInvalidParameter
+			}
+			fail(c, credgate.Errorf(code, "the query string is malformed (bad percent-encoding or separator)"))
+			return
+		}
 		c.Next()
 	}
 }

@@ -125,7 +125,7 @@ func New(o Options) (http.Handler, error) {
 	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), bodyLimit(o.MaxBodyBytes))
+	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), bodyLimit(o.MaxBodyBytes), queryCheck())
 
 	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
 	if err := docsRoutes(r); err != nil {

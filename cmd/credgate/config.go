@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -100,6 +101,10 @@ type IssuerConfig struct {
 	TenantClaim     string   `yaml:"tenant_claim"`
 	RolesClaim      string   `yaml:"roles_claim"`
 	TenantNameClaim string   `yaml:"tenant_name_claim"`
+	// Tenants and TenantPattern bind the issuer to the tenants it may
+	// assert; required of each issuer when there are several.
+	Tenants       []string `yaml:"tenants"`
+	TenantPattern string   `yaml:"tenant_pattern"`
 }
 
 // DefaultConfig returns the configuration credgate runs with when nothing
@@ -231,6 +236,19 @@ func (c Config) Validate() error {
 		}
 		if len(iss.Audiences) == 0 || slicesHasEmpty(iss.Audiences) {
 			bad("auth.issuers[%d].audiences: at least one, none empty", i)
+		}
+		if len(c.Auth.Issuers) > 1 && len(iss.Tenants) == 0 && iss.TenantPattern == "" {
+			bad("auth.issuers[%d]: with several issuers, each must say which tenants it may assert (tenants or tenant_pattern)", i)
+		}
+		for _, t := range iss.Tenants {
+			if !validTenant(t) {
+				bad("auth.issuers[%d].tenants: %q is not a valid tenant id", i, t)
+			}
+		}
+		if iss.TenantPattern != "" {
+			if _, err := regexp.Compile(iss.TenantPattern); err != nil {
+				bad("auth.issuers[%d].tenant_pattern: %v", i, err)
+			}
 		}
 		if iss.Name != "" && names[iss.Name] {
 			bad("auth.issuers[%d].name: %q used twice", i, iss.Name)
