@@ -37,6 +37,11 @@ func translate(err error, notFound string) error {
 	if errors.Is(err, errConflict) {
 		return &credgate.Error{Code: credgate.EVersionConflict, Message: "the record was changed by another request", Err: err}
 	}
+	var failed *failedWhileUp
+	if errors.As(err, &failed) {
+		// Vault is up and failed this request: nothing a retry would fix.
+		return &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err}
+	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		switch {
@@ -44,7 +49,13 @@ func translate(err error, notFound string) error {
 			return &credgate.Error{Code: notFound, Message: notFoundMessage(notFound), Err: err}
 		case re.StatusCode == http.StatusForbidden:
 			return &credgate.Error{Code: credgate.EInsufficientPermissions, Message: "Vault refused this operation for the caller", Err: err}
-		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
+		case re.StatusCode == http.StatusBadRequest:
+			// credgate validates what it sends; what Vault still refuses
+			// is the request's content, not an outage.
+			return &credgate.Error{Code: credgate.EInvalidRequest, Message: "the secrets backend refused the request's content", Err: err}
+		case re.StatusCode == http.StatusRequestEntityTooLarge:
+			return &credgate.Error{Code: credgate.EPayloadTooLarge, Message: "the record is too large for the secrets backend", Err: err}
+		case outage(re.StatusCode):
 			return unavailable(err)
 		}
 		return &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err}
@@ -54,6 +65,21 @@ func translate(err error, notFound string) error {
 	}
 	return &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err}
 }
+
+// outage reports whether Vault's status says it cannot serve now: sealed,
+// standby without an active node, rate limited, behind a failing proxy, or
+// any 5xx (whose cause session.call has checked, see failedWhileUp).
+func outage(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusPreconditionFailed || status >= 500
+}
+
+// failedWhileUp is a Vault 5xx answered while Vault reports itself
+// healthy: the failure belongs to the request, so it is a 500 with the
+// cause logged, never a 503 telling the client to retry what cannot work.
+type failedWhileUp struct{ err error }
+
+func (e *failedWhileUp) Error() string { return "vault failed the request while healthy: " + e.err.Error() }
+func (e *failedWhileUp) Unwrap() error { return e.err }
 
 func unavailable(err error) error {
 	return &credgate.Error{Code: credgate.EBackendUnavailable, Message: "the secrets backend is unavailable; retry later", Err: err}
@@ -69,12 +95,6 @@ func isUnreachable(err error) bool {
 	return errors.As(err, &ue) || errors.As(err, &ne) || errors.As(err, &oe)
 }
 
-// isCASMismatch reports whether err is Vault's answer to a stale
-// check-and-set version: a 400 to a write that carried cas.
-func isCASMismatch(err error) bool {
-	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusBadRequest
-}
 
 func notFoundMessage(code string) string {
 	switch code {

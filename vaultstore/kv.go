@@ -50,6 +50,11 @@ func (k *session) call(ctx context.Context, op string, f func(context.Context) e
 	defer cancel()
 	start := k.s.opts.Now()
 	err := f(ctx)
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode >= 500 && re.StatusCode != http.StatusBadGateway &&
+		re.StatusCode != http.StatusServiceUnavailable && re.StatusCode != http.StatusGatewayTimeout && k.s.healthy(ctx) {
+		err = &failedWhileUp{err}
+	}
 	observed := err
 	if errors.Is(err, errNotFound) || errors.Is(err, api.ErrSecretNotFound) || errors.Is(err, errConflict) {
 		observed = nil
@@ -83,14 +88,27 @@ func (k *session) readVersion(ctx context.Context, op, path string, version int)
 
 // write writes data to path with check-and-set cas (0: the path must have no
 // version yet) and returns the new version; errConflict when cas is stale.
+// Vault answers a stale cas with 400, as it does content it refuses; which
+// one it was is read from the path's current version, not from the text.
 func (k *session) write(ctx context.Context, op, path string, data map[string]any, cas int) (int, error) {
 	var version int
-	err := k.call(ctx, op, func(ctx context.Context) error {
-		sec, err := k.kv2.Put(ctx, path, data, api.WithCheckAndSet(cas))
-		if err != nil {
-			if isCASMismatch(err) {
+	err := k.call(ctx, op, func(cctx context.Context) error {
+		sec, err := k.kv2.Put(cctx, path, data, api.WithCheckAndSet(cas))
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+			current := 0
+			sec, rerr := k.read(ctx, op+"_cas_check", path)
+			switch {
+			case rerr == nil:
+				current = sec.VersionMetadata.Version
+			case !errors.Is(rerr, errNotFound):
+				return rerr
+			}
+			if current != cas {
 				return errConflict
 			}
+		}
+		if err != nil {
 			return err
 		}
 		version = sec.VersionMetadata.Version

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -60,6 +61,35 @@ type Store struct {
 	policies *lru.Cache[string, [32]byte] // policy name -> hash of what we wrote
 	mint     singleflight.Group
 	access   *accessRecorder
+	health   healthCache
+}
+
+// healthCache remembers Vault's health for a moment, so that a burst of
+// failing requests asks Vault once.
+type healthCache struct {
+	mu      sync.Mutex
+	at      time.Time
+	healthy bool
+}
+
+// healthInterval is how long an answer of sys/health is used.
+const healthInterval = time.Second
+
+// healthy reports whether Vault says it is initialized and unsealed (and
+// answers at all). It asks sys/health at most once per healthInterval.
+func (s *Store) healthy(ctx context.Context) bool {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	now := s.opts.Now()
+	if now.Sub(s.health.at) < healthInterval {
+		return s.health.healthy
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
+	defer cancel()
+	h, err := s.own(ctx).Sys().HealthWithContext(ctx)
+	s.observe("health", now, err)
+	s.health.at, s.health.healthy = now, err == nil && h.Initialized && !h.Sealed
+	return s.health.healthy
 }
 
 type callerToken struct {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -22,6 +23,7 @@ type FaultProxy struct {
 	URL string
 
 	mu      sync.Mutex
+	answers []answer
 	armed   bool
 	cutAt   int
 	after   bool
@@ -54,6 +56,22 @@ func StartFaultProxy(tb testing.TB, target string) *FaultProxy {
 	return p
 }
 
+// answer is a reply the proxy gives in Vault's place.
+type answer struct {
+	match  func(*http.Request) bool
+	status int
+	body   string
+}
+
+// Answer makes the proxy answer the requests match selects itself, with
+// status and body (Vault's JSON error shape, say), instead of forwarding
+// them; the latest Answer for a request wins. Clear with Heal.
+func (p *FaultProxy) Answer(match func(*http.Request) bool, status int, body string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answers = append(p.answers, answer{match, status, body})
+}
+
 // errCut is what the proxy's transport returns for a cut request.
 type errCut struct{}
 
@@ -75,9 +93,23 @@ func (p *FaultProxy) RoundTrip(r *http.Request) (*http.Response, error) {
 			p.down = true
 		}
 	}
+	var reply *answer
+	for i := len(p.answers) - 1; i >= 0; i-- {
+		if p.answers[i].match(r) {
+			reply = &p.answers[i]
+			break
+		}
+	}
 	p.mu.Unlock()
 	if cutNow {
 		return nil, errCut{}
+	}
+	if reply != nil {
+		return &http.Response{
+			StatusCode: reply.status, Status: http.StatusText(reply.status), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(reply.body)),
+			ContentLength: int64(len(reply.body)), Request: r,
+		}, nil
 	}
 	res, err := http.DefaultTransport.RoundTrip(r)
 	if err != nil || !cutAfter {
@@ -96,12 +128,13 @@ func (p *FaultProxy) Cut(n int, after bool) {
 	p.armed, p.cutAt, p.after, p.seen, p.down, p.methods = true, n, after, 0, false, nil
 }
 
-// Heal forwards every request again and disarms the proxy. It returns how
+// Heal forwards every request again, disarms the proxy and drops its
+// answers. It returns how
 // many requests were seen since Cut, and whether the cut happened.
 func (p *FaultProxy) Heal() (seen int, cut bool, requests []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen, cut, requests = p.seen, p.down, p.methods
-	p.armed, p.down, p.seen, p.methods = false, false, 0, nil
+	p.armed, p.down, p.seen, p.methods, p.answers = false, false, 0, nil, nil
 	return seen, cut, requests
 }
