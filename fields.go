@@ -30,35 +30,40 @@ func checkText(fe FieldErrors, field, s string, max int) {
 // MaxURLBytes bounds every URL field.
 const MaxURLBytes = 2048
 
-// checkURL allows an absolute https URL, and http only to a loopback host.
-// A URL with user information is refused: it would put a secret into a
-// non-secret field.
+// checkURL refuses what URLProblem finds.
 func checkURL(fe FieldErrors, field, s string) {
+	if p := URLProblem(s); p != "" {
+		fe.Add(field, p)
+	}
+}
+
+// URLProblem says what is wrong with a URL field's value, or "": it allows
+// an absolute https URL, and http only to a loopback host. A URL with user
+// information is refused: it would put a secret into a non-secret field.
+func URLProblem(s string) string {
 	if s == "" {
-		return
+		return ""
 	}
 	if len(s) > MaxURLBytes {
-		fe.Add(field, fmt.Sprintf("is at most %d bytes", MaxURLBytes))
-		return
+		return fmt.Sprintf("is at most %d bytes", MaxURLBytes)
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		fe.Add(field, "must be an absolute URL")
-		return
+		return "must be an absolute URL"
 	}
 	if u.User != nil {
-		fe.Add(field, "must not carry user information; store credentials as credentials")
-		return
+		return "must not carry user information; store credentials as credentials"
 	}
 	switch u.Scheme {
 	case "https":
+		return ""
 	case "http":
 		if !IsLoopbackHost(u.Hostname()) {
-			fe.Add(field, "must use https (http is allowed only for loopback hosts)")
+			return "must use https (http is allowed only for loopback hosts)"
 		}
-	default:
-		fe.Add(field, "must use https")
+		return ""
 	}
+	return "must use https"
 }
 
 // IsLoopbackHost reports whether host is localhost or a loopback address.

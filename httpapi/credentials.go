@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -270,6 +271,10 @@ func (h *handlers) createCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if err := h.checkTokenEndpoint(c, in.TokenEndpoint); err != nil {
+		fail(c, err)
+		return
+	}
 	out, err := h.creds.CreateCredential(c.Request.Context(), cred)
 	if err != nil {
 		fail(c, err)
@@ -345,6 +350,24 @@ func (h *handlers) listCredentials(c *gin.Context) {
 	respond(c, http.StatusOK, fmt.Sprintf("%d credentials", len(views)), views)
 }
 
+// checkTokenEndpoint refuses a token endpoint credgate would not call (a
+// loopback, private or link-local address not allowed by configuration)
+// when it is written, saying which rule refused it. The same rule holds
+// again when it is called.
+func (h *handlers) checkTokenEndpoint(c *gin.Context, endpoint *string) error {
+	if endpoint == nil {
+		return nil
+	}
+	v := strings.TrimSpace(*endpoint)
+	if v == "" || credgate.URLProblem(v) != "" {
+		return nil // nothing to call, or refused by the credential's own rule
+	}
+	if err := h.endpoints.CheckURL(c.Request.Context(), v); err != nil {
+		return credgate.FieldErrors{"tokenEndpoint": err.Error()}.Err()
+	}
+	return nil
+}
+
 // credentialWrite reads the id of the credential a write is for and the
 // version it expects (If-Match; 0 when absent).
 func credentialWrite(c *gin.Context) (string, int, error) {
@@ -369,6 +392,10 @@ func (h *handlers) patchCredential(c *gin.Context) {
 	}
 	if in.Generate != nil {
 		fail(c, credgate.FieldErrors{"generate": "goes with rotate"}.Err())
+		return
+	}
+	if err := h.checkTokenEndpoint(c, in.TokenEndpoint); err != nil {
+		fail(c, err)
 		return
 	}
 	out, err := h.creds.UpdateCredential(c.Request.Context(), id, version, func(cr *credgate.Credential) error {

@@ -249,7 +249,7 @@ func TestCredentialValidation(t *testing.T) {
 		}
 		return map[string]any{"integrationId": "svc", "credentialName": "big", "authType": "basic", "username": "u", "password": pw,
 			"description": strings.Repeat("d", 2000), "metadata": map[string]any{"k": strings.Repeat("m", 4000)}, "scopes": scopes,
-			"tokenEndpoint": "https://" + strings.Repeat("e", 1990) + ".example/t", "authorizationEndpoint": "https://" + strings.Repeat("a", authEndpoint) + ".example/a"}
+			"tokenEndpoint": "https://127.0.0.1:9/" + strings.Repeat("e", 1990), "authorizationEndpoint": "https://" + strings.Repeat("a", authEndpoint) + ".example/a"}
 	}
 	fits := a.do("POST", "/api/v1/credentials", tok, big(100))
 	id := wantEnvelope(t, fits, 201)["id"].(string)

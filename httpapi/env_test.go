@@ -27,6 +27,7 @@ import (
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
@@ -145,6 +146,9 @@ type apiOptions struct {
 	rateLimit httpapi.RateLimit // default: 10000 a minute, in memory
 	// tenantNames are configured tenant display names (auth.tenant_names).
 	tenantNames map[string]string
+	// outboundAllow is outbound.allow; nil: 127.0.0.1/32, where the tests'
+	// OAuth2 token servers listen.
+	outboundAllow []string
 	// lockLease shortens the rotation lock's lease (and wait).
 	lockLease time.Duration
 	// noAccess leaves lastAccessedAt unrecorded, so that Vault sees only
@@ -221,13 +225,20 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&s.logs), zapcore.DebugLevel))
 	t.Cleanup(func() { _ = a.store.Close(context.Background()) })
+	if o.outboundAllow == nil {
+		o.outboundAllow = []string{"127.0.0.1/32"}
+	}
+	guard, err := outbound.New(o.outboundAllow)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var access httpapi.AccessRecorder = a.store
 	if o.noAccess {
 		access = nil
 	}
 	h, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access,
-		Refresh: tokenrefresh.Grant(tokenrefresh.NewHTTPClient()), Auth: v, Logger: log,
+		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
 )
 
@@ -151,7 +152,7 @@ var ginParam = regexp.MustCompile(`[:*]([A-Za-z]+)`)
 
 func TestOpenAPIDocumentsEveryRouteAndOnlyThose(t *testing.T) {
 	a := newAPI(t, apiOptions{})
-	h, err := httpapi.New(httpapi.Options{Services: a.store, Credentials: a.store, Primary: a.store, Rotator: a.store, Refresh: tokenrefresh.Grant(nil), Auth: noAuth{}, Logger: nopLogger()})
+	h, err := httpapi.New(httpapi.Options{Services: a.store, Credentials: a.store, Primary: a.store, Rotator: a.store, Refresh: tokenrefresh.Grant(nil), Endpoints: mustGuard(t), Auth: noAuth{}, Logger: nopLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,4 +205,13 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 	if r := a.do("GET", "/docs/..%2Fopenapi.yaml", "", nil); r.Status == 200 {
 		t.Fatal("an asset path escapes the embedded folder")
 	}
+}
+
+func mustGuard(t *testing.T) *outbound.Guard {
+	t.Helper()
+	g, err := outbound.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

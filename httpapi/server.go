@@ -51,6 +51,13 @@ type Rotator interface {
 	RandomSecret(ctx context.Context) (string, error)
 }
 
+// EndpointGuard checks a URL credgate will call on a tenant's behalf (a
+// token endpoint) when it is written; its error's message follows the
+// field's name and says which rule refused the URL (outbound.Guard).
+type EndpointGuard interface {
+	CheckURL(ctx context.Context, url string) error
+}
+
 // AccessRecorder notes decrypted reads (lastAccessedAt), off the request's
 // critical path.
 type AccessRecorder interface {
@@ -77,9 +84,11 @@ type Options struct {
 	Access      AccessRecorder // optional
 	// Refresh makes the OAuth2 refresh-token grants of rotation.
 	Refresh credgate.RefreshGrant
-	Auth    Authenticator
-	Logger  *zap.Logger
-	Ready   []ReadyCheck
+	// Endpoints checks token endpoints when they are written.
+	Endpoints EndpointGuard
+	Auth      Authenticator
+	Logger    *zap.Logger
+	Ready     []ReadyCheck
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
 	// the client address in the access log; none by default.
 	TrustedProxies []string
@@ -95,8 +104,8 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // New returns the HTTP handler of the API.
 func New(o Options) (http.Handler, error) {
-	if o.Services == nil || o.Credentials == nil || o.Primary == nil || o.Rotator == nil || o.Refresh == nil || o.Auth == nil || o.Logger == nil {
-		return nil, errors.New("httpapi: Services, Credentials, Primary, Rotator, Refresh, Auth and Logger are required")
+	if o.Services == nil || o.Credentials == nil || o.Primary == nil || o.Rotator == nil || o.Refresh == nil || o.Endpoints == nil || o.Auth == nil || o.Logger == nil {
+		return nil, errors.New("httpapi: Services, Credentials, Primary, Rotator, Refresh, Endpoints, Auth and Logger are required")
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -134,7 +143,7 @@ func New(o Options) (http.Handler, error) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
-	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh}
+	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints}
 	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics, o.Logger))
 	authed.GET("/debug/auth", debugAuth)
 
@@ -177,10 +186,11 @@ func New(o Options) (http.Handler, error) {
 }
 
 type handlers struct {
-	services ServiceStore
-	creds    CredentialStore
-	primary  PrimaryCredentials
-	rotator  Rotator
-	access   AccessRecorder
-	refresh  credgate.RefreshGrant
+	services  ServiceStore
+	creds     CredentialStore
+	primary   PrimaryCredentials
+	rotator   Rotator
+	access    AccessRecorder
+	refresh   credgate.RefreshGrant
+	endpoints EndpointGuard
 }

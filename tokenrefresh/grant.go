@@ -10,27 +10,20 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/outbound"
 )
 
 // Timeout bounds one grant, connection and answer included.
 const Timeout = 15 * time.Second
-
-// NewHTTPClient returns the HTTP client for grants: bounded in time and not
-// following redirects, so a token endpoint cannot bounce credgate's
-// requests elsewhere.
-func NewHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout:       Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
 
 // errorCode is an OAuth2 error code as RFC 6749 5.2 allows it, shortened;
 // anything else an endpoint sends is not repeated.
 var errorCode = regexp.MustCompile(`^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$`)
 
 // Grant returns a credgate.RefreshGrant that performs the grant against the
-// credential's tokenEndpoint with golang.org/x/oauth2 through client. The
+// credential's tokenEndpoint with golang.org/x/oauth2 through client, which
+// should be an outbound.Guard's (bounded in time, no redirects, no
+// non-public addresses unless allowed). The
 // client authenticates with HTTP Basic when it has a secret (RFC 6749
 // 2.3.1), else sends its id in the form; the style is fixed because
 // auto-detection would send a refused refresh token a second time. A server
@@ -52,6 +45,12 @@ func Grant(client *http.Client) credgate.RefreshGrant {
 		}
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
 		tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: c.Secrets["refreshToken"]}).Token()
+		var refused *outbound.RefusedError
+		if errors.As(err, &refused) {
+			// Nothing was sent: the endpoint's address is not one
+			// credgate calls.
+			return nil, nil, credgate.FieldErrors{"tokenEndpoint": "resolves to " + refused.Reason()}.Err()
+		}
 		if err != nil {
 			e := &credgate.Error{Code: credgate.EUpstreamError, Message: "the token endpoint refused the refresh; nothing was changed", Err: errors.New("refresh grant failed")}
 			var re *oauth2.RetrieveError

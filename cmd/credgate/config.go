@@ -15,6 +15,7 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/vaultstore"
 )
@@ -31,6 +32,14 @@ type Config struct {
 	Vault          VaultConfig     `yaml:"vault"`
 	Auth           AuthConfig      `yaml:"auth"`
 	RateLimit      RateLimitConfig `yaml:"rate_limit"`
+	Outbound       OutboundConfig  `yaml:"outbound"`
+}
+
+// OutboundConfig governs the requests credgate sends on a tenant's behalf
+// (OAuth2 token endpoints): non-public addresses are refused unless Allow
+// lists them (CIDR prefixes, addresses or address:port).
+type OutboundConfig struct {
+	Allow []string `yaml:"allow"`
 }
 
 // RateLimitConfig is the per-tenant limit and where its counters live.
@@ -276,6 +285,9 @@ func (c Config) Validate() error {
 		if n < 1 || !validTenant(t) {
 			bad("rate_limit.tenants.%s: a valid tenant id and at least 1 request per minute", t)
 		}
+	}
+	if _, err := outbound.New(c.Outbound.Allow); err != nil {
+		errs = append(errs, err)
 	}
 	if a := c.RateLimit.Redis.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

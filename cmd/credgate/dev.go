@@ -57,6 +57,11 @@ func bootstrapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
+// devOutboundAllow is what the dev stack may call on a tenant's behalf
+// besides public addresses: loopback, where a developer runs a token
+// server to try rotation against.
+func devOutboundAllow() []string { return []string{"127.0.0.0/8", "::1"} }
+
 // devState is what `credgate dev` leaves for `credgate dev token`. It holds
 // the dev Vault's root token: a throwaway in-memory server's, nothing more.
 type devState struct {
@@ -129,7 +134,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	devToken, err := idp.Token(ctx, vaultidp.User{Name: "dev", Tenant: "acme", Email: "dev@acme.example", Roles: []string{"integration_admin"}})
+	devToken, err := idp.Token(ctx, vaultidp.User{Name: "dev", Tenant: "acme", TenantName: "Acme Corporation", Email: "dev@acme.example", Roles: []string{"integration_admin"}})
 	if err != nil {
 		return err
 	}
@@ -138,6 +143,9 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.Listen = *listen
 	cfg.Vault.Address, cfg.Vault.Token = addr, res.Token
 	cfg.Auth.Issuers = []IssuerConfig{{Name: "vault-dev", URL: idp.IssuerURL, Audiences: []string{idp.Audience}}}
+	// Token servers on this machine may be tried out; nowhere else
+	// non-public.
+	cfg.Outbound.Allow = devOutboundAllow()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -163,6 +171,7 @@ credgate dev stack is up.
   issuer    %[4]s  (audience %[5]s)
   audit log %[6]s
   user      dev, tenant acme, role integration_admin (token valid 1h)
+  outbound  token endpoints on loopback allowed (outbound.allow: %[9]s)
 
 export TOKEN='%[7]s'
 
@@ -174,7 +183,7 @@ curl -s %[1]s/api/v1/services -H "Authorization: Bearer $TOKEN"
 API docs:  %[1]s/docs (Authorize with the token above)
 Another user: %[8]s dev token --tenant globex --roles integration_viewer --user bob
 Stop with Ctrl-C.
-`, base, addr, *statePath, idp.IssuerURL, idp.Audience, auditFile, devToken, os.Args[0])
+`, base, addr, *statePath, idp.IssuerURL, idp.Audience, auditFile, devToken, os.Args[0], strings.Join(devOutboundAllow(), ", "))
 
 	select {
 	case <-ctx.Done():

@@ -31,6 +31,7 @@ import (
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/httpapi/ratelimit"
+	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
 )
@@ -196,9 +197,13 @@ func (m *Main) Run(ctx context.Context) error {
 		rl.Store = ratelimit.NewRedis(m.redis)
 	}
 	m.store = store
+	guard, err := outbound.New(cfg.Outbound.Allow)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store,
-		Refresh: tokenrefresh.Grant(tokenrefresh.NewHTTPClient()), Auth: verifier, Logger: m.Logger,
+		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
 		Ready: []httpapi.ReadyCheck{
