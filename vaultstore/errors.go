@@ -78,7 +78,9 @@ func outage(status int) bool {
 // cause logged, never a 503 telling the client to retry what cannot work.
 type failedWhileUp struct{ err error }
 
-func (e *failedWhileUp) Error() string { return "vault failed the request while healthy: " + e.err.Error() }
+func (e *failedWhileUp) Error() string {
+	return "vault failed the request while healthy: " + e.err.Error()
+}
 func (e *failedWhileUp) Unwrap() error { return e.err }
 
 func unavailable(err error) error {
@@ -94,7 +96,6 @@ func isUnreachable(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &ue) || errors.As(err, &ne) || errors.As(err, &oe)
 }
-
 
 func notFoundMessage(code string) string {
 	switch code {
