@@ -11,7 +11,7 @@ ARTIFACTS := -artifacts -outputdir $(CURDIR)/testdata-out
 SWAGGER_UI_VERSION := 5.35.0
 SWAGGER_UI_DIR     := httpapi/swaggerui/dist
 
-.PHONY: help vault dev test bench lint verify build clean swagger-ui
+.PHONY: help vault dev test bench fuzz lint verify build clean swagger-ui
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,18 @@ test: vault ## vet and run every test against a real Vault
 
 bench: vault ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target runs for FUZZTIME (8 targets: about 10 minutes at 75s).
+# make test runs their seed corpora (f.Add and testdata/fuzz) as tests.
+FUZZTIME ?= 75s
+
+fuzz: ## run every fuzz target for FUZZTIME each; inputs that fail land in testdata/fuzz
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
