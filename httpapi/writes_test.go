@@ -165,3 +165,25 @@ func TestIfMatchOnCredentialDeleteAndRotate(t *testing.T) {
 	wantEnvelope(t, a.do("DELETE", "/api/v1/credentials/"+id, tok, nil, "If-Match", `"3"`), 200)
 	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/aws?credentialId="+id, tok, nil), 404, "CREDENTIAL_NOT_FOUND")
 }
+
+// TestEarlierVersionsFollowTheCurrentStatus: reading an earlier version by
+// number served the values of a credential revoked since.
+func TestEarlierVersionsFollowTheCurrentStatus(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "github")
+	id := a.mustCreateCredential(tok, map[string]any{"integrationId": "github", "credentialName": "ci", "authType": "bearer", "accessToken": secret("ghp_" + randHex(8))})["id"].(string)
+	wantEnvelope(t, a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, map[string]any{"accessToken": secret("ghp_" + randHex(8))}), 200)
+	if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/github?credentialId="+id+"&version=1", tok, nil), 200); got["version"] != float64(1) {
+		t.Fatalf("version 1 while active: %v", got)
+	}
+	for _, status := range []string{"revoked", "inactive"} {
+		wantEnvelope(t, a.do("PATCH", "/api/v1/credentials/"+id, tok, map[string]any{"status": status}), 200)
+		for _, v := range []string{"1", "2"} {
+			r := a.do("GET", "/api/v1/credentials/github?credentialId="+id+"&version="+v, tok, nil)
+			if e := wantEnvelopeError(t, r, 404, "CREDENTIAL_NOT_FOUND"); e["status"] != status {
+				t.Fatalf("version %s of a %s credential: %s", v, status, r.Raw)
+			}
+			noSecrets(t, r, "ghp_")
+		}
+	}
+}
