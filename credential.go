@@ -3,7 +3,6 @@ package credgate
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -226,20 +225,31 @@ func PickServable(list []*Credential, now time.Time) *Credential {
 	return bestExpired
 }
 
-var credIDPattern = regexp.MustCompile(`^(cred-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+// CredentialIDPattern is the rule of credential ids, in any case.
+const CredentialIDPattern = `^(cred-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
 
 // CanonicalCredentialID returns the one form, cred-<uuid> in lower case, of
 // a credential id given as cred-<uuid> or as the bare UUID (either case);
 // ok is false for anything else. Generated ids are already canonical.
+// (CredentialIDPattern by hand; a fuzz target holds the two to each other.)
 func CanonicalCredentialID(id string) (canonical string, ok bool) {
 	id = strings.ToLower(id)
-	if !credIDPattern.MatchString(id) {
+	uuid := strings.TrimPrefix(id, "cred-")
+	if len(uuid) != 36 {
 		return "", false
 	}
-	if !strings.HasPrefix(id, "cred-") {
-		id = "cred-" + id
+	for i := 0; i < len(uuid); i++ {
+		switch c := uuid[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+		default:
+			return "", false
+		}
 	}
-	return id, true
+	return "cred-" + uuid, true
 }
 
 // ValidCredentialID reports whether id may name a credential.

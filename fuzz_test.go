@@ -15,12 +15,13 @@ func FuzzValidID(f *testing.F) {
 	for _, s := range []string{"acme", "svc_abc", "a..b", "../x", "a/b", "", "a%2Fb", ".hidden", "A-1.2_3", strings.Repeat("x", 129)} {
 		f.Add(s)
 	}
-	safe := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	rule := regexp.MustCompile(credgate.IDPattern)
 	f.Fuzz(func(t *testing.T, s string) {
-		if !credgate.ValidID(s) {
-			return
+		want := rule.MatchString(s) && !strings.Contains(s, "..")
+		if credgate.ValidID(s) != want {
+			t.Fatalf("ValidID(%q) = %v; the rule says %v", s, !want, want)
 		}
-		if !safe.MatchString(s) || strings.Contains(s, "..") || strings.ContainsAny(s, "/\\%\x00") {
+		if want && strings.ContainsAny(s, "/\\%\x00") {
 			t.Fatalf("ValidID(%q) though it is not one safe path segment", s)
 		}
 	})
@@ -31,8 +32,12 @@ func FuzzCanonicalCredentialID(f *testing.F) {
 		f.Add(s)
 	}
 	canonical := regexp.MustCompile(`^cred-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	rule := regexp.MustCompile(credgate.CredentialIDPattern)
 	f.Fuzz(func(t *testing.T, s string) {
 		id, ok := credgate.CanonicalCredentialID(s)
+		if want := rule.MatchString(strings.ToLower(s)); ok != want {
+			t.Fatalf("CanonicalCredentialID(%q) ok = %v; the rule says %v", s, ok, want)
+		}
 		if !ok {
 			return
 		}

@@ -21,10 +21,12 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func TestRequestIDs(t *testing.T) {
 	a := newAPI(t, apiOptions{})
-	if r := a.do("GET", "/healthz", "", nil, "X-Request-Id", "abc-123"); r.Header.Get("X-Request-Id") != "abc-123" {
-		t.Fatalf("a sane request id is kept: %q", r.Header.Get("X-Request-Id"))
+	for _, sane := range []string{"abc-123", "Az09._:-", strings.Repeat("x", 128)} {
+		if r := a.do("GET", "/healthz", "", nil, "X-Request-Id", sane); r.Header.Get("X-Request-Id") != sane {
+			t.Fatalf("a sane request id %q is kept: %q", sane, r.Header.Get("X-Request-Id"))
+		}
 	}
-	for _, bad := range []string{"has space", strings.Repeat("x", 200), "semi;colon", "new\tline"} {
+	for _, bad := range []string{"has space", strings.Repeat("x", 129), "semi;colon", "new\tline", "slash/", "é"} {
 		got := a.do("GET", "/healthz", "", nil, "X-Request-Id", bad).Header.Get("X-Request-Id")
 		if got == "" || got == bad {
 			t.Errorf("request id %q: answered %q; want a fresh one", bad, got)
