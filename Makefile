@@ -11,7 +11,7 @@ ARTIFACTS := -artifacts -outputdir $(CURDIR)/testdata-out
 SWAGGER_UI_VERSION := 5.35.0
 SWAGGER_UI_DIR     := httpapi/swaggerui/dist
 
-.PHONY: help vault dev test bench fuzz lint verify build clean swagger-ui
+.PHONY: help vault dev test bench bench-compare fuzz lint verify build clean swagger-ui
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,9 @@ test: vault ## vet and run every test against a real Vault
 
 bench: vault ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-compare: vault build ## credgate's reads side by side with direct Vault and vault proxy (BENCHFLAGS: -duration, -rounds, -conns, -callers)
+	$(GO) run ./cmd/bench-compare -vault $(VAULT_BIN) -credgate bin/credgate $(BENCHFLAGS)
 
 # Each fuzz target runs for FUZZTIME (8 targets: about 10 minutes at 75s).
 # make test runs their seed corpora (f.Add and testdata/fuzz) as tests.

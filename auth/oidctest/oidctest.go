@@ -36,7 +36,21 @@ type Issuer struct {
 // Start starts an issuer for tb; it stops when tb ends.
 func Start(tb testing.TB) *Issuer {
 	tb.Helper()
-	key := MustKey(tb)
+	iss, err := New()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(iss.Close)
+	return iss
+}
+
+// New starts an issuer outside a test (a benchmark tool, say); Close stops
+// it.
+func New() (*Issuer, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
 	iss := &Issuer{Audience: "credgate-test", Key: key, KeyID: "test-key-1"}
 	mux := http.NewServeMux()
 	iss.srv = httptest.NewServer(mux)
@@ -55,8 +69,15 @@ func Start(tb testing.TB) *Issuer {
 			{Key: key.Public(), KeyID: iss.KeyID, Algorithm: string(jose.RS256), Use: "sig"},
 		}})
 	})
-	tb.Cleanup(iss.srv.Close)
-	return iss
+	return iss, nil
+}
+
+// Close stops the issuer's server.
+func (i *Issuer) Close() { i.srv.Close() }
+
+// SignClaims signs claims with the issuer's published key.
+func (i *Issuer) SignClaims(claims map[string]any) (string, error) {
+	return sign(i.Key, jose.RS256, i.KeyID, claims)
 }
 
 // MustKey returns a new RSA key.
@@ -93,27 +114,31 @@ func (i *Issuer) Sign(tb testing.TB, claims map[string]any) string {
 // SignWith signs claims with any key, algorithm and key id.
 func SignWith(tb testing.TB, key any, alg jose.SignatureAlgorithm, kid string, claims map[string]any) string {
 	tb.Helper()
+	s, err := sign(key, alg, kid, claims)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func sign(key any, alg jose.SignatureAlgorithm, kid string, claims map[string]any) (string, error) {
 	opts := (&jose.SignerOptions{}).WithType("JWT")
 	if kid != "" {
 		opts = opts.WithHeader("kid", kid)
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	jws, err := signer.Sign(payload)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
-	s, err := jws.CompactSerialize()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return jws.CompactSerialize()
 }
 
 // Unsigned returns claims as an alg=none token.

@@ -1,0 +1,494 @@
+// Command bench-compare measures credgate's reads side by side with the
+// Vault behind them (make bench-compare). It starts a Vault dev server with
+// a file audit device, bootstraps it as `credgate bootstrap` does, starts
+// bin/credgate and `vault proxy` (forcing its auto-auth token) in front of
+// that Vault, stores one small api_key credential, and loads each read with
+// vegeta as a closed loop: req/s, p50 and p99 at -conns connections, p50 at
+// one connection, and the ratios to direct Vault and to vault proxy, in
+// rounds that alternate the targets so that the machine's drift cancels
+// out. It prints credgate's own CPU per request, then has -callers distinct
+// callers read once each and prints credgate's memory. It exits non-zero
+// when any read answers anything but 200.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/credgate/credgate/auth/oidctest"
+	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/devvault"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-compare:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	vaultBin, credgateBin string
+	duration              time.Duration
+	rounds, conns         int
+	callers               int
+	only                  string
+}
+
+// target is one read to load.
+type target struct {
+	name     string
+	url      string
+	header   http.Header
+	credgate bool
+}
+
+// result is one target's measurements, one entry per round.
+type result struct {
+	rps, p50, p99, p50one []float64
+	cpuPerReq             []float64 // credgate's own CPU, µs per request
+	non200                int
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.vaultBin, "vault", "bin/vault", "the Vault binary (make vault)")
+	flag.StringVar(&o.credgateBin, "credgate", "bin/credgate", "the credgate binary (make build)")
+	flag.DurationVar(&o.duration, "duration", 6*time.Second, "how long each target is loaded at -conns connections per round (half as long at one)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds; the targets alternate within each")
+	flag.IntVar(&o.conns, "conns", 16, "concurrent connections")
+	flag.IntVar(&o.callers, "callers", 10000, "distinct callers that read once each before credgate's memory is measured")
+	flag.StringVar(&o.only, "only", "", "load only the targets whose name holds this (direct Vault and vault proxy are always loaded, for the ratios)")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "credgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	vault, err := devvault.Start(o.vaultBin, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer vault.Stop()
+	root, err := api.NewClient(&api.Config{Address: vault.Addr})
+	if err != nil {
+		return err
+	}
+	root.SetToken(vault.RootToken)
+	boot, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{AuditFile: filepath.Join(dir, "audit.log"), IssueToken: true})
+	if err != nil {
+		return err
+	}
+
+	iss, err := oidctest.New()
+	if err != nil {
+		return err
+	}
+	defer iss.Close()
+	const tenant = "bench"
+	mint := func(sub string, roles ...string) (string, error) {
+		return iss.SignClaims(iss.Claims(sub, tenant, roles...))
+	}
+
+	cg, err := startCredgate(o.credgateBin, dir, vault.Addr, boot.Token, iss)
+	if err != nil {
+		return err
+	}
+	defer cg.stop()
+
+	admin, err := mint("bench-admin", "integration_admin")
+	if err != nil {
+		return err
+	}
+	reader, err := mint("bench-reader", "credential_reader")
+	if err != nil {
+		return err
+	}
+	var cred struct {
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := call(cg.url, "POST", "/api/v1/services", admin, `{"id":"stripe","name":"Stripe"}`, nil); err != nil {
+		return err
+	}
+	if err := call(cg.url, "POST", "/api/v1/credentials", admin, `{"integrationId":"stripe","credentialName":"live","authType":"api_key","apiKey":"sk_bench_0123456789abcdef"}`, &cred); err != nil {
+		return err
+	}
+	// The reader's first read makes credgate write its Vault policy, which
+	// the direct token and vault proxy's token carry too.
+	if err := call(cg.url, "GET", "/api/v1/credentials/stripe", reader, "", nil); err != nil {
+		return err
+	}
+	readerPolicy := policy.Name(tenant, policy.CredentialReader)
+	direct, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{readerPolicy}, NoDefaultPolicy: true, Type: "batch", TTL: "2h"})
+	if err != nil {
+		return err
+	}
+	// vault proxy's own token also carries the default policy: its
+	// auto-auth looks the token up and renews it.
+	proxied, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{readerPolicy}, TTL: "2h", Renewable: boolPtr(true)})
+	if err != nil {
+		return err
+	}
+	proxy, err := startProxy(o.vaultBin, dir, vault.Addr, proxied.Auth.ClientToken)
+	if err != nil {
+		return err
+	}
+	defer proxy.stop()
+
+	kvPath := "/v1/" + vaultstore.DefaultMount + "/data/tenants/" + tenant + "/credentials/stripe/" + cred.Data.ID
+	bearer := http.Header{"Authorization": {"Bearer " + reader}}
+	targets := []target{
+		{name: "direct Vault", url: vault.Addr + kvPath, header: http.Header{"X-Vault-Token": {direct.Auth.ClientToken}}},
+		{name: "vault proxy", url: proxy.url + kvPath, header: http.Header{}},
+		{name: "credgate GET /api/v1/credentials/{id}?credentialId=…", url: cg.url + "/api/v1/credentials/stripe?credentialId=" + cred.Data.ID, header: bearer, credgate: true},
+		{name: "credgate GET /api/v1/credentials/{id} (seed 002)", url: cg.url + "/api/v1/credentials/stripe", header: bearer, credgate: true},
+		{name: "credgate GET /api/v1/services/{id}/credentials (seed 000)", url: cg.url + "/api/v1/services/stripe/credentials", header: bearer, credgate: true},
+		{name: "credgate GET /api/v1/services/{id}", url: cg.url + "/api/v1/services/stripe", header: bearer, credgate: true},
+	}
+	results := make([]result, len(targets))
+	fmt.Printf("%d rounds, %s at %d connections and %s at 1 per target per round; Vault %s with a file audit device\n\n",
+		o.rounds, o.duration, o.conns, o.duration/2, vault.Addr)
+	for round := range o.rounds {
+		order := make([]int, len(targets))
+		for i := range order {
+			order[i] = i
+		}
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, i := range order {
+			t := targets[i]
+			if i > 1 && !strings.Contains(t.name, o.only) {
+				continue
+			}
+			cpu0 := cg.cpu()
+			m := load(t, o.conns, o.duration)
+			cpu := cg.cpu() - cpu0
+			one := load(t, 1, o.duration/2)
+			r := &results[i]
+			r.rps = append(r.rps, m.Throughput)
+			r.p50 = append(r.p50, ms(m.Latencies.P50))
+			r.p99 = append(r.p99, ms(m.Latencies.P99))
+			r.p50one = append(r.p50one, ms(one.Latencies.P50))
+			if t.credgate && m.Requests > 0 {
+				r.cpuPerReq = append(r.cpuPerReq, float64(cpu.Microseconds())/float64(m.Requests))
+			}
+			r.non200 += int(m.Requests) - m.StatusCodes["200"] + int(one.Requests) - one.StatusCodes["200"]
+			fmt.Fprintf(os.Stderr, "round %d %-60s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  p50@1 %.2f ms\n", round+1, t.name, m.Throughput, ms(m.Latencies.P50), ms(m.Latencies.P99), ms(one.Latencies.P50))
+			if m.StatusCodes["200"] != int(m.Requests) {
+				fmt.Fprintf(os.Stderr, "  statuses %v, errors %v\n", m.StatusCodes, m.Errors[:min(len(m.Errors), 3)])
+			}
+		}
+	}
+	report(targets, results, o.conns)
+
+	if o.callers == 0 {
+		return nil
+	}
+	rss, err := cg.memoryAfter(o.callers, o.conns, func(i int) (string, error) { return mint(fmt.Sprintf("caller-%05d", i), "credential_reader") }, "/api/v1/credentials/stripe?credentialId="+cred.Data.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nmemory: after %d distinct callers read once each, credgate's RSS is %s (peak %s)\n", o.callers, rss.now, rss.peak)
+
+	bad := 0
+	for i, r := range results {
+		if r.non200 > 0 {
+			fmt.Printf("%s: %d answers were not 200\n", targets[i].name, r.non200)
+			bad += r.non200
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d answers were not 200", bad)
+	}
+	return nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// load runs a closed loop of conns workers against t for d.
+func load(t target, conns int, d time.Duration) vegeta.Metrics {
+	atk := vegeta.NewAttacker(vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)), vegeta.Connections(conns),
+		vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second), vegeta.Redirects(vegeta.NoFollow))
+	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: t.url, Header: t.header})
+	var m vegeta.Metrics
+	for res := range atk.Attack(tr, vegeta.Rate{Freq: 0}, d, t.name) {
+		m.Add(res)
+	}
+	m.Close()
+	return m
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func report(targets []target, results []result, conns int) {
+	directRPS, proxyRPS := median(results[0].rps), median(results[1].rps)
+	directP50 := median(results[0].p50one)
+	fmt.Printf("| read | req/s (%d conns) | p50 ms | p99 ms | p50 ms (1 conn) | + p50 over direct (1 conn) | × direct Vault | × vault proxy | credgate CPU µs/req |\n", conns)
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for i, t := range targets {
+		r := results[i]
+		if len(r.rps) == 0 {
+			continue
+		}
+		cpu := "—"
+		if len(r.cpuPerReq) > 0 {
+			cpu = fmt.Sprintf("%.0f", median(r.cpuPerReq))
+		}
+		rps := median(r.rps)
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %.2f | %+.2f ms | %.2f | %.2f | %s |\n", t.name, rps, median(r.p50), median(r.p99), median(r.p50one),
+			median(r.p50one)-directP50, rps/directRPS, rps/proxyRPS, cpu)
+	}
+}
+
+// process is a child process the bench started.
+type process struct {
+	cmd *exec.Cmd
+	url string
+	log *os.File
+}
+
+func (p *process) stop() {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	if p.log != nil {
+		p.log.Close()
+	}
+}
+
+func start(bin string, args, env []string, logFile string) (*process, error) {
+	log, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	return &process{cmd: cmd, log: log}, nil
+}
+
+// waitFor polls url until it answers 200.
+func waitFor(url string, p *process) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(p.log.Name())
+	return fmt.Errorf("%s never answered 200:\n%s", url, b)
+}
+
+func startCredgate(bin, dir, vaultAddr, token string, iss *oidctest.Issuer) (*process, error) {
+	port, err := devvault.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	config := fmt.Sprintf(`listen: 127.0.0.1:%d
+log_level: info
+vault:
+  address: %s
+auth:
+  issuers:
+    - name: bench
+      url: %s
+      audiences: [%s]
+rate_limit:
+  default: 1000000000
+`, port, vaultAddr, iss.URL, iss.Audience)
+	path := filepath.Join(dir, "credgate.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := start(bin, []string{"serve", "-config", path}, []string{"VAULT_ADDR=", "VAULT_TOKEN=" + token}, filepath.Join(dir, "credgate.log"))
+	if err != nil {
+		return nil, err
+	}
+	p.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitFor(p.url+"/readyz", p); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func startProxy(bin, dir, vaultAddr, token string) (*process, error) {
+	port, err := devvault.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(dir, "proxy-token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		return nil, err
+	}
+	config := fmt.Sprintf(`vault { address = %q }
+auto_auth {
+  method "token_file" {
+    config = { token_file_path = %q }
+  }
+}
+api_proxy { use_auto_auth_token = "force" }
+listener "tcp" {
+  address     = "127.0.0.1:%d"
+  tls_disable = true
+}
+`, vaultAddr, tokenFile, port)
+	path := filepath.Join(dir, "proxy.hcl")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := start(bin, []string{"proxy", "-config=" + path}, []string{"VAULT_ADDR=" + vaultAddr, "VAULT_TOKEN="}, filepath.Join(dir, "proxy.log"))
+	if err != nil {
+		return nil, err
+	}
+	p.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitFor(p.url+"/v1/sys/health", p); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// cpu is the CPU time the process has used, user and system.
+func (p *process) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+type memory struct{ now, peak string }
+
+// memoryAfter has n distinct callers (their tokens from token) read path
+// once each, conns at a time, then reads the process's resident memory.
+func (p *process) memoryAfter(n, conns int, token func(int) (string, error), path string) (memory, error) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	errs := make(chan error, conns)
+	for range conns {
+		wg.Go(func() {
+			for i := range next {
+				tok, err := token(i)
+				if err == nil {
+					err = call(p.url, "GET", path, tok, "", nil)
+				}
+				if err != nil {
+					select {
+					case errs <- fmt.Errorf("caller %d: %w", i, err):
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return memory{}, err
+	default:
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return memory{}, err
+	}
+	var m memory
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			m.now = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			m.peak = strings.TrimSpace(v)
+		}
+	}
+	return m, nil
+}
+
+// call sends one request to credgate and decodes a 2xx answer into out.
+func call(base, method, path, tok, body string, out any) error {
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
