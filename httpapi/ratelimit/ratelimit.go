@@ -84,9 +84,16 @@ func NewRedis(client redis.UniversalClient) *Redis {
 	return &Redis{limiter: redis_rate.NewLimiter(client)}
 }
 
+// askTimeout bounds one question to Redis: a slow Redis must not make
+// every request slow.
+const askTimeout = 250 * time.Millisecond
+
 // Allow takes one request of key's budget of limit per minute. An error
-// means Redis could not be asked; the caller decides what that means.
+// means Redis could not be asked in time; the caller decides what that
+// means.
 func (r *Redis) Allow(ctx context.Context, key string, limit int) (Decision, error) {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
 	res, err := r.limiter.Allow(ctx, key, redis_rate.PerMinute(limit))
 	if err != nil {
 		return Decision{}, err

@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -63,5 +64,42 @@ func TestRedisDownIsAnError(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	if _, err := ratelimit.NewRedis(c).Allow(context.Background(), "k", 5); err == nil {
 		t.Fatal("no error from an unreachable Redis")
+	}
+}
+
+// A Redis that accepts and never answers costs a request at most the
+// store's own bound, whatever the client's timeouts are.
+func TestRedisThatHangsIsAnErrorSoon(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() { // hold every connection open, answer nothing
+		defer close(done)
+		var held []net.Conn
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				break
+			}
+			held = append(held, conn)
+		}
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ReadTimeout: -1, WriteTimeout: -1, ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // so that a failure fails rather than hangs
+	defer cancel()
+	start := time.Now()
+	_, err = ratelimit.NewRedis(c).Allow(ctx, "k", 5)
+	if err == nil {
+		t.Fatal("no error from a Redis that never answers")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("a Redis that never answers held the request %v", took)
 	}
 }
