@@ -153,6 +153,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	defer func() { _ = log.Sync() }()
 	m := &Main{Config: cfg, Logger: log}
 	if err := m.Run(ctx); err != nil {
 		return err
