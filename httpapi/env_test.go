@@ -153,8 +153,13 @@ type apiOptions struct {
 	// outboundAllow is outbound.allow; nil: 127.0.0.1/32, where the tests'
 	// OAuth2 token servers listen.
 	outboundAllow []string
+	// serviceCacheTTL is the store's; 0: its default.
+	serviceCacheTTL time.Duration
 	// lockLease shortens the rotation lock's lease (and wait).
 	lockLease time.Duration
+	// unchecked serves the handler without checking its answers against
+	// the OpenAPI document: for benchmarks, which measure credgate alone.
+	unchecked bool
 	// noAccess leaves lastAccessedAt unrecorded, so that Vault sees only
 	// the calls of the requests a test sends.
 	noAccess bool
@@ -206,7 +211,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		named = append(named, t)
 	}
 	a := &testAPI{t: t, ops: map[string]int{}, metrics: httpapi.NewMetrics(named)}
-	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
+	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, ServiceCacheTTL: o.serviceCacheTTL, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
 		a.metrics.ObserveVault(op, d, err)
 		a.vaultCalls.Add(1)
 		a.mu.Lock()
@@ -249,7 +254,10 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.spec.validating(h))
+	if !o.unchecked {
+		h = s.spec.validating(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	return a

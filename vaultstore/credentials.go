@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
@@ -59,8 +58,11 @@ type credData struct {
 }
 
 // belongsTo reports whether info is a live credential of service rec.
-func (info *credInfo) belongsTo(rec *serviceRecord) bool {
-	return !info.Deleted && info.ServiceIncarnation == rec.Incarnation
+func (info *credInfo) belongsTo(rec *serviceRecord) bool { return info.of(rec.Incarnation) }
+
+// of reports whether info is a live credential of the service incarnation.
+func (info *credInfo) of(incarnation string) bool {
+	return !info.Deleted && info.ServiceIncarnation == incarnation
 }
 
 // NewCredentialID returns cred-<uuid v4>.
@@ -68,33 +70,30 @@ func NewCredentialID() string { return "cred-" + uuid.NewString() }
 
 // readCredData reads the stored form of a credential at version (0: the
 // current one); errNotFound when there is no such version.
-func (k *session) readCredData(ctx context.Context, service, cred string, version int) (*credData, *api.KVSecret, error) {
-	sec, err := k.readVersion(ctx, "credential_read", k.credPath(service, cred), version)
-	if err != nil {
-		return nil, nil, err
-	}
+func (k *session) readCredData(ctx context.Context, service, cred string, version int) (*credData, *kvMeta, error) {
 	var d credData
-	if err := decode(sec.Data, &d); err != nil {
+	meta, err := k.readVersion(ctx, "credential_read", k.credPath(service, cred), version, &d)
+	if err != nil {
 		return nil, nil, err
 	}
 	if d.Secrets == nil {
 		d.Secrets = credgate.Secrets{}
 	}
-	return &d, sec, nil
+	return &d, meta, nil
 }
 
 // credentialOf is the domain view of stored data read with sec.
-func credentialOf(d *credData, sec *api.KVSecret) *credgate.Credential {
+func credentialOf(d *credData, sec *kvMeta) *credgate.Credential {
 	c := d.Info.Credential
 	c.Secrets = d.Secrets
-	c.Version = sec.VersionMetadata.Version
-	c.LastAccessedAt = parseTime(str(sec.CustomMetadata[metaLastAccess]))
+	c.Version = sec.Version
+	c.LastAccessedAt = parseTime(sec.CustomMetadata.lastAccessedAt)
 	return &c
 }
 
 // serviceAndCred reads the live service and the current data of cred in
 // parallel: what every credential read and write starts from.
-func (k *session) serviceAndCred(ctx context.Context, service, cred string) (*serviceRecord, *credData, *api.KVSecret, error) {
+func (k *session) serviceAndCred(ctx context.Context, service, cred string) (*serviceRecord, *credData, *kvMeta, error) {
 	var rec *serviceRecord
 	var serr error
 	var wg sync.WaitGroup
@@ -109,7 +108,7 @@ func (k *session) serviceAndCred(ctx context.Context, service, cred string) (*se
 
 // liveCred reads cred of service: errNotFound unless the service is live and
 // the credential is one of its own and not deleted.
-func (k *session) liveCred(ctx context.Context, service, cred string) (*credData, *api.KVSecret, error) {
+func (k *session) liveCred(ctx context.Context, service, cred string) (*credData, *kvMeta, error) {
 	rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
 	if err != nil {
 		return nil, nil, credNotFound(err)
@@ -134,6 +133,7 @@ func credNotFound(err error) error {
 // version cas. A new credential is projected first, so that no version of
 // it exists without its description; its data write then creates version 1.
 func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any) (*credgate.Credential, error) {
+	defer k.s.services.forget(k.tenant, c.IntegrationID)
 	info.Credential = *c
 	info.Secrets, info.Version, info.LastAccessedAt = nil, 0, nil
 	if err := fitsProjection(info); err != nil {
@@ -217,7 +217,8 @@ func (k *session) createCred(ctx context.Context, rec *serviceRecord, c *credgat
 // GetCredential returns a credential of service with its secret values: the
 // one named cred (at version, when > 0), or without cred the one
 // credgate.PickServable picks. A credential's current status rules every
-// version of it (credgate.Credential.Servable).
+// version of it (credgate.Credential.Servable). When this replica knows
+// the service (serviceCache), a read is one Vault call.
 // Errors: SERVICE_NOT_FOUND (no such service), CREDENTIAL_NOT_FOUND,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
 func (s *Store) GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error) {
@@ -229,21 +230,38 @@ func (s *Store) GetCredential(ctx context.Context, service, cred string, version
 	if cred == "" {
 		return k.readPrimary(ctx, service, now)
 	}
+	if view, ok := s.services.get(k.tenant, service); ok {
+		d, sec, err := k.readCredData(ctx, service, cred, 0)
+		switch {
+		case err != nil && !errors.Is(err, errNotFound):
+			return nil, translate(err, credgate.ECredentialNotFound)
+		case err == nil && d.Info.of(view.incarnation):
+			return k.served(ctx, service, cred, version, credentialOf(d, sec), now)
+		}
+		// Gone, or not of the service remembered: the full read decides.
+		s.services.forget(k.tenant, service)
+	}
 	rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
 	if err != nil {
 		return nil, translate(err, notFoundCode(rec, err))
 	}
+	s.services.seen(k.tenant, service, rec.Incarnation, "")
 	if !d.Info.belongsTo(rec) {
 		return nil, translate(errNotFound, credgate.ECredentialNotFound)
 	}
-	current := credentialOf(d, sec)
+	return k.served(ctx, service, cred, version, credentialOf(d, sec), now)
+}
+
+// served returns current, the credential's current version, or its
+// version, when its current status lets it be served.
+func (k *session) served(ctx context.Context, service, cred string, version int, current *credgate.Credential, now time.Time) (*credgate.Credential, error) {
 	if err := current.Servable(now); err != nil {
 		return nil, err
 	}
 	if version == 0 || version == current.Version {
 		return current, nil
 	}
-	d, sec, err = k.readCredData(ctx, service, cred, version)
+	d, sec, err := k.readCredData(ctx, service, cred, version)
 	if err != nil {
 		return nil, translate(err, credgate.ECredentialNotFound)
 	}
@@ -261,9 +279,22 @@ func notFoundCode(rec *serviceRecord, err error) string {
 }
 
 // readPrimary reads the credential a read without a credential id serves.
-// The pick is made on the descriptions; the values read then prove their
-// own status, and a credential whose description was behind is passed over.
+// When this replica remembers it, that is one Vault call; otherwise the
+// pick is made on the descriptions, the values read then prove their own
+// status, and a credential whose description was behind is passed over.
 func (k *session) readPrimary(ctx context.Context, service string, now time.Time) (*credgate.Credential, error) {
+	if view, ok := k.s.services.get(k.tenant, service); ok && view.primary != "" {
+		d, sec, err := k.readCredData(ctx, service, view.primary, 0)
+		if err != nil && !errors.Is(err, errNotFound) {
+			return nil, translate(err, credgate.ECredentialNotFound)
+		}
+		if err == nil && d.Info.of(view.incarnation) {
+			if c := credentialOf(d, sec); c.Servable(now) == nil {
+				return c, nil
+			}
+		}
+		k.s.services.forget(k.tenant, service)
+	}
 	rec, list, err := k.serviceAndList(ctx, service)
 	if err != nil {
 		return nil, err
@@ -280,11 +311,13 @@ func (k *session) readPrimary(ctx context.Context, service string, now time.Time
 		if err == nil && d.Info.belongsTo(rec) {
 			c := credentialOf(d, sec)
 			if c.Servable(now) == nil {
+				k.s.services.seen(k.tenant, service, rec.Incarnation, c.ID)
 				return c, nil
 			}
 		}
 		list = removeCred(list, pick.ID)
 	}
+	k.s.services.seen(k.tenant, service, rec.Incarnation, "")
 	return nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no active credential")
 }
 
@@ -403,11 +436,11 @@ func (s *Store) locate(ctx context.Context, cred string) (*session, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	sec, err := k.read(ctx, "credential_index_read", k.credIndexPath(cred))
-	if err != nil {
+	var idx pointer
+	if _, err := k.read(ctx, "credential_index_read", k.credIndexPath(cred), &idx); err != nil {
 		return nil, "", translate(err, credgate.ECredentialNotFound)
 	}
-	svc := str(sec.Data["service_id"])
+	svc := idx.ServiceID
 	if !credgate.ValidID(svc) {
 		return nil, "", translate(errNotFound, credgate.ECredentialNotFound)
 	}
@@ -467,7 +500,7 @@ func (k *session) updateCred(ctx context.Context, svc, cred string, ifMatch int,
 		}
 		info := d.Info
 		info.Change, info.ChangedBy = change, credgate.PrincipalFrom(ctx).Subject
-		out, err := k.writeCred(ctx, &next, info, old.Version, sec.CustomMetadata)
+		out, err := k.writeCred(ctx, &next, info, old.Version, sec.CustomMetadata.all())
 		if errors.Is(err, errConflict) {
 			if ifMatch > 0 {
 				return nil, credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
@@ -508,19 +541,19 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 	case d.Info.ServiceIncarnation != rec.Incarnation:
 		return translate(errNotFound, credgate.ECredentialNotFound)
 	case d.Info.Deleted:
-		if ifMatch > 0 && ifMatch != d.Info.DeleteOf && ifMatch != sec.VersionMetadata.Version {
+		if ifMatch > 0 && ifMatch != d.Info.DeleteOf && ifMatch != sec.Version {
 			return credgate.CheckVersion(d.Info.DeleteOf, ifMatch)
 		}
 	default:
-		if err := credgate.CheckVersion(sec.VersionMetadata.Version, ifMatch); err != nil {
+		if err := credgate.CheckVersion(sec.Version, ifMatch); err != nil {
 			return err
 		}
 		c := credentialOf(d, sec)
 		c.Secrets = credgate.Secrets{}
 		info := d.Info
-		info.Deleted, info.DeleteOf = true, sec.VersionMetadata.Version
+		info.Deleted, info.DeleteOf = true, sec.Version
 		info.Change, info.ChangedBy = "deleted", credgate.PrincipalFrom(ctx).Subject
-		_, err := k.writeCred(ctx, c, info, sec.VersionMetadata.Version, sec.CustomMetadata)
+		_, err := k.writeCred(ctx, c, info, sec.Version, sec.CustomMetadata.all())
 		if errors.Is(err, errConflict) {
 			return credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
 		}
@@ -536,6 +569,7 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 // the values and the index entry the caller found it by goes last, so that
 // as long as anything is left, the same request finds it again and finishes.
 func (k *session) removeCred(ctx context.Context, service, cred string, foundByIndex bool) error {
+	defer k.s.services.forget(k.tenant, service)
 	paths := []struct{ op, path string }{
 		{"credential_delete", k.credPath(service, cred)},
 		{"credential_lock_delete", k.credLockPath(cred)},

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/api"
-
 	"github.com/credgate/credgate"
 )
 
@@ -159,7 +157,7 @@ func (k *session) project(ctx context.Context, service, cred string, info credIn
 		if err != nil {
 			return err
 		}
-		info, version, old = d.Info, sec.VersionMetadata.Version, meta.CustomMetadata
+		info, version, old = d.Info, sec.Version, meta.CustomMetadata
 	}
 	return nil
 }
@@ -167,9 +165,9 @@ func (k *session) project(ctx context.Context, service, cred string, info credIn
 // repairProjection projects d, read with sec, when the projection describes
 // an older version: a writer whose request failed between its data write
 // and its projection left it behind, and the next writer finishes its work.
-func (k *session) repairProjection(ctx context.Context, service, cred string, d *credData, sec *api.KVSecret) error {
-	if p, _ := strconv.Atoi(str(sec.CustomMetadata[metaProjected])); p >= sec.VersionMetadata.Version {
+func (k *session) repairProjection(ctx context.Context, service, cred string, d *credData, sec *kvMeta) error {
+	if p, _ := strconv.Atoi(sec.CustomMetadata.projected); p >= sec.Version {
 		return nil
 	}
-	return k.project(ctx, service, cred, d.Info, sec.VersionMetadata.Version, sec.CustomMetadata)
+	return k.project(ctx, service, cred, d.Info, sec.Version, sec.CustomMetadata.all())
 }

@@ -36,14 +36,14 @@ func (k *session) lock(ctx context.Context, cred string) (release func(), err er
 	deadline := k.s.opts.Now().Add(k.s.opts.LockWait)
 	for {
 		cas := 0
-		sec, err := k.read(ctx, "credential_lock_read", path)
+		var l lockRecord
+		meta, err := k.read(ctx, "credential_lock_read", path, &l)
 		switch {
 		case err == nil:
-			var l lockRecord
-			if decode(sec.Data, &l) == nil && l.Holder != "" && k.s.opts.Now().Before(l.Until) {
+			if l.Holder != "" && k.s.opts.Now().Before(l.Until) {
 				cas = -1 // held
 			} else {
-				cas = sec.VersionMetadata.Version
+				cas = meta.Version
 			}
 		case !errors.Is(err, errNotFound):
 			return nil, translate(err, credgate.ECredentialNotFound)

@@ -47,15 +47,12 @@ func newIncarnation() string {
 // readServiceRecord returns the record of service id whatever its state;
 // errNotFound when there is none.
 func (k *session) readServiceRecord(ctx context.Context, id string) (*serviceRecord, error) {
-	sec, err := k.read(ctx, "service_read", k.servicePath(id))
+	var rec serviceRecord
+	meta, err := k.read(ctx, "service_read", k.servicePath(id), &rec)
 	if err != nil {
 		return nil, err
 	}
-	var rec serviceRecord
-	if err := decode(sec.Data, &rec); err != nil {
-		return nil, err
-	}
-	rec.Version = sec.VersionMetadata.Version
+	rec.Version = meta.Version
 	return &rec, nil
 }
 
@@ -200,14 +197,15 @@ func (k *session) claimName(ctx context.Context, name, id string) error {
 		if !errors.Is(err, errConflict) {
 			return translate(err, credgate.EServiceNotFound)
 		}
-		sec, err := k.read(ctx, "service_name_read", path)
+		var claim pointer
+		meta, err := k.read(ctx, "service_name_read", path, &claim)
 		if errors.Is(err, errNotFound) {
 			continue // released meanwhile: try the fresh claim again
 		}
 		if err != nil {
 			return translate(err, credgate.EServiceNotFound)
 		}
-		owner, _ := sec.Data["service_id"].(string)
+		owner := claim.ServiceID
 		if owner == id {
 			return nil
 		}
@@ -219,7 +217,7 @@ func (k *session) claimName(ctx context.Context, name, id string) error {
 			return translate(err, credgate.EServiceNotFound)
 		}
 		// Stale claim: its service is gone or renamed. Take it over.
-		if _, err := k.write(ctx, "service_name_claim", path, data, sec.VersionMetadata.Version); err == nil {
+		if _, err := k.write(ctx, "service_name_claim", path, data, meta.Version); err == nil {
 			return nil
 		} else if !errors.Is(err, errConflict) {
 			return translate(err, credgate.EServiceNotFound)
@@ -233,14 +231,15 @@ func (k *session) claimName(ctx context.Context, name, id string) error {
 // ignore the error; a DELETE does not, so that it leaves nothing behind.
 func (k *session) releaseName(ctx context.Context, name, id string) error {
 	path := k.serviceNamePath(name)
-	sec, err := k.read(ctx, "service_name_read", path)
+	var claim pointer
+	_, err := k.read(ctx, "service_name_read", path, &claim)
 	if errors.Is(err, errNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if owner, _ := sec.Data["service_id"].(string); owner == id {
+	if claim.ServiceID == id {
 		return k.destroy(ctx, "service_name_release", path)
 	}
 	return nil
@@ -287,6 +286,7 @@ type alsoWrite struct {
 }
 
 func (k *session) updateService(ctx context.Context, id string, ifMatch int, fn func(*credgate.Service) error, also *alsoWrite) (*credgate.Service, error) {
+	defer k.s.services.forget(k.tenant, id)
 	var undo func(context.Context)
 	done := false
 	abort := func(err error) (*credgate.Service, error) {
@@ -400,6 +400,7 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 	if err != nil {
 		return err
 	}
+	defer k.s.services.forget(k.tenant, id)
 	rec, err := k.readServiceRecord(ctx, id)
 	if err != nil {
 		return translate(err, credgate.EServiceNotFound)

@@ -40,12 +40,17 @@ type Options struct {
 	MaxTokenTTL time.Duration
 	// Timeout bounds every Vault call.
 	Timeout time.Duration
-	// CacheSize bounds the caller-token and policy caches (entries each).
+	// CacheSize bounds the caller-token, policy and service caches (entries
+	// each); default 10,000.
 	CacheSize int
 	// LockLease and LockWait time the rotation lock; defaults
 	// DefaultLockLease and DefaultLockWait.
 	LockLease, LockWait time.Duration
-	Now                 func() time.Time
+	// ServiceCacheTTL bounds how long a replica trusts what it remembers
+	// about a service (that it exists, which credential is its primary);
+	// default DefaultServiceCacheTTL, negative: remember nothing.
+	ServiceCacheTTL time.Duration
+	Now             func() time.Time
 	// Observe, when set, is told about every Vault call (for metrics).
 	Observe func(op string, d time.Duration, err error)
 	// OnTokenCache, when set, is told about every caller-token lookup.
@@ -62,6 +67,29 @@ type Store struct {
 	mint     singleflight.Group
 	access   *accessRecorder
 	health   healthCache
+	services *serviceCache
+	vault    vaultHTTP
+}
+
+// vaultHTTP is what a read needs to ask Vault without the API client: its
+// address, the headers the client sends on every request (namespace and
+// any configured ones) and its HTTP client (the same TLS settings).
+type vaultHTTP struct {
+	addr    string
+	headers http.Header
+	http    *http.Client
+}
+
+func newVaultHTTP(c *api.Client) vaultHTTP {
+	h := c.Headers()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("X-Vault-Request", "true")
+	if ns := c.Namespace(); ns != "" {
+		h.Set("X-Vault-Namespace", ns)
+	}
+	return vaultHTTP{addr: strings.TrimRight(c.Address(), "/"), headers: h, http: c.CloneConfig().HttpClient}
 }
 
 // healthCache remembers Vault's health for a moment, so that a burst of
@@ -124,6 +152,9 @@ func New(opts Options) (*Store, error) {
 	if opts.LockWait <= 0 {
 		opts.LockWait = DefaultLockWait
 	}
+	if opts.ServiceCacheTTL == 0 {
+		opts.ServiceCacheTTL = DefaultServiceCacheTTL
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -135,7 +166,11 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder()}, nil
+	services, err := newServiceCache(opts.CacheSize, opts.ServiceCacheTTL, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder(), services: services, vault: newVaultHTTP(opts.Client)}, nil
 }
 
 // Mount returns the KV v2 mount the store uses.
@@ -151,7 +186,11 @@ func (s *Store) observe(op string, start time.Time, err error) {
 // withRequest returns c bound to token (when not empty) and to the request
 // id carried by ctx, so Vault's audit log can be joined with credgate's.
 func withRequest(ctx context.Context, c *api.Client, token string) *api.Client {
-	rid := credgate.RequestIDFrom(ctx)
+	return bind(c, token, credgate.RequestIDFrom(ctx))
+}
+
+// bind returns c bound to token (when not empty) and request id rid.
+func bind(c *api.Client, token, rid string) *api.Client {
 	if token == "" && rid == "" {
 		return c
 	}
@@ -171,21 +210,6 @@ func withRequest(ctx context.Context, c *api.Client, token string) *api.Client {
 // own returns credgate's own client for this request.
 func (s *Store) own(ctx context.Context) *api.Client {
 	return withRequest(ctx, s.opts.Client, "")
-}
-
-// caller returns a client bound to the Vault token of the principal in ctx.
-// Errors: UNAUTHORIZED without a principal, INSUFFICIENT_PERMISSIONS without
-// a role, BACKEND_UNAVAILABLE.
-func (s *Store) caller(ctx context.Context) (*api.Client, error) {
-	p := credgate.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, credgate.Errorf(credgate.EUnauthorized, "no verified caller")
-	}
-	tok, err := s.TokenFor(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	return withRequest(ctx, s.opts.Client, tok), nil
 }
 
 // tokenMargin is how long before expiry a cached caller token is replaced.

@@ -46,6 +46,7 @@ type env struct {
 	root   *api.Client
 	store  *vaultstore.Store
 	mount  string
+	token  string // the store's own
 	mints  atomic.Int64
 	policy atomic.Int64
 }
@@ -63,6 +64,7 @@ func mustEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	own.SetToken(res.Token)
+	e.token = res.Token
 	e.store, err = vaultstore.New(vaultstore.Options{
 		Client: own, Mount: e.mount, TokenRole: e.mount + "-caller", LockLease: 3 * time.Second, LockWait: lockWait,
 		Observe: func(op string, _ time.Duration, _ error) {

@@ -86,7 +86,11 @@ type VaultConfig struct {
 	TokenRole   string        `yaml:"token_role"`
 	MaxTokenTTL time.Duration `yaml:"max_token_ttl"`
 	Timeout     time.Duration `yaml:"timeout"`
-	TLS         VaultTLS      `yaml:"tls"`
+	// ServiceCacheTTL bounds how long a replica trusts what it remembers
+	// about a service (that it exists, which credential it serves); 0
+	// remembers nothing.
+	ServiceCacheTTL time.Duration `yaml:"service_cache_ttl"`
+	TLS             VaultTLS      `yaml:"tls"`
 	// Token is VAULT_TOKEN or the content of TokenFile; never in the file.
 	Token string `yaml:"-"`
 }
@@ -130,6 +134,8 @@ func DefaultConfig() Config {
 			TokenRole:   vaultstore.DefaultTokenRole,
 			MaxTokenTTL: vaultstore.DefaultMaxTokenTTL,
 			Timeout:     vaultstore.DefaultTimeout,
+			// What a replica remembers of a service, at most this long.
+			ServiceCacheTTL: vaultstore.DefaultServiceCacheTTL,
 		},
 		Auth:      AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
 		RateLimit: RateLimitConfig{Default: 100},
@@ -233,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if c.Vault.Timeout <= 0 {
 		bad("vault.timeout: must be positive")
+	}
+	if c.Vault.ServiceCacheTTL < 0 || c.Vault.ServiceCacheTTL > time.Minute {
+		bad("vault.service_cache_ttl: from 0 (remember nothing) to 1m")
 	}
 	if len(c.Auth.Issuers) == 0 {
 		bad("auth.issuers: at least one issuer (or CREDGATE_OIDC_ISSUER)")

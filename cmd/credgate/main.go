@@ -129,6 +129,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return m.Close()
 }
 
+// serviceCacheTTL is vault.service_cache_ttl as the store takes it: 0 in
+// the configuration remembers nothing.
+func serviceCacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // NewLogger returns a JSON logger at level writing to w.
 //
 // Lines are buffered and written at least every logFlush and when the
@@ -181,7 +190,7 @@ func (m *Main) Run(ctx context.Context) error {
 	metrics := httpapi.NewMetrics(named)
 	store, err := vaultstore.New(vaultstore.Options{
 		Client: vc, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
-		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout,
+		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
 		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache,
 	})
 	if err != nil {
