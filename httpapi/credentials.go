@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	gojson "github.com/goccy/go-json"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
@@ -97,7 +98,7 @@ func viewOf(c *gin.Context, cr *credgate.Credential, r reveal) *credentialView {
 // in credgate.SecretFields order.
 func (v *credentialView) MarshalJSON() ([]byte, error) {
 	type fields credentialView // without this method
-	b, err := json.Marshal((*fields)(v))
+	b, err := gojson.Marshal((*fields)(v))
 	if err != nil || len(v.secrets) == 0 {
 		return b, err
 	}
@@ -111,11 +112,14 @@ func (v *credentialView) MarshalJSON() ([]byte, error) {
 		if v.reveal == maskSecrets {
 			val = masked
 		}
-		s, err := json.Marshal(val)
+		s, err := gojson.Marshal(val)
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&buf, ",%q:%s", f.Name, s)
+		buf.WriteString(`,"`) // field names are plain identifiers
+		buf.WriteString(f.Name)
+		buf.WriteString(`":`)
+		buf.Write(s)
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil

@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	gojson "github.com/goccy/go-json"
+
+	"github.com/credgate/credgate"
 )
 
 // envelope is the credentials family's answer shape:
@@ -17,9 +21,31 @@ type envelope struct {
 	Timestamp string             `json:"timestamp"`
 }
 
-// respond answers a credentials-family success.
+// respond answers a credentials-family success. The envelope is written
+// around data's own encoding, so that data (a credential view) is encoded
+// once: this is every credential read's answer.
 func respond(c *gin.Context, status int, message string, data any) {
-	c.JSON(status, envelope{Success: true, Message: message, Data: data, Timestamp: timestamp()})
+	var body []byte
+	var err error
+	if m, ok := data.(json.Marshaler); ok {
+		body, err = m.MarshalJSON() // compact already: not parsed again
+	} else {
+		body, err = gojson.Marshal(data)
+	}
+	if err != nil {
+		fail(c, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err})
+		return
+	}
+	msg, _ := json.Marshal(message)
+	b := make([]byte, 0, len(body)+len(msg)+64)
+	b = append(b, `{"success":true,"message":`...)
+	b = append(b, msg...)
+	b = append(b, `,"data":`...)
+	b = append(b, body...)
+	b = append(b, `,"timestamp":"`...)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, `"}`...)
+	c.Data(status, "application/json; charset=utf-8", b)
 }
 
 // timestamp is the envelope's timestamp: now, RFC 3339 in UTC.
