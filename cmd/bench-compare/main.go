@@ -349,20 +349,7 @@ auth:
 rate_limit:
   default: 1000000000
 `, port, vaultAddr, iss.URL, iss.Audience)
-	path := filepath.Join(dir, "credgate.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := start(bin, []string{"serve", "-config", path}, []string{"VAULT_ADDR=", "VAULT_TOKEN=" + token}, filepath.Join(dir, "credgate.log"))
-	if err != nil {
-		return nil, err
-	}
-	p.url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitFor(p.url+"/readyz", p); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
+	return launch(bin, dir, "credgate", "credgate.yaml", config, port, "/readyz", []string{"VAULT_ADDR=", "VAULT_TOKEN=" + token}, "serve")
 }
 
 func startProxy(bin, dir, vaultAddr, token string) (*process, error) {
@@ -386,16 +373,23 @@ listener "tcp" {
   tls_disable = true
 }
 `, vaultAddr, tokenFile, port)
-	path := filepath.Join(dir, "proxy.hcl")
+	return launch(bin, dir, "proxy", "proxy.hcl", config, port, "/v1/sys/health", []string{"VAULT_ADDR=" + vaultAddr, "VAULT_TOKEN="}, "proxy")
+}
+
+// launch writes config to file in dir, starts bin with command and
+// -config, the file, logging to name.log in dir, and waits until GET ready
+// answers on port.
+func launch(bin, dir, name, file, config string, port int, ready string, env []string, command string) (*process, error) {
+	path := filepath.Join(dir, file)
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := start(bin, []string{"proxy", "-config=" + path}, []string{"VAULT_ADDR=" + vaultAddr, "VAULT_TOKEN="}, filepath.Join(dir, "proxy.log"))
+	p, err := start(bin, []string{command, "-config", path}, env, filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
 	p.url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitFor(p.url+"/v1/sys/health", p); err != nil {
+	if err := waitFor(p.url+ready, p); err != nil {
 		p.stop()
 		return nil, err
 	}
