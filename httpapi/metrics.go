@@ -24,6 +24,7 @@ type Metrics struct {
 	tokenCache    *prometheus.CounterVec
 	verifiedCache *prometheus.CounterVec
 	jwks          *prometheus.CounterVec
+	vaultLogins   *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
 	rateLimitErrs prometheus.Counter
 	namedTenants  map[string]bool
@@ -62,10 +63,13 @@ func NewMetrics(namedTenants []string) *Metrics {
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "credgate_rate_limited_total", Help: "Requests refused by the rate limit, by tenant (configured tenants by name, others as other).",
 	}, []string{"tenant"})
+	m.vaultLogins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credgate_vault_logins_total", Help: "credgate's own logins to Vault by method and result (ok, error).",
+	}, []string{"method", "result"})
 	m.rateLimitErrs = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "credgate_rate_limit_store_errors_total", Help: "Rate-limit store failures; the request was let through (fail open).",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.vault, m.vaultErrors, m.tokenCache, m.verifiedCache, m.jwks, m.rateLimited, m.rateLimitErrs,
+	m.reg.MustRegister(m.requests, m.latency, m.vault, m.vaultErrors, m.tokenCache, m.verifiedCache, m.jwks, m.vaultLogins, m.rateLimited, m.rateLimitErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,11 +100,20 @@ func (m *Metrics) VerifiedTokenCache(hit bool) { m.verifiedCache.WithLabelValues
 
 // JWKSFetch records a JWKS fetch (auth.Options.OnJWKSFetch).
 func (m *Metrics) JWKSFetch(issuer string, err error) {
-	result := "ok"
+	m.jwks.WithLabelValues(issuer, okOrError(err)).Inc()
+}
+
+// VaultLogin records one of credgate's own logins to Vault
+// (vaultstore.IdentityOptions.Report).
+func (m *Metrics) VaultLogin(method string, err error) {
+	m.vaultLogins.WithLabelValues(method, okOrError(err)).Inc()
+}
+
+func okOrError(err error) string {
 	if err != nil {
-		result = "error"
+		return "error"
 	}
-	m.jwks.WithLabelValues(issuer, result).Inc()
+	return "ok"
 }
 
 func (m *Metrics) limited(tenant string) {

@@ -83,12 +83,15 @@ func (s *Store) writeAccesses() {
 		r.mu.Unlock()
 		for k, t := range batch {
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-			start := s.opts.Now()
-			err := s.opts.Client.KVv2(s.opts.Mount).PatchMetadata(ctx, credPath(k.tenant, k.service, k.cred), api.KVMetadataPatchInput{
-				CustomMetadata: map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)},
+			_ = s.asSelf(ctx, func(c *api.Client) error {
+				start := s.opts.Now()
+				err := c.KVv2(s.opts.Mount).PatchMetadata(ctx, credPath(k.tenant, k.service, k.cred), api.KVMetadataPatchInput{
+					CustomMetadata: map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)},
+				})
+				s.observe("credential_touch", start, err) // a deleted credential just fails
+				return err
 			})
 			cancel()
-			s.observe("credential_touch", start, err) // a deleted credential just fails
 		}
 		if stopping {
 			return

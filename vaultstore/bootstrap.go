@@ -20,6 +20,8 @@ type BootstrapOptions struct {
 	AuditFile string
 	// IssueToken asks for a token carrying ServicePolicy, for credgate serve.
 	IssueToken bool
+	// Login names the roles credgate may log in with (AppRole, JWT).
+	Login LoginRoles
 }
 
 // BootstrapResult says what Bootstrap did; each step is "created",
@@ -28,6 +30,8 @@ type BootstrapResult struct {
 	Steps map[string]string
 	// Token is the token issued for credgate when IssueToken was set.
 	Token string
+	// AppRoleID is the role id of Login.AppRole, when one was written.
+	AppRoleID string
 }
 
 // AuditDevicePath is where Bootstrap enables the file audit device.
@@ -36,7 +40,7 @@ const AuditDevicePath = "credgate-file"
 // Bootstrap prepares a Vault for credgate with an administrator's client:
 // the KV v2 mount, credgate's own policy, the token role for per-caller batch
 // tokens, the audited X-Request-Id header and, when asked, a file audit
-// device. It is idempotent: running it twice changes nothing the second time.
+// device and the roles credgate logs in with (AppRole, JWT). It is idempotent: running it twice changes nothing the second time.
 func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*BootstrapResult, error) {
 	if o.Mount == "" {
 		o.Mount = DefaultMount
@@ -117,6 +121,10 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 			}
 			res.Steps["audit device "+AuditDevicePath] = "created"
 		}
+	}
+
+	if err := writeLoginRoles(ctx, c, o, res); err != nil {
+		return nil, err
 	}
 
 	if o.IssueToken {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
@@ -644,9 +645,13 @@ func (s *Store) CredentialVersions(ctx context.Context, cred string) ([]credgate
 func (s *Store) RandomSecret(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	start := s.opts.Now()
-	sec, err := s.own(ctx).Logical().WriteWithContext(ctx, "sys/tools/random/32", map[string]any{"format": "base64"})
-	s.observe("random", start, err)
+	var sec *api.Secret
+	err := s.asSelf(ctx, func(c *api.Client) (err error) {
+		start := s.opts.Now()
+		sec, err = c.Logical().WriteWithContext(ctx, "sys/tools/random/32", map[string]any{"format": "base64"})
+		s.observe("random", start, err)
+		return err
+	})
 	if err != nil {
 		return "", translate(err, credgate.EInternal)
 	}

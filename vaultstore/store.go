@@ -30,9 +30,13 @@ const (
 
 // Options configures a Store.
 type Options struct {
-	// Client is credgate's own Vault identity; it mints caller tokens and
-	// writes policies. Records are never read or written with it.
-	Client    *api.Client
+	// Client is credgate's Vault client. With its own token (or Identity's)
+	// it mints caller tokens and writes policies; records are never read or
+	// written with credgate's own token.
+	Client *api.Client
+	// Identity, when set, supplies credgate's own token and logs in again
+	// when Vault refuses it; otherwise Client's token is used as it is.
+	Identity  *Identity
 	Mount     string
 	TokenRole string
 	// MaxTokenTTL caps the life of a caller token; a token never outlives
@@ -209,7 +213,49 @@ func bind(c *api.Client, token, rid string) *api.Client {
 
 // own returns credgate's own client for this request.
 func (s *Store) own(ctx context.Context) *api.Client {
-	return withRequest(ctx, s.opts.Client, "")
+	return withRequest(ctx, s.opts.Client, s.ownToken())
+}
+
+func (s *Store) ownToken() string {
+	if s.opts.Identity != nil {
+		return s.opts.Identity.Token()
+	}
+	return s.opts.Client.Token()
+}
+
+// asSelf makes one of credgate's own Vault calls. When Vault refuses
+// credgate's own token (403), the identity logs in again and the call is
+// made once more; a refusal that stays is BACKEND_UNAVAILABLE with the
+// cause for the log: credgate's own identity failing is never the
+// caller's 403.
+func (s *Store) asSelf(ctx context.Context, call func(*api.Client) error) error {
+	tok := s.ownToken()
+	if tok == "" && s.opts.Identity != nil {
+		return unavailable(s.opts.Identity.Err())
+	}
+	err := call(withRequest(ctx, s.opts.Client, tok))
+	if !refusedOwn(err) {
+		return err
+	}
+	if id := s.opts.Identity; id != nil && id.Refused(ctx, tok) {
+		err = call(withRequest(ctx, s.opts.Client, id.Token()))
+		if !refusedOwn(err) {
+			return err
+		}
+	}
+	cause := fmt.Errorf("vault refused credgate's own token: %w", err)
+	if id := s.opts.Identity; id != nil {
+		if lerr := id.LastErr(); lerr != nil {
+			cause = fmt.Errorf("%w; logging in again (%s): %v", cause, id.Method(), lerr)
+		}
+	}
+	return unavailable(cause)
+}
+
+// refusedOwn reports whether Vault answered 403 to credgate's own token.
+func refusedOwn(err error) bool {
+	var re *api.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }
 
 // tokenMargin is how long before expiry a cached caller token is replaced.
@@ -300,9 +346,13 @@ func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerTok
 			"roles":  strings.Join(p.Roles, ","),
 		},
 	}
-	start := s.opts.Now()
-	secret, err := s.own(ctx).Auth().Token().CreateWithRoleWithContext(ctx, req, s.opts.TokenRole)
-	s.observe("token_create", start, err)
+	var secret *api.Secret
+	err := s.asSelf(ctx, func(c *api.Client) (err error) {
+		start := s.opts.Now()
+		secret, err = c.Auth().Token().CreateWithRoleWithContext(ctx, req, s.opts.TokenRole)
+		s.observe("token_create", start, err)
+		return err
+	})
 	if err != nil {
 		return callerToken{}, translate(err, credgate.EInternal)
 	}
@@ -325,9 +375,12 @@ func (s *Store) ensurePolicy(ctx context.Context, tenant string, r policy.Role) 
 	if old, ok := s.policies.Get(name); ok && old == sum {
 		return name, nil
 	}
-	start := s.opts.Now()
-	err := s.own(ctx).Sys().PutPolicyWithContext(ctx, name, text)
-	s.observe("policy_write", start, err)
+	err := s.asSelf(ctx, func(c *api.Client) error {
+		start := s.opts.Now()
+		err := c.Sys().PutPolicyWithContext(ctx, name, text)
+		s.observe("policy_write", start, err)
+		return err
+	})
 	if err != nil {
 		return "", translate(err, credgate.EInternal)
 	}
@@ -354,9 +407,17 @@ func (s *Store) Ready(ctx context.Context) error {
 	if !health.Initialized || health.Sealed {
 		return unavailable(errors.New("vault is sealed or not initialized"))
 	}
-	start = s.opts.Now()
-	_, err = s.own(ctx).Auth().Token().LookupSelfWithContext(ctx)
-	s.observe("token_lookup_self", start, err)
+	if id := s.opts.Identity; id != nil {
+		if err := id.Err(); err != nil {
+			return unavailable(err)
+		}
+	}
+	err = s.asSelf(ctx, func(c *api.Client) error {
+		start := s.opts.Now()
+		_, err := c.Auth().Token().LookupSelfWithContext(ctx)
+		s.observe("token_lookup_self", start, err)
+		return err
+	})
 	if err != nil {
 		return unavailable(fmt.Errorf("credgate's own token: %w", err))
 	}

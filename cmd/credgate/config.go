@@ -80,7 +80,10 @@ type VaultTLS struct {
 // variables (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, VAULT_CLIENT_CERT, ...)
 // are honoured and win over the file.
 type VaultConfig struct {
-	Address     string        `yaml:"address"`
+	Address string `yaml:"address"`
+	// Auth is how credgate logs itself in to Vault.
+	Auth VaultAuth `yaml:"auth"`
+	// TokenFile is short for auth.method token_file with this file.
 	TokenFile   string        `yaml:"token_file"`
 	Mount       string        `yaml:"mount"`
 	TokenRole   string        `yaml:"token_role"`
@@ -91,8 +94,111 @@ type VaultConfig struct {
 	// remembers nothing.
 	ServiceCacheTTL time.Duration `yaml:"service_cache_ttl"`
 	TLS             VaultTLS      `yaml:"tls"`
-	// Token is VAULT_TOKEN or the content of TokenFile; never in the file.
+	// Token is VAULT_TOKEN; never in the file.
 	Token string `yaml:"-"`
+}
+
+// VaultAuth is credgate's own login to Vault. Method is one of token
+// (VAULT_TOKEN), token_file (a file kept fresh by Vault Agent or Proxy,
+// read again when it changes), approle, jwt and kubernetes; when it is
+// empty, token_file is used if a file is named, token otherwise. No secret
+// goes in the file: tokens, secret ids and JWTs are read from files.
+type VaultAuth struct {
+	Method string `yaml:"method"`
+	// Mount of the auth method; default approle, jwt or kubernetes.
+	Mount string `yaml:"mount"`
+	// TokenFile holds the token (token_file).
+	TokenFile string `yaml:"token_file"`
+	// Role is the jwt or kubernetes role credgate logs in as.
+	Role string `yaml:"role"`
+	// JWTFile holds the JWT (jwt; kubernetes defaults to the pod's
+	// service-account token).
+	JWTFile string `yaml:"jwt_file"`
+	// RoleID or RoleIDFile, and SecretIDFile (approle); SecretIDWrapped
+	// says the file holds a response-wrapping token around the secret id.
+	RoleID          string `yaml:"role_id"`
+	RoleIDFile      string `yaml:"role_id_file"`
+	SecretIDFile    string `yaml:"secret_id_file"`
+	SecretIDWrapped bool   `yaml:"secret_id_wrapped"`
+}
+
+// Auth methods of VaultAuth.Method.
+const (
+	authToken      = "token"
+	authTokenFile  = "token_file"
+	authAppRole    = "approle"
+	authJWT        = "jwt"
+	authKubernetes = "kubernetes"
+)
+
+// method is the login method the configuration names, with the defaults
+// applied.
+func (a VaultAuth) method(legacyTokenFile string) string {
+	switch {
+	case a.Method != "":
+		return a.Method
+	case a.TokenFile != "" || legacyTokenFile != "":
+		return authTokenFile
+	}
+	return authToken
+}
+
+// LoginMethod returns credgate's login method; Validate has checked it.
+func (v VaultConfig) LoginMethod() vaultstore.LoginMethod {
+	a := v.Auth
+	switch a.method(v.TokenFile) {
+	case authTokenFile:
+		return vaultstore.TokenFile{Path: orString(a.TokenFile, v.TokenFile)}
+	case authAppRole:
+		return &vaultstore.AppRole{Mount: a.Mount, RoleID: a.RoleID, RoleIDFile: a.RoleIDFile, SecretIDFile: a.SecretIDFile, SecretIDWrapped: a.SecretIDWrapped}
+	case authJWT:
+		return vaultstore.JWT{Mount: a.Mount, Role: a.Role, Path: a.JWTFile}
+	case authKubernetes:
+		return vaultstore.Kubernetes{Mount: a.Mount, Role: a.Role, Path: a.JWTFile}
+	}
+	return vaultstore.StaticToken{Token: v.Token}
+}
+
+// validate reports what is missing for the chosen method.
+func (a VaultAuth) validate(v VaultConfig, bad func(string, ...any)) {
+	m := a.method(v.TokenFile)
+	need := func(field, value string) {
+		if value == "" {
+			bad("vault.auth.%s: required with method %s", field, m)
+		}
+	}
+	switch m {
+	case authToken:
+		if v.Token == "" {
+			bad("vault token: set VAULT_TOKEN, or choose another vault.auth.method (token_file, approle, jwt, kubernetes)")
+		}
+	case authTokenFile:
+		if a.TokenFile != "" && v.TokenFile != "" && a.TokenFile != v.TokenFile {
+			bad("vault.token_file and vault.auth.token_file name different files")
+		}
+	case authAppRole:
+		if (a.RoleID == "") == (a.RoleIDFile == "") {
+			bad("vault.auth: approle needs role_id or role_id_file (one of them)")
+		}
+		need("secret_id_file", a.SecretIDFile)
+	case authJWT:
+		need("role", a.Role)
+		need("jwt_file", a.JWTFile)
+	case authKubernetes:
+		need("role", a.Role)
+	default:
+		bad("vault.auth.method: %q is not one of token, token_file, approle, jwt, kubernetes", a.Method)
+	}
+	if strings.Contains(strings.Trim(a.Mount, "/"), "..") {
+		bad("vault.auth.mount: %q is not a mount path", a.Mount)
+	}
+}
+
+func orString(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
 }
 
 // AuthConfig lists the trusted issuers and maps their role names.
@@ -170,12 +276,8 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		cfg.Vault.Address = v
 	}
 	cfg.Vault.Token = getenv("VAULT_TOKEN")
-	if cfg.Vault.Token == "" && cfg.Vault.TokenFile != "" {
-		b, err := os.ReadFile(cfg.Vault.TokenFile)
-		if err != nil {
-			return cfg, fmt.Errorf("vault.token_file: %w", err)
-		}
-		cfg.Vault.Token = strings.TrimSpace(string(b))
+	if cfg.Vault.Token != "" && cfg.Vault.Auth.Method == "" {
+		cfg.Vault.Auth.Method = authToken // VAULT_TOKEN wins over a token file
 	}
 	if v := getenv("CREDGATE_REDIS_ADDR"); v != "" {
 		cfg.RateLimit.Redis.Address = v
@@ -225,9 +327,7 @@ func (c Config) Validate() error {
 	if u, err := url.Parse(c.Vault.Address); c.Vault.Address == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		bad("vault.address (or VAULT_ADDR): %q is not an http(s) URL", c.Vault.Address)
 	}
-	if c.Vault.Token == "" {
-		bad("vault token: set VAULT_TOKEN or vault.token_file")
-	}
+	c.Vault.Auth.validate(c.Vault, bad)
 	if c.Vault.Mount == "" || strings.Contains(strings.Trim(c.Vault.Mount, "/"), "..") {
 		bad("vault.mount: %q is not a mount path", c.Vault.Mount)
 	}

@@ -29,6 +29,21 @@ func bootstrapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.ServicePolicy, "service-policy", vaultstore.DefaultServicePolicy, "name of credgate's own policy")
 	fs.StringVar(&o.AuditFile, "audit-file", "", "enable a file audit device writing to this path")
 	fs.BoolVar(&o.IssueToken, "issue-token", false, "print a periodic token with credgate's policy for `credgate serve`")
+	tokenFile := fs.String("token-file", "", "with -issue-token: write the token to this file (mode 0600) instead of printing it")
+	l := &o.Login
+	fs.StringVar(&l.AppRole, "approle", "", "write an AppRole role of this name for credgate's own login")
+	fs.StringVar(&l.AppRoleMount, "approle-mount", vaultstore.DefaultAppRoleMount, "mount of the approle auth method")
+	roleIDFile := fs.String("role-id-file", "", "with -approle: write the role id to this file")
+	secretIDFile := fs.String("secret-id-file", "", "with -approle: write a new secret id to this file (mode 0600)")
+	fs.StringVar(&l.JWT, "jwt-role", "", "write a jwt role of this name for credgate's own login")
+	fs.StringVar(&l.JWTMount, "jwt-mount", vaultstore.DefaultJWTMount, "mount of the jwt auth method")
+	fs.StringVar(&l.JWTDiscoveryURL, "jwt-discovery-url", "", "OIDC discovery URL the jwt method trusts")
+	fs.StringVar(&l.JWTJWKSURL, "jwt-jwks-url", "", "JWKS URL the jwt method trusts (instead of discovery)")
+	fs.StringVar(&l.JWTIssuer, "jwt-issuer", "", "bound issuer of credgate's JWTs")
+	fs.StringVar(&l.JWTAudience, "jwt-audience", "", "audience of credgate's JWTs (required with -jwt-role)")
+	fs.StringVar(&l.JWTSubject, "jwt-subject", "", "the one subject allowed to log in with the jwt role")
+	fs.StringVar(&l.TTL, "login-ttl", "1h", "life of a login token (renewed by credgate)")
+	fs.StringVar(&l.MaxTTL, "login-max-ttl", "24h", "maximum life of a login token (credgate logs in again)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,7 +66,31 @@ func bootstrapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, s := range steps {
 		fmt.Fprintf(stdout, "%-8s %s\n", res.Steps[s], s)
 	}
-	if res.Token != "" {
+	if res.AppRoleID != "" {
+		fmt.Fprintf(stdout, "approle %s role id: %s\n", l.AppRole, res.AppRoleID)
+		if *roleIDFile != "" {
+			if err := os.WriteFile(*roleIDFile, []byte(res.AppRoleID+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+		if *secretIDFile != "" {
+			id, err := vaultstore.IssueSecretID(ctx, c, l.AppRoleMount, l.AppRole)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(*secretIDFile, []byte(id+"\n"), 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "approle %s: a new secret id is in %s\n", l.AppRole, *secretIDFile)
+		}
+	}
+	switch {
+	case res.Token != "" && *tokenFile != "":
+		if err := os.WriteFile(*tokenFile, []byte(res.Token+"\n"), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "credgate token (policy %s) written to %s\n", o.ServicePolicy, *tokenFile)
+	case res.Token != "":
 		fmt.Fprintf(stdout, "credgate token (policy %s): %s\n", o.ServicePolicy, res.Token)
 	}
 	return nil

@@ -164,10 +164,11 @@ type Main struct {
 	Config Config
 	Logger *zap.Logger
 
-	ln    net.Listener
-	srv   *http.Server
-	store *vaultstore.Store
-	redis *redis.Client
+	ln       net.Listener
+	srv      *http.Server
+	store    *vaultstore.Store
+	identity *vaultstore.Identity
+	redis    *redis.Client
 	// draining is set when Close begins: /readyz fails and keep-alives end.
 	draining atomic.Bool
 	served   chan error
@@ -175,8 +176,9 @@ type Main struct {
 }
 
 // Run wires the store, verifier and API and starts serving in the
-// background. It does not wait for Vault or the issuers: /readyz reports
-// them, and requests answer 503 or 401 until they are reachable.
+// background. It tries credgate's own Vault login once (bounded by the
+// Vault timeout) but does not wait for Vault or the issuers to be there:
+// /readyz reports them, and requests answer 503 or 401 until they are.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	vc, err := NewVaultClient(cfg.Vault)
@@ -188,8 +190,14 @@ func (m *Main) Run(ctx context.Context) error {
 		named = append(named, t)
 	}
 	metrics := httpapi.NewMetrics(named)
+	identity, err := vaultstore.NewIdentity(vaultstore.IdentityOptions{
+		Method: cfg.Vault.LoginMethod(), Client: vc, Report: m.reportLogin(metrics),
+	})
+	if err != nil {
+		return err
+	}
 	store, err := vaultstore.New(vaultstore.Options{
-		Client: vc, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
+		Client: vc, Identity: identity, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
 		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache,
 	})
@@ -214,7 +222,10 @@ func (m *Main) Run(ctx context.Context) error {
 		m.redis = redis.NewClient(opts)
 		rl.Store = ratelimit.NewRedis(m.redis)
 	}
-	m.store = store
+	m.store, m.identity = store, identity
+	// The first login before serving, so that a reachable Vault makes the
+	// first requests work; a failure is logged and Run keeps trying.
+	_ = identity.Login(ctx)
 	guard, err := outbound.New(cfg.Outbound.Allow)
 	if err != nil {
 		return err
@@ -265,8 +276,21 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	go renewOwnToken(bg, vc, m.Logger)
+	go identity.Run(bg)
 	return nil
+}
+
+// reportLogin logs credgate's own logins to Vault and counts them.
+func (m *Main) reportLogin(metrics *httpapi.Metrics) func(string, error) {
+	log := m.Logger.Named("vault")
+	return func(method string, err error) {
+		metrics.VaultLogin(method, err)
+		if err != nil {
+			log.Warn("credgate's own Vault login failed", zap.String("method", method), zap.Error(err))
+			return
+		}
+		log.Info("logged in to Vault", zap.String("method", method))
+	}
 }
 
 // Addr is the address the API listens on (useful with port 0).
@@ -303,8 +327,8 @@ func (m *Main) Close() error {
 // maxVaultConns bounds the idle connections kept to Vault.
 const maxVaultConns = 256
 
-// NewVaultClient returns credgate's own Vault client: the standard VAULT_*
-// environment (TLS included) with the configured address and token.
+// NewVaultClient returns credgate's Vault client: the standard VAULT_*
+// environment (TLS included) with the configured address and no token.
 func NewVaultClient(vc VaultConfig) (*api.Client, error) {
 	conf := api.DefaultConfig() // reads VAULT_CACERT, VAULT_CLIENT_CERT, ...
 	if conf.Error != nil {
@@ -333,30 +357,6 @@ func NewVaultClient(vc VaultConfig) (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.SetToken(vc.Token)
+	c.ClearToken() // credgate's own token comes from its Identity
 	return c, nil
-}
-
-// renewOwnToken keeps a renewable (periodic) own token alive, renewing it
-// at half its remaining life.
-func renewOwnToken(ctx context.Context, c *api.Client, log *zap.Logger) {
-	for {
-		wait := time.Minute // when the lookup fails, try again soon
-		if sec, err := c.Auth().Token().LookupSelfWithContext(ctx); err == nil {
-			renewable, _ := sec.TokenIsRenewable()
-			ttl, _ := sec.TokenTTL()
-			if !renewable || ttl == 0 {
-				return // not renewable, or never expires: nothing to do
-			}
-			wait = max(ttl/2, 5*time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-			if _, err := c.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil && ctx.Err() == nil {
-				log.Warn("renewing credgate's Vault token", zap.Error(err))
-			}
-		}
-	}
 }

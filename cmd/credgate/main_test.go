@@ -237,7 +237,7 @@ func TestExampleConfigurationIsValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("deploy/credgate.example.yaml: %v", err)
 	}
-	if cfg.Auth.Issuers[0].RolesClaim != "realm_access.roles" || cfg.RateLimit.Tenants["acme"] != 1000 {
+	if cfg.Auth.Issuers[0].RolesClaim != "realm_access.roles" || cfg.RateLimit.Tenants["acme"] != 1000 || cfg.Vault.LoginMethod().Name() != "kubernetes" {
 		t.Fatalf("example not read as written: %+v", cfg)
 	}
 }
@@ -273,5 +273,58 @@ func TestREADMEConfigurationPassesCheckConfig(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "configuration is valid") {
 		t.Fatalf("check-config said %q", stdout.String())
+	}
+}
+
+// TestVaultAuthMethodIsChosenAndChecked: the login method follows the
+// configuration (VAULT_TOKEN wins over a token file, as before), and what
+// a method needs is asked for by name.
+func TestVaultAuthMethodIsChosenAndChecked(t *testing.T) {
+	load := func(yaml string, env map[string]string) Config {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "credgate.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(path, func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	chosen := []struct {
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{"vault: {token_file: /run/vault-token}", nil, "token_file"},
+		{"vault: {token_file: /run/vault-token}", map[string]string{"VAULT_TOKEN": "s.x"}, "token"},
+		{"vault: {auth: {method: approle, role_id: r, secret_id_file: /run/sid}}", map[string]string{"VAULT_TOKEN": "s.x"}, "approle"},
+		{"vault: {auth: {method: kubernetes, role: credgate}}", nil, "kubernetes"},
+		{"vault: {auth: {method: jwt, role: credgate, jwt_file: /run/jwt}}", nil, "jwt"},
+	}
+	for _, c := range chosen {
+		if got := load(c.yaml, c.env).Vault.LoginMethod().Name(); got != c.want {
+			t.Errorf("%s with %v: %s, want %s", c.yaml, c.env, got, c.want)
+		}
+	}
+	if p := load("vault: {auth: {method: kubernetes, role: credgate}}", nil).Vault.LoginMethod().(vaultstore.Kubernetes); p.Role != "credgate" {
+		t.Errorf("kubernetes: %+v", p)
+	}
+	refused := map[string]string{
+		"vault: {auth: {method: approle, secret_id_file: /run/sid}}":         "role_id or role_id_file",
+		"vault: {auth: {method: approle, role_id: r}}":                       "vault.auth.secret_id_file",
+		"vault: {auth: {method: jwt, role: credgate}}":                       "vault.auth.jwt_file",
+		"vault: {auth: {method: kubernetes}}":                                "vault.auth.role",
+		"vault: {auth: {method: ldap}}":                                      `vault.auth.method: "ldap"`,
+		"vault: {auth: {method: token}}":                                     "vault token: set VAULT_TOKEN",
+		"vault: {token_file: /a, auth: {token_file: /b}}":                    "name different files",
+		"vault: {auth: {method: jwt, role: r, jwt_file: /j, mount: ../sys}}": "vault.auth.mount",
+	}
+	for yaml, want := range refused {
+		err := load(yaml, nil).Validate()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want %q", yaml, err, want)
+		}
 	}
 }

@@ -82,10 +82,11 @@ func TestTLSToClientsAndToVault(t *testing.T) {
 	}
 	t.Cleanup(v.Stop)
 	t.Setenv("VAULT_CACERT", "") // the configuration file's CA is what is under test
-	root, err := NewVaultClient(VaultConfig{Address: v.Addr, Token: v.RootToken, Timeout: 5 * time.Second, TLS: VaultTLS{CACert: v.CACert}})
+	root, err := NewVaultClient(VaultConfig{Address: v.Addr, Timeout: 5 * time.Second, TLS: VaultTLS{CACert: v.CACert}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	root.SetToken(v.RootToken)
 	res, err := vaultstore.Bootstrap(context.Background(), root, vaultstore.BootstrapOptions{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)

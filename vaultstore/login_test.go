@@ -1,0 +1,135 @@
+package vaultstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+)
+
+// TestKubernetesLoginSendsVaultsDocumentedRequest checks the kubernetes
+// method against the request Vault documents (POST auth/<mount>/login with
+// role and jwt), since no cluster can be had here: the service-account
+// token is read at each login (the kubelet rotates it), and a refusal's
+// error never carries the token.
+func TestKubernetesLoginSendsVaultsDocumentedRequest(t *testing.T) {
+	saToken := filepath.Join(t.TempDir(), "token")
+	var got []map[string]string
+	vault := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]string
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		if r.Method != "PUT" && r.Method != "POST" || r.URL.Path != "/v1/auth/k8s-prod/login" || r.Header.Get("X-Vault-Token") != "" {
+			http.Error(w, `{"errors":["unexpected request"]}`, 400)
+			return
+		}
+		got = append(got, body)
+		if body["jwt"] == "expired-sa-token" {
+			w.WriteHeader(403)
+			_, _ = w.Write([]byte(`{"errors":["permission denied"]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"auth":{"client_token":"hvs.from-k8s","lease_duration":3600,"renewable":true,"policies":["credgate_service"]}}`))
+	}))
+	defer vault.Close()
+	c, err := api.NewClient(&api.Config{Address: vault.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ClearToken()
+	m := vaultstore.Kubernetes{Mount: "k8s-prod", Role: "credgate", Path: saToken}
+
+	for _, tok := range []string{"sa-token-1", "sa-token-2"} {
+		if err := os.WriteFile(saToken, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		auth, err := m.Login(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth.ClientToken != "hvs.from-k8s" || !auth.Renewable || auth.LeaseDuration != 3600 {
+			t.Fatalf("auth: %+v", auth)
+		}
+	}
+	if len(got) != 2 || got[0]["role"] != "credgate" || got[0]["jwt"] != "sa-token-1" || got[1]["jwt"] != "sa-token-2" {
+		t.Fatalf("requests: %v", got)
+	}
+	_ = os.WriteFile(saToken, []byte("expired-sa-token"), 0o600)
+	_, err = m.Login(context.Background(), c)
+	if err == nil || strings.Contains(err.Error(), "expired-sa-token") || !strings.Contains(err.Error(), "auth/k8s-prod/login") {
+		t.Fatalf("a refused login: %v", err)
+	}
+	if (vaultstore.Kubernetes{}).Name() != "kubernetes" || vaultstore.DefaultServiceAccountToken != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
+		t.Fatal("kubernetes defaults changed")
+	}
+}
+
+// TestAppRoleWithAWrappedSecretID logs in with a response-wrapped secret
+// id, as a platform's trusted orchestrator hands one out: a wrapping token
+// works once, so credgate keeps the secret id it unwrapped for later
+// logins, and unwraps again when the file holds a new wrapping token.
+func TestAppRoleWithAWrappedSecretID(t *testing.T) {
+	v := vaulttest.Start(t)
+	root := v.Client(t)
+	ctx := context.Background()
+	mount := "approle-wrapped-" + time.Now().Format("150405.000000")
+	mount = strings.ReplaceAll(mount, ".", "")
+	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{Login: vaultstore.LoginRoles{AppRole: "credgate", AppRoleMount: mount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := func() string {
+		w, err := root.Clone()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.SetToken(root.Token())
+		w.SetWrappingLookupFunc(func(string, string) string { return "60s" })
+		sec, err := w.Logical().WriteWithContext(ctx, "auth/"+mount+"/role/credgate/secret-id", nil)
+		if err != nil || sec.WrapInfo == nil {
+			t.Fatalf("wrapped secret id: %v %+v", err, sec)
+		}
+		return sec.WrapInfo.Token
+	}
+	file := filepath.Join(t.TempDir(), "secret-id")
+	anon, err := root.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon.ClearToken()
+	m := &vaultstore.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
+	var tokens []string
+	for i, renew := range []bool{true, false, true} {
+		if renew {
+			if err := os.WriteFile(file, []byte(wrapped()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		auth, err := m.Login(ctx, anon)
+		if err != nil {
+			t.Fatalf("login %d: %v", i+1, err)
+		}
+		if !auth.Renewable || auth.LeaseDuration <= 0 {
+			t.Fatalf("login %d: %+v", i+1, auth)
+		}
+		tokens = append(tokens, auth.ClientToken)
+	}
+	if tokens[0] == tokens[1] || tokens[1] == tokens[2] {
+		t.Fatal("logins gave the same token")
+	}
+	// Unwrapped without the cache, the second login fails: the wrapping
+	// token was spent by the first.
+	plain := &vaultstore.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
+	if _, err := plain.Login(ctx, anon); err == nil {
+		t.Fatal("a spent wrapping token was accepted")
+	}
+}
