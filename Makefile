@@ -11,7 +11,7 @@ ARTIFACTS := -artifacts -outputdir $(CURDIR)/testdata-out
 SWAGGER_UI_VERSION := 5.35.0
 SWAGGER_UI_DIR     := httpapi/swaggerui/dist
 
-.PHONY: help vault dev test bench bench-compare fuzz lint verify build clean swagger-ui
+.PHONY: help vault dev test test-deploy bench bench-compare fuzz lint verify build clean swagger-ui
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,10 @@ test: vault ## vet and run every test against a real Vault
 	@mkdir -p testdata-out
 	$(GO) test $(TESTFLAGS) $(ARTIFACTS) ./...
 	@find testdata-out -name '*.png' | sed 's/^/artifact: /'
+	$(MAKE) test-deploy
+
+test-deploy: ## test deploy/: the Helm chart (lint, render, strict decode), compose.yaml, the image (podman)
+	cd deploy/deploytest && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 bench: vault ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

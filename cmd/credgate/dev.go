@@ -121,6 +121,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	vaultListen := fs.String("vault-listen", "127.0.0.1:8200", "where the Vault dev server listens (a free port if taken)")
 	vaultBin := fs.String("vault-bin", "", "vault binary (default: bin/vault of this checkout, then PATH)")
 	statePath := fs.String("state", defaultStateFile, "file for the dev stack's state, read by `credgate dev token`")
+	auditPath := fs.String("audit-file", "", "where Vault writes its audit log (default: audit.log beside the state file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,9 +162,11 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
-	auditFile, err := filepath.Abs(filepath.Join(stateDir, "audit.log"))
-	if err != nil {
-		return err
+	auditFile := *auditPath
+	if auditFile == "" {
+		if auditFile, err = filepath.Abs(filepath.Join(stateDir, "audit.log")); err != nil {
+			return err
+		}
 	}
 	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{AuditFile: auditFile, IssueToken: true})
 	if err != nil {
@@ -185,6 +188,8 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// Token servers on this machine may be tried out; nowhere else
 	// non-public.
 	cfg.Outbound.Allow = devOutboundAllow()
+	// Rate limits shared through Redis when one is named (the compose stack).
+	cfg.RateLimit.Redis.Address = os.Getenv("CREDGATE_REDIS_ADDR")
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
