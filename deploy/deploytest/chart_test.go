@@ -74,6 +74,12 @@ func render(t *testing.T, vals map[string]any) (string, error) {
 	return rel.Manifest, nil
 }
 
+// fresh points *dst at a new T and returns it, to decode into.
+func fresh[T any](dst **T) *T {
+	*dst = new(T)
+	return *dst
+}
+
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
 // decode splits a manifest and decodes every object strictly (an unknown
@@ -93,29 +99,21 @@ func decode(t *testing.T, manifest string) rendered {
 		var obj any
 		switch head.APIVersion + " " + head.Kind {
 		case "apps/v1 Deployment":
-			out.deployment = &appsv1.Deployment{}
-			obj = out.deployment
+			obj = fresh(&out.deployment)
 		case "v1 ConfigMap":
-			out.configMap = &corev1.ConfigMap{}
-			obj = out.configMap
+			obj = fresh(&out.configMap)
 		case "v1 Service":
-			out.service = &corev1.Service{}
-			obj = out.service
+			obj = fresh(&out.service)
 		case "v1 ServiceAccount":
-			out.serviceAccount = &corev1.ServiceAccount{}
-			obj = out.serviceAccount
+			obj = fresh(&out.serviceAccount)
 		case "policy/v1 PodDisruptionBudget":
-			out.pdb = &policyv1.PodDisruptionBudget{}
-			obj = out.pdb
+			obj = fresh(&out.pdb)
 		case "autoscaling/v2 HorizontalPodAutoscaler":
-			out.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
-			obj = out.hpa
+			obj = fresh(&out.hpa)
 		case "networking.k8s.io/v1 NetworkPolicy":
-			out.networkPolicy = &networkingv1.NetworkPolicy{}
-			obj = out.networkPolicy
+			obj = fresh(&out.networkPolicy)
 		case "monitoring.coreos.com/v1 ServiceMonitor":
-			out.serviceMonitor = &monitoringv1.ServiceMonitor{}
-			obj = out.serviceMonitor
+			obj = fresh(&out.serviceMonitor)
 		default:
 			t.Fatalf("the chart rendered a %s %s:\n%s", head.APIVersion, head.Kind, doc)
 		}
