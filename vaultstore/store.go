@@ -230,8 +230,13 @@ func (s *Store) ownToken() string {
 // caller's 403.
 func (s *Store) asSelf(ctx context.Context, call func(*api.Client) error) error {
 	tok := s.ownToken()
-	if tok == "" && s.opts.Identity != nil {
-		return unavailable(s.opts.Identity.Err())
+	if id := s.opts.Identity; tok == "" && id != nil {
+		// Never logged in (Vault or the source was not there at start):
+		// try now, as Run does, rather than wait for its next attempt.
+		if !id.Refused(ctx, "") {
+			return unavailable(id.Err())
+		}
+		tok = id.Token()
 	}
 	err := call(withRequest(ctx, s.opts.Client, tok))
 	if !refusedOwn(err) {

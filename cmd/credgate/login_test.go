@@ -119,7 +119,8 @@ func TestOwnLoginStaysValidAndItsFailureIsNeverTheCallersFault(t *testing.T) {
 		}))
 	}
 	// The stand-in for Vault Agent: a fresh token in the file every 2.5 s
-	// while it runs.
+	// while it runs, each living 3 s (renewable to 4 s), so the file never
+	// holds an expired one.
 	tokenFile := filepath.Join(dir, "vault-token")
 	var agentMu sync.Mutex
 	agentOn := true
@@ -136,7 +137,7 @@ func TestOwnLoginStaysValidAndItsFailureIsNeverTheCallersFault(t *testing.T) {
 			}
 			agentMu.Lock()
 			if agentOn {
-				if tok, err := newOwnToken("2s", "4s"); err == nil {
+				if tok, err := newOwnToken("3s", "4s"); err == nil {
 					_ = writeFile(tokenFile, tok)
 				}
 			}
@@ -148,7 +149,7 @@ func TestOwnLoginStaysValidAndItsFailureIsNeverTheCallersFault(t *testing.T) {
 		defer agentMu.Unlock()
 		agentOn = on
 		if on {
-			write(t, tokenFile, ownToken(t, "2s", "4s"))
+			write(t, tokenFile, ownToken(t, "3s", "4s"))
 			return
 		}
 		b, _ := os.ReadFile(tokenFile) // what the agent wrote last dies too
