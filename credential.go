@@ -87,6 +87,9 @@ const (
 // StoredStatuses are the statuses a client may set.
 var StoredStatuses = []string{CredActive, CredInactive, CredRevoked}
 
+// CredentialStatuses are the statuses a reader may see.
+var CredentialStatuses = []string{CredActive, CredInactive, CredExpired, CredRevoked}
+
 // Limits of a credential's descriptive fields (secret values: MaxSecretBytes,
 // MaxCustomFields; metadata: CredentialMetadataLimits).
 const (

@@ -336,22 +336,71 @@ func (h *handlers) getCredential(c *gin.Context) {
 	respond(c, http.StatusOK, "credential retrieved", viewOf(c, out, showSecrets))
 }
 
+// listCredentials is the tenant's inventory, metadata only, paged.
 func (h *handlers) listCredentials(c *gin.Context) {
-	service, present := c.GetQuery("integrationId")
-	if !present || !credgate.ValidID(service) {
-		fail(c, invalidParam("integrationId is required and must be a valid service id"))
-		return
-	}
-	list, err := h.creds.ListCredentials(c.Request.Context(), service)
+	f, err := inventoryFilter(c, time.Now())
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	views := make([]*credentialView, len(list))
-	for i, cr := range list {
+	page, err := h.creds.ListCredentials(c.Request.Context(), f)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	views := make([]*credentialView, len(page.Credentials))
+	for i, cr := range page.Credentials {
 		views[i] = viewOf(c, cr, omitSecrets)
 	}
-	respond(c, http.StatusOK, fmt.Sprintf("%d credentials", len(views)), views)
+	next := ""
+	if page.Next != nil {
+		next = encodeCursor(page.Next.String())
+	}
+	respondPage(c, fmt.Sprintf("%d credentials", len(views)), views, next)
+}
+
+// inventoryFilter reads the inventory's query: integrationId, status,
+// authType, expiresBefore (RFC 3339), expiringWithin (30d, 12h, 90m: an
+// expiresAt before now plus that, expired ones included), limit, cursor.
+func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, error) {
+	f := credgate.CredentialFilter{IntegrationID: c.Query("integrationId"), Status: c.Query("status"), AuthType: c.Query("authType"), Limit: defaultListLimit}
+	if _, ok := c.GetQuery("integrationId"); ok && f.IntegrationID == "" {
+		return f, invalidParam("integrationId must be a valid service id")
+	}
+	if fe := f.Check(); len(fe) > 0 {
+		return f, invalidParam("%s", fe.Sentence())
+	}
+	if v := c.Query("expiresBefore"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return f, invalidParam("expiresBefore must be an RFC 3339 time")
+		}
+		f.ExpiresBefore = t
+	}
+	if v := c.Query("expiringWithin"); v != "" {
+		d, err := credgate.ParseWithin(v)
+		if err != nil {
+			return f, invalidParam("expiringWithin must be %s", err)
+		}
+		if t := now.Add(d); f.ExpiresBefore.IsZero() || t.Before(f.ExpiresBefore) {
+			f.ExpiresBefore = t
+		}
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			return f, invalidParam("limit must be a whole number from 1 to %d", maxListLimit)
+		}
+		f.Limit = n
+	}
+	if v := c.Query("cursor"); v != "" {
+		pos, err := decodeCredentialCursor(v)
+		if err != nil || (f.IntegrationID != "" && pos.IntegrationID != f.IntegrationID) {
+			return f, invalidParam("cursor is not one this API returned for this query")
+		}
+		f.After = pos
+	}
+	return f, nil
 }
 
 // checkTokenEndpoint refuses a token endpoint credgate would not call (a

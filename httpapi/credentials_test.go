@@ -198,7 +198,9 @@ func TestCredentialSelectionAndStatus(t *testing.T) {
 	}
 	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/a..b", tok, nil), 400, "INVALID_PARAMETER")
 	wantEnvelopeError(t, a.do("PATCH", "/api/v1/credentials/not-a-uuid", tok, map[string]any{"description": "x"}), 400, "INVALID_PARAMETER")
-	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials", tok, nil), 400, "INVALID_PARAMETER")
+	for _, q := range []string{"integrationId=a..b", "integrationId=", "status=gone", "authType=saml", "expiresBefore=tomorrow", "expiringWithin=30", "expiringWithin=-1d", "limit=0", "limit=501", "cursor=nope"} {
+		wantEnvelopeError(t, a.do("GET", "/api/v1/credentials?"+q, tok, nil), 400, "INVALID_PARAMETER")
+	}
 	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/no-such-service", tok, nil), 404, "CREDENTIAL_NOT_FOUND")
 	wantEnvelopeError(t, a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "no-such-service", "credentialName": "x", "authType": "api_key", "apiKey": "k"}), 404, "SERVICE_NOT_FOUND")
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -21,10 +22,23 @@ type envelope struct {
 	Timestamp string             `json:"timestamp"`
 }
 
+// respondPage answers one page of a credentials-family listing: the
+// envelope with nextCursor beside data when there is a next page.
+func respondPage(c *gin.Context, message string, data any, next string) {
+	writeEnvelope(c, http.StatusOK, message, data, next)
+}
+
 // respond answers a credentials-family success. The envelope is written
 // around data's own encoding, so that data (a credential view) is encoded
 // once: this is every credential read's answer.
 func respond(c *gin.Context, status int, message string, data any) {
+	writeEnvelope(c, status, message, data, "")
+}
+
+func writeEnvelope(c *gin.Context, status int, message string, data any, next string) {
+	if v, ok := data.(*credentialView); ok {
+		noteIDs(c, v.IntegrationID, v.ID)
+	}
 	var body []byte
 	var err error
 	if m, ok := data.(json.Marshaler); ok {
@@ -42,6 +56,11 @@ func respond(c *gin.Context, status int, message string, data any) {
 	b = append(b, msg...)
 	b = append(b, `,"data":`...)
 	b = append(b, body...)
+	if next != "" {
+		cur, _ := json.Marshal(next)
+		b = append(b, `,"nextCursor":`...)
+		b = append(b, cur...)
+	}
 	b = append(b, `,"timestamp":"`...)
 	b = time.Now().UTC().AppendFormat(b, time.RFC3339)
 	b = append(b, `"}`...)

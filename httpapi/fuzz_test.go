@@ -137,13 +137,16 @@ func (s *fuzzStore) GetCredential(_ context.Context, service, cred string, versi
 	return &c, nil
 }
 
-func (s *fuzzStore) ListCredentials(_ context.Context, service string) ([]*credgate.Credential, error) {
-	c, err := s.credential(service, "")
+func (s *fuzzStore) ListCredentials(_ context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {
+	if fe := f.Check(); len(fe) > 0 {
+		return nil, fe.Err()
+	}
+	c, err := s.credential(f.IntegrationID, "")
 	if err != nil {
 		return nil, err
 	}
 	c.Secrets = nil
-	return []*credgate.Credential{&c}, nil
+	return &credgate.CredentialPage{Credentials: []*credgate.Credential{&c}}, nil
 }
 
 func (s *fuzzStore) UpdateCredential(_ context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {

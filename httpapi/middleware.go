@@ -80,6 +80,9 @@ func accessLog(log *zap.Logger, m *Metrics) gin.HandlerFunc {
 		if p := credgate.PrincipalFrom(c.Request.Context()); p != nil {
 			fields = append(fields, zap.String("tenant", p.Tenant), zap.String("subject", p.Subject))
 		}
+		if integration, credential := loggedIDs(c, route); integration != "" || credential != "" {
+			fields = append(fields, zap.String("integration_id", integration), zap.String("credential_id", credential))
+		}
 		if err != nil {
 			code := credgate.ErrorCode(err)
 			fields = append(fields, zap.String("code", code))
@@ -96,6 +99,46 @@ func accessLog(log *zap.Logger, m *Metrics) gin.HandlerFunc {
 			log.Info("request", fields...)
 		}
 	}
+}
+
+// Keys under which a request notes the integration and credential it was
+// about, for its access-log line.
+const (
+	integrationKey = "credgate.integration"
+	credentialKey  = "credgate.credential"
+)
+
+// noteIDs records which integration and credential a request was about:
+// ids only, never a value.
+func noteIDs(c *gin.Context, integration, credential string) {
+	c.Set(integrationKey, integration)
+	c.Set(credentialKey, credential)
+}
+
+// loggedIDs is what the access log names: what the handler noted (the
+// credential an answer carried), else the ids of the route, when valid.
+func loggedIDs(c *gin.Context, route string) (integration, credential string) {
+	integration, credential = c.GetString(integrationKey), c.GetString(credentialKey)
+	if integration != "" || credential != "" {
+		return integration, credential
+	}
+	id := c.Param("id")
+	switch {
+	case id == "":
+	case strings.HasPrefix(route, "/api/v1/services/"),
+		route == "/api/v1/credentials/:id" && c.Request.Method == http.MethodGet:
+		if credgate.ValidID(id) {
+			integration = id
+		}
+	case strings.HasPrefix(route, "/api/v1/credentials/"):
+		credential, _ = credgate.CanonicalCredentialID(id)
+	}
+	if integration == "" && route == "/api/v1/credentials" {
+		if v := c.Query("integrationId"); credgate.ValidID(v) {
+			integration = v
+		}
+	}
+	return integration, credential
 }
 
 // recovery turns a panic into INTERNAL_ERROR; the panic value goes to the

@@ -30,7 +30,7 @@ type ServiceStore interface {
 type CredentialStore interface {
 	CreateCredential(ctx context.Context, c *credgate.Credential) (*credgate.Credential, error)
 	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
-	ListCredentials(ctx context.Context, service string) ([]*credgate.Credential, error)
+	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	DeleteCredential(ctx context.Context, cred string, ifMatch int) error
 	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)

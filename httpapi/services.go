@@ -105,9 +105,23 @@ func (h *handlers) listServices(c *gin.Context) {
 	c.JSON(http.StatusOK, resp)
 }
 
-// Cursors are opaque to clients; today they carry the last id of a page.
+// Cursors are opaque to clients; today they carry where a page ended: the
+// last id of a services page, the last credential's position of an
+// inventory page.
 func encodeCursor(id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("after:" + id))
+}
+
+func decodeCredentialCursor(s string) (*credgate.CredentialPosition, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	pos, ok := strings.CutPrefix(string(b), "after:")
+	if !ok {
+		return nil, errors.New("bad cursor")
+	}
+	return credgate.ParseCredentialPosition(pos)
 }
 
 func decodeCursor(s string) (string, error) {

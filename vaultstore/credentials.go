@@ -354,7 +354,7 @@ func (k *session) serviceAndList(ctx context.Context, service string) (*serviceR
 			list = append(list, &c)
 		}
 	}
-	sort.SliceStable(list, func(i, j int) bool { return list[i].CreatedAt.After(list[j].CreatedAt) })
+	credgate.SortInventory(list)
 	return rec, list, nil
 }
 
@@ -400,16 +400,64 @@ func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, e
 	return list, nil
 }
 
-// ListCredentials describes service's credentials, newest first, without
-// secret values. Errors: SERVICE_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
+// ListCredentials is the tenant's inventory: descriptions of its
+// credentials (never values) that f selects, in the order of
+// credgate.CredentialPosition, one page of f.Limit at a time. Services are
+// read a few at a time, each with its credentials' projections (one list
+// and one metadata read per credential), so a page costs what it covers.
+// Errors: SERVICE_NOT_FOUND (f.IntegrationID), INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
-func (s *Store) ListCredentials(ctx context.Context, service string) ([]*credgate.Credential, error) {
+func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {
 	k, err := s.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	_, list, err := k.serviceAndList(ctx, service)
-	return list, err
+	services := []string{f.IntegrationID}
+	if f.IntegrationID == "" {
+		if services, err = k.list(ctx, "service_list", policy.FolderServices+"/"); err != nil {
+			return nil, translate(err, credgate.ENotFound)
+		}
+	}
+	if f.After != nil {
+		services = services[sort.SearchStrings(services, f.After.IntegrationID):]
+	}
+	now := s.opts.Now()
+	page := &credgate.CredentialPage{Credentials: []*credgate.Credential{}}
+	const batch = 8
+	for off := 0; off < len(services); off += batch {
+		chunk := services[off:min(off+batch, len(services))]
+		lists := make([][]*credgate.Credential, len(chunk))
+		errs := make([]error, len(chunk))
+		var wg sync.WaitGroup
+		for i, svc := range chunk {
+			wg.Go(func() { _, lists[i], errs[i] = k.serviceAndList(ctx, svc) })
+		}
+		wg.Wait()
+		for i, list := range lists {
+			if errs[i] != nil {
+				if f.IntegrationID == "" && credgate.ErrorCode(errs[i]) == credgate.EServiceNotFound {
+					continue // deleted while we listed
+				}
+				return nil, errs[i]
+			}
+			for j, c := range list {
+				if f.After != nil && c.IntegrationID == f.After.IntegrationID && !f.After.Precedes(c) {
+					continue
+				}
+				if !f.Matches(c, now) {
+					continue
+				}
+				page.Credentials = append(page.Credentials, c)
+				if len(page.Credentials) == f.Limit {
+					if j+1 < len(list) || off+i+1 < len(services) {
+						page.Next = credgate.PositionOf(c)
+					}
+					return page, nil
+				}
+			}
+		}
+	}
+	return page, nil
 }
 
 // DescribePrimary describes, without values, the credential a read of

@@ -31,7 +31,7 @@ type Store interface {
 	DeleteService(ctx context.Context, id string, ifMatch int) error
 	CreateCredential(ctx context.Context, c *credgate.Credential) (*credgate.Credential, error)
 	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
-	ListCredentials(ctx context.Context, service string) ([]*credgate.Credential, error)
+	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	DeleteCredential(ctx context.Context, cred string, ifMatch int) error
 	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)
@@ -134,11 +134,11 @@ func (f *fixture) stored(t *testing.T, id string) (data map[string]any, version 
 // described returns how the listing describes credential id.
 func (f *fixture) described(t *testing.T, id string) *credgate.Credential {
 	t.Helper()
-	list, err := f.e.Store.ListCredentials(f.viewer, "svc")
+	page, err := f.e.Store.ListCredentials(f.viewer, credgate.CredentialFilter{IntegrationID: "svc"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range list {
+	for _, c := range page.Credentials {
 		if c.ID == id {
 			return c
 		}
@@ -502,8 +502,8 @@ func testIncarnation(t *testing.T, e *Env) {
 	if _, err := e.Store.GetCredential(f.reader, "svc", "", 0); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
 		t.Fatalf("the new service's default read: %v", err)
 	}
-	if list, err := e.Store.ListCredentials(f.viewer, "svc"); err != nil || len(list) != 0 {
-		t.Fatalf("the new service lists %v %v", list, err)
+	if page, err := e.Store.ListCredentials(f.viewer, credgate.CredentialFilter{IntegrationID: "svc"}); err != nil || len(page.Credentials) != 0 {
+		t.Fatalf("the new service lists %v %v", page, err)
 	}
 	_, err := e.Store.UpdateCredential(f.admin, old.ID, 0, func(c *credgate.Credential) error { c.Description = "x"; return nil })
 	wantCode(t, err, credgate.ECredentialNotFound)

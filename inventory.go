@@ -1,0 +1,135 @@
+package credgate
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CredentialFilter selects credentials of a tenant's inventory (GET
+// /api/v1/credentials). Zero fields select everything.
+type CredentialFilter struct {
+	IntegrationID string
+	Status        string // the effective status (EffectiveStatus)
+	AuthType      string
+	ExpiresBefore time.Time // only credentials with an expiresAt before this
+	After         *CredentialPosition
+	Limit         int
+}
+
+// CredentialPage is one page of the inventory; Next is nil on the last page.
+type CredentialPage struct {
+	Credentials []*Credential
+	Next        *CredentialPosition
+}
+
+// Check names the fields of f that select nothing that can exist.
+func (f CredentialFilter) Check() FieldErrors {
+	fe := FieldErrors{}
+	if f.IntegrationID != "" && !ValidID(f.IntegrationID) {
+		fe.Add("integrationId", "must be a valid service id")
+	}
+	if f.Status != "" && !slices.Contains(CredentialStatuses, f.Status) {
+		fe.Add("status", "must be one of "+strings.Join(CredentialStatuses, ", "))
+	}
+	if f.AuthType != "" && !slices.Contains(AuthTypes, f.AuthType) {
+		fe.Add("authType", "must be one of "+strings.Join(AuthTypes, ", "))
+	}
+	return fe
+}
+
+// Matches reports whether c is selected by f at now (After and Limit
+// aside).
+func (f CredentialFilter) Matches(c *Credential, now time.Time) bool {
+	switch {
+	case f.IntegrationID != "" && c.IntegrationID != f.IntegrationID:
+		return false
+	case f.Status != "" && c.EffectiveStatus(now) != f.Status:
+		return false
+	case f.AuthType != "" && c.AuthType != f.AuthType:
+		return false
+	case !f.ExpiresBefore.IsZero() && (c.ExpiresAt == nil || !c.ExpiresAt.Before(f.ExpiresBefore)):
+		return false
+	}
+	return true
+}
+
+// CredentialPosition is a place in the inventory's order: by integration
+// id, then newest first, then by credential id. A listing resumes after it.
+type CredentialPosition struct {
+	IntegrationID string
+	CreatedAt     time.Time
+	ID            string
+}
+
+// PositionOf is the position of c.
+func PositionOf(c *Credential) *CredentialPosition {
+	return &CredentialPosition{IntegrationID: c.IntegrationID, CreatedAt: c.CreatedAt, ID: c.ID}
+}
+
+// Precedes reports whether c comes after p in the inventory's order, for c
+// of p's integration.
+func (p *CredentialPosition) Precedes(c *Credential) bool {
+	return inventoryBefore(p.CreatedAt, p.ID, c.CreatedAt, c.ID)
+}
+
+// SortInventory puts one integration's credentials in the inventory's
+// order: newest first, then by id.
+func SortInventory(list []*Credential) {
+	slices.SortStableFunc(list, func(a, b *Credential) int {
+		switch {
+		case inventoryBefore(a.CreatedAt, a.ID, b.CreatedAt, b.ID):
+			return -1
+		case inventoryBefore(b.CreatedAt, b.ID, a.CreatedAt, a.ID):
+			return 1
+		}
+		return 0
+	})
+}
+
+// inventoryBefore is the inventory's order within an integration.
+func inventoryBefore(aCreated time.Time, aID string, bCreated time.Time, bID string) bool {
+	if !aCreated.Equal(bCreated) {
+		return aCreated.After(bCreated) // newest first
+	}
+	return aID < bID
+}
+
+// String is the position as text: integration/unix-nanoseconds/credential.
+func (p *CredentialPosition) String() string {
+	return p.IntegrationID + "/" + strconv.FormatInt(p.CreatedAt.UnixNano(), 10) + "/" + p.ID
+}
+
+// ParseCredentialPosition reads what String wrote.
+func ParseCredentialPosition(s string) (*CredentialPosition, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 || !ValidID(parts[0]) {
+		return nil, errors.New("not a credential position")
+	}
+	ns, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("not a credential position: %w", err)
+	}
+	id, ok := CanonicalCredentialID(parts[2])
+	if !ok || id != parts[2] {
+		return nil, errors.New("not a credential position")
+	}
+	return &CredentialPosition{IntegrationID: parts[0], CreatedAt: time.Unix(0, ns).UTC(), ID: id}, nil
+}
+
+// ParseWithin reads a lead time such as 30d, 12h or 90m (days, hours,
+// minutes; a whole positive number, at most 3650 days).
+func ParseWithin(s string) (time.Duration, error) {
+	if len(s) < 2 {
+		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
+	}
+	n, err := strconv.Atoi(s[:len(s)-1])
+	unit := map[byte]time.Duration{'d': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute}[s[len(s)-1]]
+	if err != nil || n < 1 || unit == 0 || time.Duration(n)*unit > 3650*24*time.Hour {
+		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
+	}
+	return time.Duration(n) * unit, nil
+}
