@@ -50,7 +50,7 @@ func TestImageRuntimeStage(t *testing.T) {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	tag := "localhost/credgate-deploytest:" + hex.EncodeToString(b)
-	podman(t, "build", "--pull=never", "--build-arg", "VERSION=test", "-t", tag, "-f", filepath.Join(ctx, "Containerfile"), ctx)
+	podman(t, "build", "--pull=never", "--layers=false", "--build-arg", "VERSION=test", "-t", tag, "-f", filepath.Join(ctx, "Containerfile"), ctx)
 	t.Cleanup(func() { _ = exec.Command("podman", "rmi", "-f", tag).Run() })
 
 	var inspect []struct {
