@@ -1,8 +1,10 @@
 package vaultstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -35,11 +37,11 @@ type LoginRoles struct {
 // AppRole's role id in res.AppRoleID.
 func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res *BootstrapResult) error {
 	r := o.Login
-	ttl, err := time.ParseDuration(orDefault(r.TTL, "1h"))
+	ttl, err := time.ParseDuration(cmp.Or(r.TTL, "1h"))
 	if err != nil {
 		return fmt.Errorf("login token ttl: %w", err)
 	}
-	maxTTL, err := time.ParseDuration(orDefault(r.MaxTTL, "24h"))
+	maxTTL, err := time.ParseDuration(cmp.Or(r.MaxTTL, "24h"))
 	if err != nil {
 		return fmt.Errorf("login token max ttl: %w", err)
 	}
@@ -50,12 +52,13 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 		"token_type":     "service",
 	}
 	if r.AppRole != "" {
-		mount := strings.Trim(orDefault(r.AppRoleMount, DefaultAppRoleMount), "/")
+		mount := strings.Trim(cmp.Or(r.AppRoleMount, DefaultAppRoleMount), "/")
 		if err := enableAuth(ctx, c, mount, "approle", res); err != nil {
 			return err
 		}
 		path := "auth/" + mount + "/role/" + r.AppRole
-		role := withFields(token, map[string]any{"bind_secret_id": true, "secret_id_ttl": 0, "secret_id_num_uses": 0})
+		role := maps.Clone(token)
+		maps.Copy(role, map[string]any{"bind_secret_id": true, "secret_id_ttl": 0, "secret_id_num_uses": 0})
 		if err := writeIfChanged(ctx, c, path, path, role, "approle role "+r.AppRole, res, nil); err != nil {
 			return err
 		}
@@ -69,7 +72,7 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 		if r.JWTAudience == "" {
 			return fmt.Errorf("jwt role %s: an audience is required", r.JWT)
 		}
-		mount := strings.Trim(orDefault(r.JWTMount, DefaultJWTMount), "/")
+		mount := strings.Trim(cmp.Or(r.JWTMount, DefaultJWTMount), "/")
 		if err := enableAuth(ctx, c, mount, "jwt", res); err != nil {
 			return err
 		}
@@ -85,7 +88,8 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 				return err
 			}
 		}
-		role := withFields(token, map[string]any{
+		role := maps.Clone(token)
+		maps.Copy(role, map[string]any{
 			"role_type":       "jwt",
 			"user_claim":      "sub",
 			"bound_audiences": []string{r.JWTAudience},
@@ -104,7 +108,7 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 // IssueSecretID returns a new secret id of an AppRole role (for a file
 // credgate reads at login).
 func IssueSecretID(ctx context.Context, c *api.Client, mount, role string) (string, error) {
-	mount = strings.Trim(orDefault(mount, DefaultAppRoleMount), "/")
+	mount = strings.Trim(cmp.Or(mount, DefaultAppRoleMount), "/")
 	sec, err := c.Logical().WriteWithContext(ctx, "auth/"+mount+"/role/"+role+"/secret-id", nil)
 	if err != nil {
 		return "", fmt.Errorf("issuing a secret id for %s: %w", role, err)
@@ -137,15 +141,4 @@ func enableAuth(ctx context.Context, c *api.Client, mount, typ string, res *Boot
 	}
 	res.Steps[step] = "created"
 	return nil
-}
-
-func withFields(base, more map[string]any) map[string]any {
-	out := make(map[string]any, len(base)+len(more))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range more {
-		out[k] = v
-	}
-	return out
 }

@@ -1,6 +1,7 @@
 package vaultstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,7 +111,7 @@ func (m *AppRole) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, er
 	if err != nil {
 		return nil, err
 	}
-	return login(ctx, c, orDefault(m.Mount, DefaultAppRoleMount), map[string]any{"role_id": roleID, "secret_id": secretID})
+	return login(ctx, c, cmp.Or(m.Mount, DefaultAppRoleMount), map[string]any{"role_id": roleID, "secret_id": secretID})
 }
 
 func (m *AppRole) secretID(ctx context.Context, c *api.Client) (string, error) {
@@ -160,7 +161,7 @@ type JWT struct {
 func (JWT) Name() string { return "jwt" }
 
 func (m JWT) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, error) {
-	return jwtLogin(ctx, c, orDefault(m.Mount, DefaultJWTMount), m.Role, m.Path)
+	return jwtLogin(ctx, c, cmp.Or(m.Mount, DefaultJWTMount), m.Role, m.Path)
 }
 
 // Kubernetes logs in with Vault's kubernetes method: the pod's
@@ -176,7 +177,7 @@ type Kubernetes struct {
 func (Kubernetes) Name() string { return "kubernetes" }
 
 func (m Kubernetes) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, error) {
-	return jwtLogin(ctx, c, orDefault(m.Mount, DefaultKubernetesMount), m.Role, orDefault(m.Path, DefaultServiceAccountToken))
+	return jwtLogin(ctx, c, cmp.Or(m.Mount, DefaultKubernetesMount), m.Role, cmp.Or(m.Path, DefaultServiceAccountToken))
 }
 
 // jwtLogin is the request the jwt and kubernetes methods share:
@@ -213,11 +214,4 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return v, nil
-}
-
-func orDefault(v, d string) string {
-	if v == "" {
-		return d
-	}
-	return v
 }

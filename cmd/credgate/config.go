@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -148,7 +149,7 @@ func (v VaultConfig) LoginMethod() vaultstore.LoginMethod {
 	a := v.Auth
 	switch a.method(v.TokenFile) {
 	case authTokenFile:
-		return vaultstore.TokenFile{Path: orString(a.TokenFile, v.TokenFile)}
+		return vaultstore.TokenFile{Path: cmp.Or(a.TokenFile, v.TokenFile)}
 	case authAppRole:
 		return &vaultstore.AppRole{Mount: a.Mount, RoleID: a.RoleID, RoleIDFile: a.RoleIDFile, SecretIDFile: a.SecretIDFile, SecretIDWrapped: a.SecretIDWrapped}
 	case authJWT:
@@ -192,13 +193,6 @@ func (a VaultAuth) validate(v VaultConfig, bad func(string, ...any)) {
 	if strings.Contains(strings.Trim(a.Mount, "/"), "..") {
 		bad("vault.auth.mount: %q is not a mount path", a.Mount)
 	}
-}
-
-func orString(v, d string) string {
-	if v == "" {
-		return d
-	}
-	return v
 }
 
 // AuthConfig lists the trusted issuers and maps their role names.
