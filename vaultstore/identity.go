@@ -157,17 +157,10 @@ func (id *Identity) tell(err error) {
 // that refuses everything is not asked for a login per request) and
 // reports whether there is now a different token to repeat the call with.
 func (id *Identity) Refused(ctx context.Context, token string) bool {
-	id.mu.Lock()
-	current := ""
-	if id.auth != nil {
-		current = id.auth.ClientToken
-	}
-	wait := reloginInterval - id.now().Sub(id.tried)
-	id.mu.Unlock()
-	if current != token && current != "" {
+	if t := id.Token(); t != token && t != "" {
 		return true
 	}
-	if wait > 0 && !sleep(ctx, wait) {
+	if !id.waitRelogin(ctx) {
 		return false
 	}
 	if t := id.Token(); t != token && t != "" {
@@ -178,6 +171,15 @@ func (id *Identity) Refused(ctx context.Context, token string) bool {
 	}
 	t := id.Token()
 	return t != "" && t != token
+}
+
+// waitRelogin waits until reloginInterval has passed since the last login
+// attempt, and reports whether ctx is still live.
+func (id *Identity) waitRelogin(ctx context.Context) bool {
+	id.mu.Lock()
+	wait := reloginInterval - id.now().Sub(id.tried)
+	id.mu.Unlock()
+	return wait <= 0 || sleep(ctx, wait)
 }
 
 // Run keeps credgate logged in until ctx ends: it logs in (with backoff
@@ -205,10 +207,7 @@ func (id *Identity) Run(ctx context.Context) {
 		if id.watch(ctx, auth, fresh) {
 			// A token at the end of its life whose source has nothing newer
 			// yet logs in again at most once per reloginInterval.
-			id.mu.Lock()
-			wait := reloginInterval - id.now().Sub(id.tried)
-			id.mu.Unlock()
-			if wait > 0 && !sleep(ctx, wait) {
+			if !id.waitRelogin(ctx) {
 				return
 			}
 			if err := id.Login(ctx); err != nil && !sleep(ctx, backoff) {
@@ -239,9 +238,11 @@ func (id *Identity) watch(ctx context.Context, auth *api.SecretAuth, fresh <-cha
 		due = ch
 	}
 	var tick <-chan time.Time
+	var src string
 	var seen []byte
-	if src, ok := id.method.(interface{ Source() string }); ok {
-		seen, _ = os.ReadFile(src.Source())
+	if m, ok := id.method.(interface{ Source() string }); ok {
+		src = m.Source()
+		seen, _ = os.ReadFile(src)
 		t := time.NewTicker(id.check)
 		defer t.Stop()
 		tick = t.C
@@ -264,7 +265,6 @@ func (id *Identity) watch(ctx context.Context, auth *api.SecretAuth, fresh <-cha
 				id.mu.Unlock()
 			}
 		case <-tick:
-			src := id.method.(interface{ Source() string }).Source()
 			if now, err := os.ReadFile(src); err == nil && !bytes.Equal(now, seen) {
 				clear(now)
 				return true
