@@ -288,10 +288,7 @@ func (nd *Node) client(token string) *api.Client {
 	if err != nil {
 		panic(err) // only a malformed address fails, and ours are not
 	}
-	c.SetToken(token)
-	if token == "" {
-		c.ClearToken()
-	}
+	c.SetToken(token) // "" clears a VAULT_TOKEN the environment gave
 	return c
 }
 
@@ -329,35 +326,40 @@ func waitUntil(ctx context.Context, f func() error) error {
 type Balancer struct {
 	URL string
 
-	c      *Cluster
-	srv    *httptest.Server
-	active atomic.Pointer[url.URL]
-	stop   chan struct{}
-	done   chan struct{}
+	c       *Cluster
+	srv     *httptest.Server
+	proxies []*httputil.ReverseProxy // one per node
+	active  atomic.Int32             // index of the node to send to; -1: none
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // Balancer starts a Balancer for tb over c and stops it when tb ends.
 func (c *Cluster) Balancer(tb testing.TB) *Balancer {
 	tb.Helper()
 	b := &Balancer{c: c, stop: make(chan struct{}), done: make(chan struct{})}
-	b.check()
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(b.active.Load())
-			r.Out.Host = r.In.Host
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+	for _, nd := range c.Nodes {
+		u, err := url.Parse(nd.Addr)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p := httputil.NewSingleHostReverseProxy(u)
+		p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, `{"errors":["no healthy backend"]}`, http.StatusBadGateway)
-		},
+		}
+		b.proxies = append(b.proxies, p)
 	}
+	b.check()
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if b.active.Load() == nil {
+		// One read of the choice: the health check may change it meanwhile.
+		i := b.active.Load()
+		if i < 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"errors":["no healthy backend"]}`))
 			return
 		}
-		proxy.ServeHTTP(w, r)
+		b.proxies[i].ServeHTTP(w, r)
 	}))
 	b.URL = b.srv.URL
 	go b.run()
@@ -383,19 +385,18 @@ func (b *Balancer) run() {
 // active node), or at nothing.
 func (b *Balancer) check() {
 	hc := &http.Client{Timeout: 150 * time.Millisecond}
-	for _, nd := range b.c.Nodes {
+	for i, nd := range b.c.Nodes {
 		r, err := hc.Get(nd.Addr + "/v1/sys/health")
 		if err != nil {
 			continue
 		}
 		r.Body.Close()
 		if r.StatusCode == http.StatusOK {
-			u, _ := url.Parse(nd.Addr)
-			b.active.Store(u)
+			b.active.Store(int32(i))
 			return
 		}
 	}
-	b.active.Store(nil)
+	b.active.Store(-1)
 }
 
 // Close stops the balancer.
