@@ -394,7 +394,11 @@ func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, 
 		f.Limit = n
 	}
 	if v := c.Query("cursor"); v != "" {
-		pos, err := decodeCredentialCursor(v)
+		after, err := decodeCursor(v)
+		var pos *credgate.CredentialPosition
+		if err == nil {
+			pos, err = credgate.ParseCredentialPosition(after)
+		}
 		if err != nil || (f.IntegrationID != "" && pos.IntegrationID != f.IntegrationID) {
 			return f, invalidParam("cursor is not one this API returned for this query")
 		}
