@@ -37,7 +37,7 @@ func respond(c *gin.Context, status int, message string, data any) {
 
 func writeEnvelope(c *gin.Context, status int, message string, data any, next string) {
 	if v, ok := data.(*credentialView); ok {
-		noteIDs(c, v.IntegrationID, v.ID)
+		c.Set(answeredKey, v) // a pointer already: nothing is copied for the log
 	}
 	var body []byte
 	var err error

@@ -101,26 +101,17 @@ func accessLog(log *zap.Logger, m *Metrics) gin.HandlerFunc {
 	}
 }
 
-// Keys under which a request notes the integration and credential it was
-// about, for its access-log line.
-const (
-	integrationKey = "credgate.integration"
-	credentialKey  = "credgate.credential"
-)
+// answeredKey is where a credentials-family answer leaves the credential
+// view it carried, for the access log to name (ids only).
+const answeredKey = "credgate.answered"
 
-// noteIDs records which integration and credential a request was about:
-// ids only, never a value.
-func noteIDs(c *gin.Context, integration, credential string) {
-	c.Set(integrationKey, integration)
-	c.Set(credentialKey, credential)
-}
-
-// loggedIDs is what the access log names: what the handler noted (the
-// credential an answer carried), else the ids of the route, when valid.
+// loggedIDs is what the access log names: the integration and credential
+// of the credential an answer carried, else the ids of the route, when
+// valid.
 func loggedIDs(c *gin.Context, route string) (integration, credential string) {
-	integration, credential = c.GetString(integrationKey), c.GetString(credentialKey)
-	if integration != "" || credential != "" {
-		return integration, credential
+	if v, ok := c.Get(answeredKey); ok {
+		view := v.(*credentialView)
+		return view.IntegrationID, view.ID
 	}
 	id := c.Param("id")
 	switch {
