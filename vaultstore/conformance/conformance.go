@@ -258,11 +258,22 @@ func testConcurrentProjection(t *testing.T, e *Env) {
 	f := newFixture(t, e)
 	c := f.cred(t, "live", "k0")
 	const n = 10
+	f.updateConcurrently(t, c.ID, n, func(i int, c *credgate.Credential) { c.Description = fmt.Sprintf("writer %d", i) })
+	data, version, _ := f.stored(t, c.ID)
+	d := f.described(t, c.ID)
+	if version != n+1 || d.Version != version || d.Description != data["info"].(map[string]any)["description"] {
+		t.Fatalf("after %d concurrent writes: stored version %d (%v), described %d (%q)", n, version, data["info"].(map[string]any)["description"], d.Version, d.Description)
+	}
+}
+
+// updateConcurrently makes n updates of credential id at once, the i-th
+// applying change(i, ·), each without If-Match.
+func (f *fixture) updateConcurrently(t *testing.T, id string, n int, change func(i int, c *credgate.Credential)) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			if _, err := e.Store.UpdateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error {
-				c.Description = fmt.Sprintf("writer %d", i)
+			if _, err := f.e.Store.UpdateCredential(f.admin, id, 0, func(c *credgate.Credential) error {
+				change(i, c)
 				return nil
 			}); err != nil {
 				t.Error(err)
@@ -270,11 +281,6 @@ func testConcurrentProjection(t *testing.T, e *Env) {
 		})
 	}
 	wg.Wait()
-	data, version, _ := f.stored(t, c.ID)
-	d := f.described(t, c.ID)
-	if version != n+1 || d.Version != version || d.Description != data["info"].(map[string]any)["description"] {
-		t.Fatalf("after %d concurrent writes: stored version %d (%v), described %d (%q)", n, version, data["info"].(map[string]any)["description"], d.Version, d.Description)
-	}
 }
 
 func testProjectionRepair(t *testing.T, e *Env) {
@@ -362,18 +368,7 @@ func testConcurrentUpdates(t *testing.T, e *Env) {
 	f := newFixture(t, e)
 	c := f.cred(t, "live", "k0")
 	const n = 8
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			if _, err := e.Store.UpdateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error {
-				c.Metadata[fmt.Sprint("writer-", i)] = true
-				return nil
-			}); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	f.updateConcurrently(t, c.ID, n, func(i int, c *credgate.Credential) { c.Metadata[fmt.Sprint("writer-", i)] = true })
 	got, err := e.Store.GetCredential(f.admin, "svc", c.ID, 0)
 	if err != nil {
 		t.Fatal(err)
