@@ -272,15 +272,3 @@ func (id *Identity) watch(ctx context.Context, auth *api.SecretAuth, fresh <-cha
 		}
 	}
 }
-
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

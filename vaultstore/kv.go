@@ -378,11 +378,20 @@ func casBackoff(ctx context.Context, attempt int) error {
 	if attempt == 0 {
 		return nil
 	}
-	d := time.Duration(attempt*5+rand.IntN(10*attempt)) * time.Millisecond
+	if !sleep(ctx, time.Duration(attempt*5+rand.IntN(10*attempt))*time.Millisecond) {
+		return unavailable(ctx.Err())
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return unavailable(ctx.Err())
-	case <-time.After(d):
-		return nil
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -64,10 +64,8 @@ func (k *session) lock(ctx context.Context, cred string) (release func(), err er
 		if k.s.opts.Now().After(deadline) {
 			return nil, credgate.Errorf(credgate.EVersionConflict, "the credential is being rotated by another request; retry")
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, time.Duration(20+rand.IntN(40))*time.Millisecond) {
 			return nil, unavailable(ctx.Err())
-		case <-time.After(time.Duration(20+rand.IntN(40)) * time.Millisecond):
 		}
 	}
 }
