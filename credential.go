@@ -36,6 +36,19 @@ type Credential struct {
 	// Version is the Vault KV version of the record: every change is one.
 	Version int `json:"version"`
 
+	// AutoRefresh asks credgate to refresh an OAuth2 credential by itself,
+	// RefreshLeadTime (30m, 1h; default DefaultRefreshLead) before
+	// ExpiresAt. Refresh says how refreshing has gone when it failed.
+	AutoRefresh     bool          `json:"autoRefresh,omitempty"`
+	RefreshLeadTime string        `json:"refreshLeadTime,omitempty"`
+	Refresh         *RefreshState `json:"refresh,omitempty"`
+	// RevokeAt schedules the credential's revocation: from then on it
+	// reads as revoked and credgate stores it so.
+	RevokeAt *time.Time `json:"revokeAt,omitempty"`
+	// Notices are the expiry notices sent for the credential (bookkeeping
+	// of the monitor, never shown).
+	Notices ExpiryNotices `json:"-"`
+
 	// Secrets holds the secret values; nil when the reader may not see them.
 	Secrets Secrets `json:"-"`
 }
@@ -126,6 +139,11 @@ func (c *Credential) Validate() error {
 	checkURL(fe, "authorizationEndpoint", c.AuthorizationEndpoint)
 	CredentialMetadataLimits.check(fe, "metadata", c.Metadata)
 	c.Secrets.check(fe)
+	if c.RefreshLeadTime != "" {
+		if _, err := ParseWithin(c.RefreshLeadTime); err != nil {
+			fe.Add("refreshLeadTime", "must be "+err.Error())
+		}
+	}
 	rule, ok := authRules[c.AuthType]
 	if !ok {
 		fe.Add("authType", "must be one of "+strings.Join(AuthTypes, ", "))
@@ -142,6 +160,9 @@ func (c *Credential) Validate() error {
 		fe.Add("tokenEndpoint", "is required for authType "+c.AuthType)
 	case rule.tokenEndpoint == "with refreshToken" && c.Secrets["refreshToken"] != "":
 		fe.Add("tokenEndpoint", "is required with a refreshToken")
+	}
+	if c.AutoRefresh && !c.CanRefresh() {
+		fe.Add("autoRefresh", "needs an OAuth2 credential with a refreshToken and a tokenEndpoint")
 	}
 	if c.AuthType == AuthCustom && len(c.Secrets) == 0 {
 		fe.Add("customFields", "a custom credential needs at least one secret value")
@@ -183,9 +204,12 @@ func (c *Credential) Generate(random func() (string, error)) error {
 	return nil
 }
 
-// EffectiveStatus is the status a reader sees at now: an active credential
-// past its expiresAt is expired.
+// EffectiveStatus is the status a reader sees at now: a credential past its
+// revokeAt is revoked, an active credential past its expiresAt is expired.
 func (c *Credential) EffectiveStatus(now time.Time) string {
+	if c.RevokeAt != nil && !now.Before(*c.RevokeAt) {
+		return CredRevoked
+	}
 	if c.Status == CredActive && c.ExpiresAt != nil && !now.Before(*c.ExpiresAt) {
 		return CredExpired
 	}
@@ -292,6 +316,37 @@ func ChangeOf(old, new Secrets) string {
 		}
 	}
 	return ChangeUpdated
+}
+
+// DefaultRefreshLead is how long before expiresAt an autoRefresh credential
+// is refreshed when it names no lead time.
+const DefaultRefreshLead = 5 * time.Minute
+
+// RefreshState is the record of an autoRefresh credential whose refreshes
+// failed: a client sees it on the credential, and credgate backs off.
+type RefreshState struct {
+	Failures      int        `json:"failures"`
+	FailingSince  time.Time  `json:"failingSince"`
+	LastError     string     `json:"lastError"` // an error code, never a value
+	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
+}
+
+// RefreshAt is when an autoRefresh credential is due for refresh; ok is
+// false when it is not refreshed by credgate (no autoRefresh, no expiry,
+// not active).
+func (c *Credential) RefreshAt() (at time.Time, ok bool) {
+	if !c.AutoRefresh || c.ExpiresAt == nil || c.Status != CredActive {
+		return time.Time{}, false
+	}
+	lead := DefaultRefreshLead
+	if d, err := ParseWithin(c.RefreshLeadTime); err == nil {
+		lead = d
+	}
+	at = c.ExpiresAt.Add(-lead)
+	if r := c.Refresh; r != nil && r.NextAttemptAt != nil && r.NextAttemptAt.After(at) {
+		at = *r.NextAttemptAt
+	}
+	return at, true
 }
 
 // RefreshGrant performs an OAuth2 refresh-token grant for c and returns the

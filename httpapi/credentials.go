@@ -42,25 +42,29 @@ type tenantRef struct {
 // (credgate.SecretFields) are added by MarshalJSON, so that the one list of
 // them decides what an answer may carry.
 type credentialView struct {
-	ID                    string            `json:"id"`
-	IntegrationID         string            `json:"integrationId"`
-	CredentialName        string            `json:"credentialName"`
-	Description           string            `json:"description"`
-	AuthType              string            `json:"authType"`
-	Scopes                []string          `json:"scopes"`
-	TokenEndpoint         string            `json:"tokenEndpoint"`
-	AuthorizationEndpoint string            `json:"authorizationEndpoint"`
-	CustomFields          map[string]string `json:"customFields,omitempty"`
-	Metadata              map[string]any    `json:"metadata"`
-	Status                string            `json:"status"`
-	ExpiresAt             *time.Time        `json:"expiresAt,omitempty"`
-	CreatedAt             time.Time         `json:"createdAt"`
-	UpdatedAt             time.Time         `json:"updatedAt"`
-	CreatedBy             credgate.Actor    `json:"createdBy"`
-	LastAccessedAt        *time.Time        `json:"lastAccessedAt,omitempty"`
-	LastRotatedAt         *time.Time        `json:"lastRotatedAt,omitempty"`
-	Tenant                tenantRef         `json:"tenant"`
-	Version               int               `json:"version"`
+	ID                    string                 `json:"id"`
+	IntegrationID         string                 `json:"integrationId"`
+	CredentialName        string                 `json:"credentialName"`
+	Description           string                 `json:"description"`
+	AuthType              string                 `json:"authType"`
+	Scopes                []string               `json:"scopes"`
+	TokenEndpoint         string                 `json:"tokenEndpoint"`
+	AuthorizationEndpoint string                 `json:"authorizationEndpoint"`
+	CustomFields          map[string]string      `json:"customFields,omitempty"`
+	Metadata              map[string]any         `json:"metadata"`
+	Status                string                 `json:"status"`
+	ExpiresAt             *time.Time             `json:"expiresAt,omitempty"`
+	CreatedAt             time.Time              `json:"createdAt"`
+	UpdatedAt             time.Time              `json:"updatedAt"`
+	CreatedBy             credgate.Actor         `json:"createdBy"`
+	LastAccessedAt        *time.Time             `json:"lastAccessedAt,omitempty"`
+	LastRotatedAt         *time.Time             `json:"lastRotatedAt,omitempty"`
+	Tenant                tenantRef              `json:"tenant"`
+	Version               int                    `json:"version"`
+	AutoRefresh           bool                   `json:"autoRefresh,omitempty"`
+	RefreshLeadTime       string                 `json:"refreshLeadTime,omitempty"`
+	Refresh               *credgate.RefreshState `json:"refresh,omitempty"`
+	RevokeAt              *time.Time             `json:"revokeAt,omitempty"`
 
 	secrets credgate.Secrets // rendered by MarshalJSON
 	reveal  reveal
@@ -75,6 +79,7 @@ func viewOf(c *gin.Context, cr *credgate.Credential, r reveal) *credentialView {
 		CreatedAt: cr.CreatedAt, UpdatedAt: cr.UpdatedAt, CreatedBy: cr.CreatedBy,
 		LastAccessedAt: cr.LastAccessedAt, LastRotatedAt: cr.LastRotatedAt,
 		Tenant: tenantRef{ID: p.Tenant, Name: p.TenantName}, Version: cr.Version, reveal: r,
+		AutoRefresh: cr.AutoRefresh, RefreshLeadTime: cr.RefreshLeadTime, Refresh: cr.Refresh, RevokeAt: cr.RevokeAt,
 	}
 	if v.Scopes == nil {
 		v.Scopes = []string{}
@@ -141,6 +146,9 @@ type credentialInput struct {
 	Metadata              json.RawMessage
 	Status                *string
 	ExpiresAt             json.RawMessage
+	AutoRefresh           *bool
+	RefreshLeadTime       *string
+	RevokeAt              json.RawMessage
 	Secrets               map[string]*string // by field name
 	CustomFields          map[string]*string
 	Generate              *bool // rotate only
@@ -148,7 +156,7 @@ type credentialInput struct {
 
 var credentialReadOnly = map[string]bool{
 	"id": true, "createdAt": true, "updatedAt": true, "createdBy": true, "lastAccessedAt": true,
-	"lastRotatedAt": true, "tenant": true, "version": true,
+	"lastRotatedAt": true, "tenant": true, "version": true, "refresh": true,
 }
 
 // UnmarshalJSON reads the input strictly: every unknown field and every
@@ -163,6 +171,7 @@ func (in *credentialInput) UnmarshalJSON(b []byte) error {
 		"authType": &in.AuthType, "scopes": &in.Scopes, "tokenEndpoint": &in.TokenEndpoint,
 		"authorizationEndpoint": &in.AuthorizationEndpoint, "metadata": &in.Metadata, "status": &in.Status,
 		"expiresAt": &in.ExpiresAt, "customFields": &in.CustomFields, "generate": &in.Generate,
+		"autoRefresh": &in.AutoRefresh, "refreshLeadTime": &in.RefreshLeadTime, "revokeAt": &in.RevokeAt,
 	}
 	fe := credgate.FieldErrors{}
 	for name, v := range raw {
@@ -211,7 +220,7 @@ func (in *credentialInput) hasSecrets() bool { return len(in.Secrets)+len(in.Cus
 func (in *credentialInput) descriptive() bool {
 	return in.IntegrationID != nil || in.CredentialName != nil || in.Description != nil || in.AuthType != nil ||
 		in.Scopes != nil || in.TokenEndpoint != nil || in.AuthorizationEndpoint != nil || in.Metadata != nil ||
-		in.Status != nil || in.ExpiresAt != nil
+		in.Status != nil || in.ExpiresAt != nil || in.AutoRefresh != nil || in.RefreshLeadTime != nil || in.RevokeAt != nil
 }
 
 // apply sets what the input carries on c. Whether the result is a valid
@@ -222,7 +231,7 @@ func (in *credentialInput) apply(c *credgate.Credential) error {
 	for _, f := range []struct {
 		dst *string
 		src *string
-	}{{&c.CredentialName, in.CredentialName}, {&c.Description, in.Description}, {&c.AuthType, in.AuthType}, {&c.Status, in.Status}, {&c.TokenEndpoint, in.TokenEndpoint}, {&c.AuthorizationEndpoint, in.AuthorizationEndpoint}} {
+	}{{&c.CredentialName, in.CredentialName}, {&c.Description, in.Description}, {&c.AuthType, in.AuthType}, {&c.Status, in.Status}, {&c.TokenEndpoint, in.TokenEndpoint}, {&c.AuthorizationEndpoint, in.AuthorizationEndpoint}, {&c.RefreshLeadTime, in.RefreshLeadTime}} {
 		if f.src != nil {
 			*f.dst = *f.src
 		}
@@ -233,6 +242,12 @@ func (in *credentialInput) apply(c *credgate.Credential) error {
 	object(fe, "metadata", in.Metadata, &c.Metadata)
 	if in.ExpiresAt != nil {
 		c.ExpiresAt = timeOrNull(fe, "expiresAt", in.ExpiresAt)
+	}
+	if in.RevokeAt != nil {
+		c.RevokeAt = timeOrNull(fe, "revokeAt", in.RevokeAt)
+	}
+	if in.AutoRefresh != nil {
+		c.AutoRefresh = *in.AutoRefresh
 	}
 	if c.Secrets == nil {
 		c.Secrets = credgate.Secrets{}
@@ -284,6 +299,7 @@ func (h *handlers) createCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	h.publish(c, credgate.EventCreated, out)
 	c.Header("Location", "/api/v1/credentials/"+out.IntegrationID+"?credentialId="+out.ID)
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusCreated, "credential created", viewOf(c, out, maskSecrets))
@@ -319,6 +335,9 @@ func (h *handlers) getCredential(c *gin.Context) {
 		version = n
 	}
 	out, err := h.creds.GetCredential(c.Request.Context(), service, cred, version)
+	if credgate.ErrorCode(err) == credgate.EInsufficientPermissions {
+		h.denied(c, service, cred, "Vault refused the read")
+	}
 	if credgate.ErrorCode(err) == credgate.EServiceNotFound {
 		err = &credgate.Error{Code: credgate.ECredentialNotFound, Message: "credential not found", Err: err}
 	}
@@ -455,15 +474,26 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	var before credgate.Credential // what the change was made to
 	out, err := h.creds.UpdateCredential(c.Request.Context(), id, version, func(cr *credgate.Credential) error {
 		if in.IntegrationID != nil && *in.IntegrationID != cr.IntegrationID {
 			return credgate.FieldErrors{"integrationId": "cannot be changed"}.Err()
 		}
+		before = *cr
+		before.Secrets = cr.Secrets.Clone()
 		return in.apply(cr)
 	})
 	if err != nil {
 		fail(c, err)
 		return
+	}
+	if out.Version != before.Version { // written, not found in the record already
+		if credgate.ChangeOf(before.Secrets, out.Secrets) == credgate.ChangeRotated {
+			h.publish(c, credgate.EventRotated, out)
+		}
+		if out.Status == credgate.CredRevoked && before.Status != credgate.CredRevoked {
+			h.publish(c, credgate.EventRevoked, out)
+		}
 	}
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusOK, "credential updated", viewOf(c, out, maskSecrets))
@@ -479,6 +509,7 @@ func (h *handlers) deleteCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	h.publish(c, credgate.EventDeleted, &credgate.Credential{ID: id})
 	respond(c, http.StatusOK, "credential deleted", gin.H{"id": id})
 }
 

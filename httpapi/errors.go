@@ -65,9 +65,11 @@ type envelopeErrorBody struct {
 	UpstreamError  string               `json:"upstreamError,omitempty"`
 }
 
-// isCredentialsFamily tells which response family a path belongs to.
+// isCredentialsFamily tells which response family a path belongs to: the
+// webhooks answer as the credentials do.
 func isCredentialsFamily(path string) bool {
-	return path == "/api/v1/credentials" || strings.HasPrefix(path, "/api/v1/credentials/")
+	return path == "/api/v1/credentials" || strings.HasPrefix(path, "/api/v1/credentials/") ||
+		path == "/api/v1/webhooks" || strings.HasPrefix(path, "/api/v1/webhooks/")
 }
 
 // writeError renders err in the family of the request's path. Only what a

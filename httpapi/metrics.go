@@ -28,6 +28,7 @@ type Metrics struct {
 	rateLimited   *prometheus.CounterVec
 	rateLimitErrs prometheus.Counter
 	namedTenants  map[string]bool
+	monitor       *monitorMetrics
 }
 
 // NewMetrics returns the metrics; namedTenants are the tenants that get a
@@ -71,6 +72,7 @@ func NewMetrics(namedTenants []string) *Metrics {
 	})
 	m.reg.MustRegister(m.requests, m.latency, m.vault, m.vaultErrors, m.tokenCache, m.verifiedCache, m.jwks, m.vaultLogins, m.rateLimited, m.rateLimitErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.monitor = newMonitorMetrics(m.reg)
 	return m
 }
 
@@ -117,10 +119,7 @@ func okOrError(err error) string {
 }
 
 func (m *Metrics) limited(tenant string) {
-	if !m.namedTenants[tenant] {
-		tenant = "other"
-	}
-	m.rateLimited.WithLabelValues(tenant).Inc()
+	m.rateLimited.WithLabelValues(m.tenantLabel(tenant)).Inc()
 }
 
 func hitOrMiss(hit bool) string {

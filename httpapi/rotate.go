@@ -47,6 +47,7 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	h.publish(c, credgate.EventRotated, out)
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusOK, "credential rotated", viewOf(c, out, maskSecrets))
 }

@@ -97,6 +97,11 @@ type Options struct {
 	RateLimit    RateLimit
 	// Metrics, when set, are recorded and served at /metrics.
 	Metrics *Metrics
+	// Webhooks, when set, serves /api/v1/webhooks.
+	Webhooks WebhookStore
+	// Events, when set, is told about every change of a credential and
+	// every refused read of its values.
+	Events EventPublisher
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -143,7 +148,8 @@ func New(o Options) (http.Handler, error) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
-	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints}
+	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints,
+		webhooks: o.Webhooks, events: o.Events, log: o.Logger}
 	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics, o.Logger))
 	authed.GET("/debug/auth", debugAuth)
 
@@ -154,18 +160,28 @@ func New(o Options) (http.Handler, error) {
 	svc.PUT("/:id", require(policy.ServicesWrite), h.putService)
 	svc.PATCH("/:id", require(policy.ServicesWrite), h.patchService)
 	svc.DELETE("/:id", require(policy.ServicesWrite), h.deleteService)
-	svc.GET("/:id/credentials", require(policy.CredentialsRead), h.getServiceCredentials)
+	svc.GET("/:id/credentials", h.requireValues(), h.getServiceCredentials)
 	svc.PUT("/:id/credentials", require(policy.CredentialsWrite), h.putServiceCredentials)
 	svc.GET("/:id/credentials/versions", require(policy.CredentialsMetaRead), h.serviceCredentialVersions)
 
 	cred := authed.Group("/api/v1/credentials")
 	cred.GET("", require(policy.CredentialsMetaRead), h.listCredentials)
 	cred.POST("", require(policy.CredentialsWrite), h.createCredential)
-	cred.GET("/:id", require(policy.CredentialsRead), h.getCredential) // :id is the integrationId here
+	cred.GET("/:id", h.requireValues(), h.getCredential) // :id is the integrationId here
 	cred.PATCH("/:id", require(policy.CredentialsWrite), h.patchCredential)
 	cred.DELETE("/:id", require(policy.CredentialsWrite), h.deleteCredential)
 	cred.GET("/:id/versions", require(policy.CredentialsMetaRead), h.credentialVersions)
 	cred.POST("/:id/rotate", require(policy.CredentialsWrite), h.rotateCredential)
+
+	if o.Webhooks != nil {
+		wh := authed.Group("/api/v1/webhooks", require(policy.WebhooksManage))
+		wh.GET("", h.listWebhooks)
+		wh.POST("", h.createWebhook)
+		wh.GET("/:id", h.getWebhook)
+		wh.PATCH("/:id", h.patchWebhook)
+		wh.DELETE("/:id", h.deleteWebhook)
+		wh.GET("/:id/deliveries", h.webhookDeliveries)
+	}
 
 	r.NoMethod(func(c *gin.Context) {
 		fail(c, credgate.Errorf(credgate.EMethodNotAllowed, "%s is not allowed here; allowed: %s", c.Request.Method, c.Writer.Header().Get("Allow")))
@@ -176,7 +192,7 @@ func New(o Options) (http.Handler, error) {
 			// Only a malformed id (empty, or holding a slash) reaches here.
 			fail(c, credgate.Errorf(credgate.EInvalidRequest, "malformed service id in the path"))
 			return
-		case strings.HasPrefix(p, "/api/v1/credentials/"):
+		case strings.HasPrefix(p, "/api/v1/credentials/"), strings.HasPrefix(p, "/api/v1/webhooks/"):
 			fail(c, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"))
 			return
 		}
@@ -193,4 +209,7 @@ type handlers struct {
 	access    AccessRecorder
 	refresh   credgate.RefreshGrant
 	endpoints EndpointGuard
+	webhooks  WebhookStore
+	events    EventPublisher
+	log       *zap.Logger
 }

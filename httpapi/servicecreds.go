@@ -72,6 +72,9 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 	ctx := c.Request.Context()
 	cred, err := h.creds.GetCredential(ctx, id, "", 0)
 	if err != nil {
+		if credgate.ErrorCode(err) == credgate.EInsufficientPermissions {
+			h.denied(c, id, "", "Vault refused the read")
+		}
 		fail(c, inServiceTerms(err))
 		return
 	}
@@ -139,6 +142,11 @@ func (h *handlers) putServiceCredentials(c *gin.Context) {
 	if err != nil {
 		fail(c, inServiceTerms(err))
 		return
+	}
+	if out.Version == 1 {
+		h.publish(c, credgate.EventCreated, out)
+	} else {
+		h.publish(c, credgate.EventRotated, out)
 	}
 	c.Header("ETag", etag(out.Version))
 	c.JSON(http.StatusOK, serviceCredentialsOf(out, maskSecrets))

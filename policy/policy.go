@@ -20,6 +20,9 @@ const (
 	CredentialsMetaRead Permission = "credentials:read_metadata"
 	CredentialsRead     Permission = "credentials:read"
 	CredentialsWrite    Permission = "credentials:write"
+	// WebhooksManage: the tenant's webhook subscriptions, their delivery
+	// logs and its event outbox.
+	WebhooksManage Permission = "webhooks:manage"
 )
 
 // Role is a credgate role: a named set of permissions.
@@ -33,7 +36,7 @@ const (
 )
 
 var rolePermissions = map[Role][]Permission{
-	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite},
+	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage},
 	CredentialReader:  {ServicesRead, CredentialsMetaRead, CredentialsRead},
 	IntegrationViewer: {ServicesRead, CredentialsMetaRead},
 }
@@ -153,6 +156,9 @@ const (
 	FolderCredentials  = "credentials"
 	FolderCredIndex    = "credential-index"
 	FolderCredLocks    = "credential-locks"
+	FolderWebhooks     = "webhooks"   // subscriptions, with their signing secrets
+	FolderDeliveries   = "deliveries" // a delivery log per subscription
+	FolderOutbox       = "outbox"     // events not yet delivered everywhere
 )
 
 type grant struct {
@@ -193,6 +199,14 @@ var permissionGrants = map[Permission][]grant{
 		// The rotation lock: a record whose KV version is the lock.
 		{FolderCredLocks, "data", []string{"create", "read", "update"}},
 		{FolderCredLocks, "metadata", []string{"delete"}},
+	},
+	WebhooksManage: {
+		{FolderWebhooks, "data", []string{"create", "read", "update"}},
+		{FolderWebhooks, "metadata", []string{"list", "delete"}},
+		{FolderDeliveries, "data", []string{"create", "read", "update"}},
+		{FolderDeliveries, "metadata", []string{"delete"}},
+		{FolderOutbox, "data", []string{"create", "read", "update"}},
+		{FolderOutbox, "metadata", []string{"list", "delete"}},
 	},
 }
 

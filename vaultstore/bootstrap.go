@@ -156,6 +156,13 @@ path "sys/policies/acl/credgate-*" {
 path "%[2]s/metadata/tenants/*" {
   capabilities = ["read", "patch"]
 }
+# The monitor: which tenants exist (their ids only), and its lease.
+path "%[2]s/metadata/tenants/" {
+  capabilities = ["list"]
+}
+path "%[2]s/data/system/*" {
+  capabilities = ["create", "read", "update"]
+}
 path "sys/tools/random*" {
   capabilities = ["update"]
 }

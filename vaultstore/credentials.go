@@ -89,6 +89,7 @@ func credentialOf(d *credData, sec *kvMeta) *credgate.Credential {
 	c.Secrets = d.Secrets
 	c.Version = sec.Version
 	c.LastAccessedAt = parseTime(sec.CustomMetadata.lastAccessedAt)
+	c.ApplyWatch(sec.CustomMetadata.watch)
 	return &c
 }
 
@@ -136,7 +137,7 @@ func credNotFound(err error) error {
 func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any) (*credgate.Credential, error) {
 	defer k.s.services.forget(k.tenant, c.IntegrationID)
 	info.Credential = *c
-	info.Secrets, info.Version, info.LastAccessedAt = nil, 0, nil
+	info.Secrets, info.Version, info.LastAccessedAt, info.Refresh = nil, 0, nil, nil
 	if err := fitsProjection(info); err != nil {
 		return nil, err
 	}

@@ -95,14 +95,15 @@ type kvMeta struct {
 // notes, which only a writer needs) is kept as it came and decoded on
 // demand.
 type customMetadata struct {
-	raw                       []byte
-	lastAccessedAt, projected string
+	raw                              []byte
+	lastAccessedAt, projected, watch string
 }
 
 func (c *customMetadata) UnmarshalJSON(b []byte) error {
 	var hot struct {
 		LastAccessedAt string `json:"lastAccessedAt"`
 		Projected      string `json:"projected"`
+		Watch          string `json:"monitor"`
 	}
 	if string(b) == "null" {
 		return nil
@@ -111,7 +112,7 @@ func (c *customMetadata) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	c.raw = append(c.raw[:0], b...)
-	c.lastAccessedAt, c.projected = hot.LastAccessedAt, hot.Projected
+	c.lastAccessedAt, c.projected, c.watch = hot.LastAccessedAt, hot.Projected, hot.Watch
 	return nil
 }
 
@@ -366,6 +367,15 @@ func encode(v any) (map[string]any, error) {
 	}
 	var m map[string]any
 	return m, json.Unmarshal(b, &m)
+}
+
+// decodeData turns KV data into a record: encode's inverse.
+func decodeData(m map[string]any, v any) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // maxCASRetries bounds read-modify-write loops; past it the caller gets

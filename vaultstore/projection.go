@@ -26,6 +26,7 @@ const (
 	metaProjected  = "projected"
 	metaInfoCount  = "info.n"
 	metaLastAccess = "lastAccessedAt"
+	metaWatch      = "monitor" // credgate.Watch: the monitor's bookkeeping
 )
 
 // errTooLarge is returned when the descriptive fields do not fit.
@@ -114,6 +115,7 @@ func fromProjection(meta map[string]any) (*credInfo, bool) {
 	}
 	info.Version = version
 	info.LastAccessedAt = parseTime(str(meta[metaLastAccess]))
+	info.ApplyWatch(str(meta[metaWatch]))
 	return &info, true
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,9 +17,11 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/webhook"
 )
 
 // Config is credgate's configuration: a YAML file, then the environment.
@@ -34,6 +37,34 @@ type Config struct {
 	Auth           AuthConfig      `yaml:"auth"`
 	RateLimit      RateLimitConfig `yaml:"rate_limit"`
 	Outbound       OutboundConfig  `yaml:"outbound"`
+	Monitor        MonitorConfig   `yaml:"monitor"`
+	Webhooks       WebhooksConfig  `yaml:"webhooks"`
+}
+
+// MonitorConfig times the scan of every credential (expiry notices,
+// automatic refresh, scheduled revocation), which one replica at a time
+// makes. A pass starts at most every Interval and examines at most Rate
+// credentials a second (about one Vault read each).
+type MonitorConfig struct {
+	Disabled bool          `yaml:"disabled"`
+	Interval time.Duration `yaml:"interval"`
+	Rate     float64       `yaml:"rate"`
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// ExpiryThresholds are the days before expiresAt at which
+	// credential.expiring is sent; TenantThresholds override them.
+	ExpiryThresholds []int            `yaml:"expiry_thresholds"`
+	TenantThresholds map[string][]int `yaml:"tenant_thresholds"`
+}
+
+// WebhooksConfig times webhook deliveries: Timeout per attempt; after a
+// failure Backoff, doubled each time up to MaxBackoff; given up after
+// MaxAttempts or RetryFor.
+type WebhooksConfig struct {
+	Timeout     time.Duration `yaml:"timeout"`
+	Backoff     time.Duration `yaml:"backoff"`
+	MaxBackoff  time.Duration `yaml:"max_backoff"`
+	RetryFor    time.Duration `yaml:"retry_for"`
+	MaxAttempts int           `yaml:"max_attempts"`
 }
 
 // OutboundConfig governs the requests credgate sends on a tenant's behalf
@@ -239,6 +270,14 @@ func DefaultConfig() Config {
 		},
 		Auth:      AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
 		RateLimit: RateLimitConfig{Default: 100},
+		Monitor: MonitorConfig{
+			Interval: monitor.DefaultInterval, Rate: monitor.DefaultRate, LeaseTTL: monitor.DefaultLeaseTTL,
+			ExpiryThresholds: credgate.DefaultExpiryThresholds,
+		},
+		Webhooks: WebhooksConfig{
+			Timeout: webhook.DefaultTimeout, Backoff: webhook.DefaultBackoff, MaxBackoff: webhook.DefaultMaxBackoff,
+			RetryFor: webhook.DefaultRetryFor, MaxAttempts: webhook.DefaultMaxAttempts,
+		},
 	}
 }
 
@@ -396,6 +435,24 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("rate_limit.redis.address: %q is not host:port", a)
 		}
+	}
+	if c.Monitor.Interval < time.Second || c.Monitor.Rate <= 0 || c.Monitor.LeaseTTL < 3*time.Second {
+		bad("monitor: interval at least 1s, rate above 0, lease_ttl at least 3s")
+	}
+	checkDays := func(key string, days []int) {
+		if len(days) == 0 || len(days) > 10 || slices.ContainsFunc(days, func(d int) bool { return d < 1 || d > 3650 }) {
+			bad("%s: 1 to 10 whole days, each 1 to 3650", key)
+		}
+	}
+	checkDays("monitor.expiry_thresholds", c.Monitor.ExpiryThresholds)
+	for t, days := range c.Monitor.TenantThresholds {
+		if !validTenant(t) {
+			bad("monitor.tenant_thresholds.%s: not a valid tenant id", t)
+		}
+		checkDays("monitor.tenant_thresholds."+t, days)
+	}
+	if w := c.Webhooks; w.Timeout < time.Second || w.Backoff < time.Second || w.MaxBackoff < w.Backoff || w.RetryFor < w.Backoff || w.MaxAttempts < 1 {
+		bad("webhooks: timeout and backoff at least 1s, max_backoff and retry_for at least backoff, max_attempts at least 1")
 	}
 	return errors.Join(errs...)
 }

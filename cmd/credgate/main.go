@@ -230,8 +230,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mon, err := newMonitoring(cfg, store, guard, metrics, m.Logger)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store,
+		Webhooks: store, Events: mon.events,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -277,6 +282,7 @@ func (m *Main) Run(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	go identity.Run(bg)
+	mon.run(bg, !cfg.Monitor.Disabled)
 	return nil
 }
 

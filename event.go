@@ -1,0 +1,105 @@
+package credgate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event types: what credgate tells a tenant's webhooks about its
+// credentials. An event names tenant, integration, credential, actor and
+// request id, never a value.
+const (
+	EventCreated       = "credential.created"
+	EventRotated       = "credential.rotated"
+	EventRefreshed     = "credential.refreshed"
+	EventRefreshFailed = "credential.refresh_failed"
+	EventRevoked       = "credential.revoked"
+	EventDeleted       = "credential.deleted"
+	EventExpiring      = "credential.expiring"
+	EventExpired       = "credential.expired"
+	EventAccessDenied  = "credential.access_denied"
+)
+
+// EventTypes lists the event types.
+var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied}
+
+// SystemSubject is the actor of what credgate does by itself (refresh,
+// scheduled revocation, expiry notices); it is also the subject Vault's
+// audit log names for the monitor's calls.
+const SystemSubject = "credgate"
+
+// Event is one thing that happened to a credential, in the shape of the
+// Standard Webhooks payload: {"type", "timestamp", "data"}. ID is the
+// webhook-id of every delivery of it, so a receiver can drop a repeat.
+type Event struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      EventData `json:"data"`
+}
+
+// EventData names what the event is about. It never holds a secret value.
+type EventData struct {
+	Tenant        string     `json:"tenant"`
+	IntegrationID string     `json:"integrationId,omitempty"`
+	CredentialID  string     `json:"credentialId,omitempty"`
+	Actor         EventActor `json:"actor"`
+	RequestID     string     `json:"requestId,omitempty"`
+	Version       int        `json:"version,omitempty"`
+	ExpiresAt     *time.Time `json:"expiresAt,omitempty"`
+	// ThresholdDays is the threshold a credential.expiring crossed.
+	ThresholdDays int `json:"thresholdDays,omitempty"`
+	// Reason says why: the error code of a failed refresh, the refusal
+	// of an access, "revokeAt" for a scheduled revocation.
+	Reason string `json:"reason,omitempty"`
+	// Failures counts the refreshes that failed in a row.
+	Failures int `json:"failures,omitempty"`
+}
+
+// EventActor is who caused an event.
+type EventActor struct {
+	Subject string `json:"subject"`
+	Email   string `json:"email,omitempty"`
+}
+
+// NewEvent returns an event of typ about c (nil: none) caused by the caller
+// in ctx (the principal and request id it carries), with a new id.
+func NewEvent(ctx context.Context, typ string, c *Credential) Event {
+	e := Event{ID: "evt_" + uuid.NewString(), Type: typ, Timestamp: time.Now().UTC().Truncate(time.Millisecond)}
+	if p := PrincipalFrom(ctx); p != nil {
+		e.Data.Tenant = p.Tenant
+		e.Data.Actor = EventActor{Subject: p.Subject, Email: p.Email}
+	}
+	e.Data.RequestID = RequestIDFrom(ctx)
+	if c != nil {
+		e.Data.IntegrationID, e.Data.CredentialID, e.Data.Version = c.IntegrationID, c.ID, c.Version
+		e.Data.ExpiresAt = c.ExpiresAt
+	}
+	return e
+}
+
+// OnceID gives e an id derived from parts, so that the same event
+// published twice (by two replicas, or after a restart) is one event: the
+// outbox keeps the first.
+func (e *Event) OnceID(parts ...string) {
+	h := sha256.New()
+	h.Write([]byte(e.Data.Tenant))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	e.ID = "evt_" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// SystemPrincipal is credgate acting by itself in tenant: the monitor's
+// refreshes, revocations and notices and the delivery of webhooks go
+// through a Vault token minted for it with the tenant's integration_admin
+// policy, so Vault still confines it to the tenant and its audit log names
+// it.
+func SystemPrincipal(tenant string) *Principal {
+	return &Principal{Subject: SystemSubject, Name: "credgate monitor", Tenant: tenant, TenantName: tenant, Issuer: "credgate", Roles: []string{"integration_admin"}}
+}

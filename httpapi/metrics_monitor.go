@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The monitoring series: the inventory by status and expiry bucket per
+// tenant label (named tenants by name, the rest as other), refreshes,
+// webhook deliveries and the monitor's passes.
+type monitorMetrics struct {
+	credentials *prometheus.GaugeVec
+	expiring    *prometheus.GaugeVec
+	refreshes   *prometheus.CounterVec
+	deliveries  *prometheus.CounterVec
+	delivery    prometheus.Histogram
+	passSeconds prometheus.Gauge
+	passCreds   prometheus.Gauge
+}
+
+func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
+	m := &monitorMetrics{
+		credentials: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credgate_credentials", Help: "Credentials by tenant and effective status, as the last monitor pass counted them.",
+		}, []string{"tenant", "status"}),
+		expiring: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credgate_credentials_expiry", Help: "Credentials not revoked by tenant and expiry bucket (expired, lt_1d, lt_7d, lt_30d), as the last monitor pass counted them.",
+		}, []string{"tenant", "bucket"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credgate_credential_refreshes_total", Help: "Automatic OAuth2 refreshes by outcome (ok, error).",
+		}, []string{"outcome"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credgate_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome (delivered, retrying, failed).",
+		}, []string{"outcome"}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "credgate_webhook_delivery_duration_seconds", Help: "Webhook delivery attempt latency.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		passSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credgate_monitor_pass_seconds", Help: "How long the last monitor pass over all credentials took.",
+		}),
+		passCreds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credgate_monitor_pass_credentials", Help: "Credentials the last monitor pass examined.",
+		}),
+	}
+	reg.MustRegister(m.credentials, m.expiring, m.refreshes, m.deliveries, m.delivery, m.passSeconds, m.passCreds)
+	return m
+}
+
+// InventoryCounts are a tenant's credentials by effective status and by
+// expiry bucket.
+type InventoryCounts struct {
+	Status, Expiry map[string]int
+}
+
+// MonitorPass records a finished monitor pass: the inventory of every
+// tenant replaces the last one.
+func (m *Metrics) MonitorPass(byTenant map[string]InventoryCounts, credentials int, took time.Duration) {
+	status := map[[2]string]int{}
+	expiry := map[[2]string]int{}
+	for t, c := range byTenant {
+		label := m.tenantLabel(t)
+		for k, n := range c.Status {
+			status[[2]string{label, k}] += n
+		}
+		for k, n := range c.Expiry {
+			expiry[[2]string{label, k}] += n
+		}
+	}
+	mm := m.monitor
+	mm.credentials.Reset()
+	mm.expiring.Reset()
+	for k, n := range status {
+		mm.credentials.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
+	for k, n := range expiry {
+		mm.expiring.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
+	mm.passSeconds.Set(took.Seconds())
+	mm.passCreds.Set(float64(credentials))
+}
+
+// CredentialRefresh records an automatic refresh (ok, error).
+func (m *Metrics) CredentialRefresh(outcome string) {
+	m.monitor.refreshes.WithLabelValues(outcome).Inc()
+}
+
+// WebhookDelivery records a delivery attempt.
+func (m *Metrics) WebhookDelivery(outcome string, d time.Duration) {
+	m.monitor.deliveries.WithLabelValues(outcome).Inc()
+	m.monitor.delivery.Observe(d.Seconds())
+}
+
+func (m *Metrics) tenantLabel(t string) string {
+	if m.namedTenants[t] {
+		return t
+	}
+	return "other"
+}

@@ -1,0 +1,414 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/credgate/credgate"
+)
+
+// Store is what the monitor needs of the store (vaultstore.Store).
+type Store interface {
+	Tenants(ctx context.Context) ([]string, error)
+	HoldLease(ctx context.Context, name, holder string, ttl time.Duration, cursor *string) (bool, string, error)
+	ReleaseLease(ctx context.Context, name, holder string)
+	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
+	SaveWatch(ctx context.Context, tenant string, c *credgate.Credential) error
+	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
+	RefreshCredential(ctx context.Context, cred string, ifMatch int, grant credgate.RefreshGrant) (*credgate.Credential, error)
+}
+
+// Publisher publishes events (webhook.Dispatcher).
+type Publisher interface {
+	Publish(ctx context.Context, e credgate.Event) error
+}
+
+// Sweeper retries the webhook deliveries that are due (webhook.Dispatcher).
+type Sweeper interface {
+	Sweep(ctx context.Context) (int, error)
+}
+
+// Defaults of Options.
+const (
+	DefaultInterval = time.Minute
+	DefaultRate     = 100 // credentials a second
+	DefaultLeaseTTL = 30 * time.Second
+	DefaultSweep    = 10 * time.Second
+	leaseName       = "monitor"
+	pageSize        = 200
+)
+
+// Options configures a Monitor.
+type Options struct {
+	Store  Store
+	Events Publisher
+	Sweep  Sweeper // optional
+	// Grant makes the refresh-token grants of autoRefresh.
+	Grant  credgate.RefreshGrant
+	Logger *zap.Logger
+	// Holder names this replica in the lease.
+	Holder string
+	// Interval is the least time from the start of one pass over all
+	// credentials to the start of the next; Rate bounds the credentials
+	// examined a second (each costs about one Vault read).
+	Interval time.Duration
+	Rate     float64
+	// LeaseTTL is how long the lease outlives a replica that stops
+	// renewing it; Tick how often a replica looks at it.
+	LeaseTTL, Tick, SweepEvery time.Duration
+	// Thresholds returns a tenant's expiry thresholds in days (nil:
+	// credgate.DefaultExpiryThresholds).
+	Thresholds func(tenant string) []int
+	// RefreshBackoff is the pause after a failed refresh, doubled after
+	// each further failure, at most an hour; default a minute.
+	RefreshBackoff time.Duration
+	// OnRefresh is told of every refresh (ok, error); OnPass of every
+	// finished pass.
+	OnRefresh func(outcome string)
+	OnPass    func(Pass)
+	Now       func() time.Time
+}
+
+// Pass is what one pass over all tenants found and cost.
+type Pass struct {
+	Tenants, Credentials int
+	Took                 time.Duration
+	// Inventory counts each tenant's credentials by effective status and
+	// by expiry bucket (expired, lt_1d, lt_7d, lt_30d).
+	Inventory map[string]Counts
+}
+
+// Counts are one tenant's credentials by status and expiry bucket.
+type Counts struct {
+	Status map[string]int
+	Expiry map[string]int
+}
+
+// Expiry buckets of the inventory.
+var Buckets = []string{"expired", "lt_1d", "lt_7d", "lt_30d"}
+
+func bucket(c *credgate.Credential, now time.Time) string {
+	if c.ExpiresAt == nil {
+		return ""
+	}
+	switch left := c.ExpiresAt.Sub(now); {
+	case left <= 0:
+		return "expired"
+	case left < 24*time.Hour:
+		return "lt_1d"
+	case left < 7*24*time.Hour:
+		return "lt_7d"
+	case left < 30*24*time.Hour:
+		return "lt_30d"
+	}
+	return ""
+}
+
+// Monitor is the scan. Run it on every replica; one at a time works.
+type Monitor struct {
+	o       Options
+	limiter *rate.Limiter
+
+	mu        sync.Mutex
+	leader    bool
+	lastPass  time.Time
+	passTook  time.Duration
+	lastSweep time.Time
+	pass      *Pass // the pass under way
+}
+
+// New returns a Monitor.
+func New(o Options) (*Monitor, error) {
+	if o.Store == nil || o.Events == nil || o.Grant == nil || o.Logger == nil {
+		return nil, errors.New("monitor: Store, Events, Grant and Logger are required")
+	}
+	if o.Holder == "" {
+		o.Holder = uuid.NewString()
+	}
+	o.Interval = cmpOr(o.Interval, DefaultInterval)
+	o.LeaseTTL = cmpOr(o.LeaseTTL, DefaultLeaseTTL)
+	o.Tick = cmpOr(o.Tick, min(o.LeaseTTL/3, 5*time.Second))
+	o.SweepEvery = cmpOr(o.SweepEvery, DefaultSweep)
+	o.RefreshBackoff = cmpOr(o.RefreshBackoff, time.Minute)
+	if o.Rate <= 0 {
+		o.Rate = DefaultRate
+	}
+	if o.Thresholds == nil {
+		o.Thresholds = func(string) []int { return nil }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Monitor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), pageSize)}, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Leader reports whether this replica holds the lease now.
+func (m *Monitor) Leader() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.leader
+}
+
+// Run scans whenever this replica holds the lease, until ctx ends; then it
+// gives the lease up.
+func (m *Monitor) Run(ctx context.Context) {
+	defer m.o.Store.ReleaseLease(context.WithoutCancel(ctx), leaseName, m.o.Holder)
+	t := time.NewTicker(m.o.Tick)
+	defer t.Stop()
+	for {
+		m.Step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Step is one look at the lease and, when held, the work that is due: a
+// pass (resumed or new) and a sweep of the webhook outboxes.
+func (m *Monitor) Step(ctx context.Context) {
+	held, cursor, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, nil)
+	if err != nil {
+		m.o.Logger.Warn("monitor: the lease could not be read", zap.Error(err))
+	}
+	m.mu.Lock()
+	m.leader = held
+	due := held && (cursor != "" || m.o.Now().Sub(m.lastPass) >= m.o.Interval)
+	sweep := held && m.o.Sweep != nil && m.o.Now().Sub(m.lastSweep) >= m.o.SweepEvery
+	m.mu.Unlock()
+	if sweep {
+		if _, err := m.o.Sweep.Sweep(ctx); err != nil && ctx.Err() == nil {
+			m.o.Logger.Warn("monitor: the webhook sweep failed", zap.Error(err))
+		}
+		m.mu.Lock()
+		m.lastSweep = m.o.Now()
+		m.mu.Unlock()
+	}
+	if due {
+		m.runPass(ctx, cursor)
+	}
+}
+
+// runPass scans the tenants after cursor, saving its place with the lease
+// after each; it stops when the lease is lost.
+func (m *Monitor) runPass(ctx context.Context, cursor string) {
+	start := m.o.Now()
+	tenants, err := m.o.Store.Tenants(ctx)
+	if err != nil {
+		m.o.Logger.Warn("monitor: listing tenants failed", zap.Error(err))
+		return
+	}
+	m.mu.Lock()
+	if m.pass == nil || cursor == "" {
+		m.pass = &Pass{Inventory: map[string]Counts{}}
+	}
+	p := m.pass
+	m.mu.Unlock()
+	for _, t := range tenants {
+		if t <= cursor {
+			continue
+		}
+		n, err := m.scanTenant(ctx, t, p)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
+				return
+			}
+			m.o.Logger.Warn("monitor: scanning a tenant failed", zap.String("tenant", t), zap.Error(err))
+		}
+		p.Tenants++
+		p.Credentials += n
+		done := t
+		if held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, &done); err != nil || !held {
+			return
+		}
+	}
+	none := ""
+	if held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, &none); err != nil || !held {
+		return
+	}
+	p.Took = m.o.Now().Sub(start)
+	m.mu.Lock()
+	m.lastPass, m.passTook, m.pass = start, p.Took, nil
+	m.mu.Unlock()
+	if m.o.OnPass != nil {
+		m.o.OnPass(*p)
+	}
+}
+
+var errLeaseLost = errors.New("monitor: the lease went to another replica")
+
+// scanTenant examines every credential of tenant, a page at a time at the
+// monitor's rate, and reports how many it saw.
+func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, error) {
+	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
+	sys = credgate.WithRequestID(sys, "monitor-"+uuid.NewString())
+	counts := Counts{Status: map[string]int{}, Expiry: map[string]int{}}
+	seen := 0
+	var after *credgate.CredentialPosition
+	for {
+		page, err := m.o.Store.ListCredentials(sys, credgate.CredentialFilter{After: after, Limit: pageSize})
+		if err != nil {
+			return seen, err
+		}
+		if err := m.limiter.WaitN(ctx, len(page.Credentials)); err != nil {
+			return seen, err
+		}
+		for _, c := range page.Credentials {
+			m.examine(sys, tenant, c)
+			now := m.o.Now()
+			counts.Status[c.EffectiveStatus(now)]++
+			if b := bucket(c, now); b != "" && c.EffectiveStatus(now) != credgate.CredRevoked {
+				counts.Expiry[b]++
+			}
+		}
+		seen += len(page.Credentials)
+		if page.Next == nil {
+			break
+		}
+		after = page.Next
+		if held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, nil); err != nil || !held {
+			return seen, errLeaseLost
+		}
+	}
+	m.mu.Lock()
+	p.Inventory[tenant] = counts
+	m.mu.Unlock()
+	return seen, nil
+}
+
+// lookahead is how far ahead a pass refreshes: a credential due before the
+// next pass reaches it is refreshed now.
+func (m *Monitor) lookahead() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(m.o.Interval, m.passTook)
+}
+
+// examine does what c is due: revocation, refresh, an expiry notice.
+func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Credential) {
+	now := m.o.Now()
+	if c.RevokeAt != nil && !now.Before(*c.RevokeAt) && c.Status != credgate.CredRevoked {
+		m.revoke(ctx, c)
+		return
+	}
+	if at, ok := c.RefreshAt(); ok && !at.After(now.Add(m.lookahead())) {
+		if out := m.refresh(ctx, tenant, c); out != nil {
+			c = out
+		}
+	}
+	thresholds := m.o.Thresholds(tenant)
+	if thresholds == nil {
+		thresholds = credgate.DefaultExpiryThresholds
+	}
+	days, expired := c.NoticeDue(now, thresholds)
+	if days == 0 && !expired {
+		return
+	}
+	typ := credgate.EventExpiring
+	if expired {
+		typ = credgate.EventExpired
+	}
+	e := credgate.NewEvent(ctx, typ, c)
+	e.Data.ThresholdDays = days
+	e.OnceID(typ, c.ID, c.ExpiresAt.UTC().Format(time.RFC3339), strconv.Itoa(days))
+	if err := m.o.Events.Publish(ctx, e); err != nil {
+		m.o.Logger.Warn("monitor: publishing an expiry notice failed", zap.String("credential_id", c.ID), zap.Error(err))
+		return
+	}
+	c.MarkSent(days, expired, thresholds)
+	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
+		m.o.Logger.Warn("monitor: recording an expiry notice failed", zap.String("credential_id", c.ID), zap.Error(err))
+	}
+}
+
+// revoke stores c revoked because its revokeAt came, if nobody changed it
+// since the scan read it.
+func (m *Monitor) revoke(ctx context.Context, c *credgate.Credential) {
+	out, err := m.o.Store.UpdateCredential(ctx, c.ID, c.Version, func(x *credgate.Credential) error {
+		x.Status = credgate.CredRevoked
+		return nil
+	})
+	if err != nil {
+		if credgate.ErrorCode(err) != credgate.EVersionConflict {
+			m.o.Logger.Warn("monitor: a scheduled revocation failed", zap.String("credential_id", c.ID), zap.Error(err))
+		}
+		return
+	}
+	e := credgate.NewEvent(ctx, credgate.EventRevoked, out)
+	e.Data.Reason = "revokeAt"
+	e.OnceID(credgate.EventRevoked, c.ID, c.RevokeAt.UTC().Format(time.RFC3339))
+	if err := m.o.Events.Publish(ctx, e); err != nil {
+		m.o.Logger.Warn("monitor: publishing a revocation failed", zap.String("credential_id", c.ID), zap.Error(err))
+	}
+}
+
+// refresh refreshes c through the store's locked rotation path, on
+// condition that c is still the version the scan read: a credential
+// refreshed meanwhile (by another replica, or by its owner) is left alone.
+// It returns the refreshed credential, or nil.
+func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Credential) *credgate.Credential {
+	out, err := m.o.Store.RefreshCredential(ctx, c.ID, c.Version, m.o.Grant)
+	if err == nil {
+		if m.o.OnRefresh != nil {
+			m.o.OnRefresh("ok")
+		}
+		if c.Refresh != nil { // the failures are over
+			out.Refresh = nil
+			if err := m.o.Store.SaveWatch(ctx, tenant, out); err != nil {
+				m.o.Logger.Warn("monitor: clearing a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
+			}
+		}
+		if err := m.o.Events.Publish(ctx, credgate.NewEvent(ctx, credgate.EventRefreshed, out)); err != nil {
+			m.o.Logger.Warn("monitor: publishing a refresh failed", zap.String("credential_id", c.ID), zap.Error(err))
+		}
+		return out
+	}
+	code := credgate.ErrorCode(err)
+	if code == credgate.EVersionConflict || code == credgate.ECredentialNotFound {
+		return nil // changed or gone since the scan read it
+	}
+	if m.o.OnRefresh != nil {
+		m.o.OnRefresh("error")
+	}
+	now := m.o.Now().UTC().Truncate(time.Second)
+	st := credgate.RefreshState{FailingSince: now}
+	if c.Refresh != nil {
+		st = *c.Refresh
+	}
+	st.Failures++
+	st.LastError = code
+	var ce *credgate.Error
+	if errors.As(err, &ce) && ce.UpstreamError != "" {
+		st.LastError += ": " + ce.UpstreamError
+	}
+	pause := time.Duration(float64(m.o.RefreshBackoff) * math.Pow(2, float64(min(st.Failures-1, 10))))
+	next := now.Add(min(pause, time.Hour))
+	st.NextAttemptAt = &next
+	c.Refresh = &st
+	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
+		m.o.Logger.Warn("monitor: recording a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
+	}
+	e := credgate.NewEvent(ctx, credgate.EventRefreshFailed, c)
+	e.Data.Reason, e.Data.Failures = st.LastError, st.Failures
+	if err := m.o.Events.Publish(ctx, e); err != nil {
+		m.o.Logger.Warn("monitor: publishing a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
+	}
+	m.o.Logger.Info("monitor: an automatic refresh failed", zap.String("tenant", tenant), zap.String("credential_id", c.ID), zap.String("reason", st.LastError), zap.Int("failures", st.Failures))
+	return nil
+}

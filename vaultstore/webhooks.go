@@ -1,0 +1,227 @@
+package vaultstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// A webhook subscription is kept at tenants/<t>/webhooks/<id>, its signing
+// secret with it (only integration_admin's policy reads that folder), and
+// its delivery log, the newest credgate.MaxDeliveryLog attempts, at
+// tenants/<t>/deliveries/<id>.
+
+func (k *session) webhookPath(id string) string  { return k.path(policy.FolderWebhooks, id) }
+func (k *session) deliveryPath(id string) string { return k.path(policy.FolderDeliveries, id) }
+
+// webhookNotFound is the error of a webhook id that names nothing.
+var webhookNotFound = credgate.Errorf(credgate.ENotFound, "no such webhook")
+
+// NewWebhookSecret returns a signing secret as the Standard Webhooks
+// libraries take it: whsec_ and 32 random bytes in base64.
+func NewWebhookSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "whsec_" + base64.StdEncoding.EncodeToString(b), nil
+}
+
+// CreateWebhook stores w, validated, as a new subscription of the caller's
+// tenant with a new id and signing secret; the answer carries the secret
+// (the only time it is shown). Errors: VALIDATION_FAILED (also when the
+// tenant has credgate.MaxWebhooks), INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
+func (s *Store) CreateWebhook(ctx context.Context, w *credgate.Webhook) (*credgate.Webhook, error) {
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := k.list(ctx, "webhook_list", policy.FolderWebhooks+"/")
+	if err != nil {
+		return nil, translate(err, credgate.ENotFound)
+	}
+	if len(ids) >= credgate.MaxWebhooks {
+		return nil, credgate.FieldErrors{"body": "the tenant has the most webhooks it may have; delete one first"}.Err()
+	}
+	out := *w
+	out.ID = "wh_" + uuid.NewString()
+	if out.Secret, err = NewWebhookSecret(); err != nil {
+		return nil, err
+	}
+	now := s.opts.Now().UTC().Truncate(time.Second)
+	out.CreatedAt, out.UpdatedAt = now, now
+	out.CreatedBy = credgate.PrincipalFrom(ctx).Actor()
+	data, err := encode(out)
+	if err != nil {
+		return nil, err
+	}
+	if out.Version, err = k.write(ctx, "webhook_write", k.webhookPath(out.ID), data, 0); err != nil {
+		return nil, translate(err, credgate.ENotFound)
+	}
+	return &out, nil
+}
+
+func (k *session) readWebhook(ctx context.Context, id string) (*credgate.Webhook, error) {
+	var w credgate.Webhook
+	meta, err := k.read(ctx, "webhook_read", k.webhookPath(id), &w)
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, webhookNotFound
+		}
+		return nil, translate(err, credgate.ENotFound)
+	}
+	if w.ID == "" { // deleted: the record is gone, or its data is
+		return nil, webhookNotFound
+	}
+	w.Version = meta.Version
+	return &w, nil
+}
+
+// GetWebhook returns a subscription of the caller's tenant, with its
+// secret (a view leaves it out). Errors: NOT_FOUND, INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
+func (s *Store) GetWebhook(ctx context.Context, id string) (*credgate.Webhook, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k.readWebhook(ctx, id)
+}
+
+// ListWebhooks returns the caller's tenant's subscriptions, by id.
+func (s *Store) ListWebhooks(ctx context.Context) ([]*credgate.Webhook, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k.webhooks(ctx)
+}
+
+func (k *session) webhooks(ctx context.Context) ([]*credgate.Webhook, error) {
+	ids, err := k.list(ctx, "webhook_list", policy.FolderWebhooks+"/")
+	if err != nil {
+		return nil, translate(err, credgate.ENotFound)
+	}
+	out := make([]*credgate.Webhook, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { out[i], errs[i] = k.readWebhook(ctx, id) })
+	}
+	wg.Wait()
+	list := out[:0]
+	for i, w := range out {
+		switch {
+		case errs[i] == webhookNotFound: // deleted meanwhile
+		case errs[i] != nil:
+			return nil, errs[i]
+		default:
+			list = append(list, w)
+		}
+	}
+	return list, nil
+}
+
+// UpdateWebhook applies fn to subscription id and writes it, validated,
+// with check-and-set; ifMatch > 0 must be its version. The id, secret and
+// creation are kept. Errors: NOT_FOUND, VERSION_CONFLICT, VALIDATION_FAILED,
+// INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
+func (s *Store) UpdateWebhook(ctx context.Context, id string, ifMatch int, fn func(*credgate.Webhook) error) (*credgate.Webhook, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := range maxCASRetries {
+		if err := casBackoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+		old, err := k.readWebhook(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := credgate.CheckVersion(old.Version, ifMatch); err != nil {
+			return nil, err
+		}
+		next := *old
+		next.EventTypes = append([]string(nil), old.EventTypes...)
+		if err := fn(&next); err != nil {
+			return nil, err
+		}
+		next.ID, next.Secret, next.CreatedAt, next.CreatedBy = old.ID, old.Secret, old.CreatedAt, old.CreatedBy
+		if err := next.Validate(); err != nil {
+			return nil, err
+		}
+		next.UpdatedAt = s.opts.Now().UTC().Truncate(time.Second)
+		data, err := encode(next)
+		if err != nil {
+			return nil, err
+		}
+		next.Version, err = k.write(ctx, "webhook_write", k.webhookPath(id), data, old.Version)
+		if errors.Is(err, errConflict) {
+			if ifMatch > 0 {
+				return nil, credgate.Errorf(credgate.EVersionConflict, "the webhook was changed by another request")
+			}
+			continue
+		}
+		if err != nil {
+			return nil, translate(err, credgate.ENotFound)
+		}
+		return &next, nil
+	}
+	return nil, credgate.Errorf(credgate.EVersionConflict, "the webhook is being changed by other requests; retry")
+}
+
+// DeleteWebhook removes subscription id and its delivery log; events not
+// yet sent to it are not sent. Errors: NOT_FOUND, INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
+func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+	k, err := s.session(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := k.readWebhook(ctx, id); err != nil {
+		return err
+	}
+	if err := k.destroy(ctx, "webhook_delete", k.webhookPath(id)); err != nil {
+		return translate(err, credgate.ENotFound)
+	}
+	return translate(k.destroy(ctx, "delivery_log_delete", k.deliveryPath(id)), credgate.ENotFound)
+}
+
+// deliveryLog is the stored delivery log of a webhook, newest last.
+type deliveryLog struct {
+	Deliveries []credgate.Delivery `json:"deliveries"`
+}
+
+// WebhookDeliveries returns the delivery log of subscription id, newest
+// first. Errors: NOT_FOUND, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
+func (s *Store) WebhookDeliveries(ctx context.Context, id string) ([]credgate.Delivery, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := k.readWebhook(ctx, id); err != nil {
+		return nil, err
+	}
+	var l deliveryLog
+	if _, err := k.read(ctx, "delivery_log_read", k.deliveryPath(id), &l); err != nil && !errors.Is(err, errNotFound) {
+		return nil, translate(err, credgate.ENotFound)
+	}
+	out := make([]credgate.Delivery, 0, len(l.Deliveries))
+	for i := len(l.Deliveries) - 1; i >= 0; i-- {
+		out = append(out, l.Deliveries[i])
+	}
+	return out, nil
+}

@@ -1,0 +1,323 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/outbound"
+)
+
+// Store is what delivery needs of the store: the tenants' outboxes, their
+// subscriptions and delivery logs (vaultstore.Store).
+type Store interface {
+	Publish(ctx context.Context, e credgate.Event) (bool, error)
+	Tenants(ctx context.Context) ([]string, error)
+	Outbox(ctx context.Context, tenant string) ([]string, error)
+	ClaimEvent(ctx context.Context, tenant, id, holder string, c credgate.Claim) (*credgate.Outgoing, error)
+	SaveEvent(ctx context.Context, o *credgate.Outgoing) error
+	TenantWebhooks(ctx context.Context, tenant string) ([]*credgate.Webhook, error)
+	RecordDelivery(ctx context.Context, tenant, webhook string, d credgate.Delivery) error
+}
+
+// Defaults of Options.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultBackoff     = 10 * time.Second
+	DefaultMaxBackoff  = 30 * time.Minute
+	DefaultRetryFor    = 24 * time.Hour
+	DefaultMaxAttempts = 15
+)
+
+// Options configures a Dispatcher.
+type Options struct {
+	Store Store
+	// Client sends the requests: an outbound.Guard's client.
+	Client *http.Client
+	Logger *zap.Logger
+	// Holder names this replica in claims.
+	Holder string
+	// Timeout bounds one attempt; Backoff is the pause after the first
+	// failure, doubled after each further one up to MaxBackoff; a delivery
+	// gives up after MaxAttempts attempts or RetryFor after the event.
+	Timeout, Backoff, MaxBackoff, RetryFor time.Duration
+	MaxAttempts                            int
+	// Observe, when set, is told of every attempt (for metrics).
+	Observe func(outcome string, d time.Duration)
+	Now     func() time.Time
+}
+
+// Dispatcher publishes events and delivers them. It is safe for concurrent
+// use.
+type Dispatcher struct {
+	o     Options
+	queue chan ref
+	mu    sync.Mutex
+	timed int // retry timers pending
+}
+
+type ref struct{ tenant, id string }
+
+// maxTimers bounds the retries this replica times itself; the sweep finds
+// the others.
+const maxTimers = 1000
+
+// New returns a Dispatcher; Run delivers what it publishes.
+func New(o Options) (*Dispatcher, error) {
+	if o.Store == nil || o.Client == nil || o.Logger == nil || o.Holder == "" {
+		return nil, errors.New("webhook: Store, Client, Logger and Holder are required")
+	}
+	o.Timeout = cmpOr(o.Timeout, DefaultTimeout)
+	o.Backoff = cmpOr(o.Backoff, DefaultBackoff)
+	o.MaxBackoff = cmpOr(o.MaxBackoff, DefaultMaxBackoff)
+	o.RetryFor = cmpOr(o.RetryFor, DefaultRetryFor)
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Dispatcher{o: o, queue: make(chan ref, 1024)}, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Publish puts e into its tenant's outbox and has this replica try it
+// soon. An event published before under the same id is not published
+// again. Errors: the store's.
+func (d *Dispatcher) Publish(ctx context.Context, e credgate.Event) error {
+	fresh, err := d.o.Store.Publish(ctx, e)
+	if err != nil {
+		return err
+	}
+	if fresh {
+		d.kick(ref{e.Data.Tenant, e.ID})
+	}
+	return nil
+}
+
+func (d *Dispatcher) kick(r ref) {
+	select {
+	case d.queue <- r:
+	default: // full: the sweep will find it
+	}
+}
+
+// Run delivers the events this replica published or timed, with workers
+// goroutines, until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case r := <-d.queue:
+					d.Deliver(ctx, r.tenant, r.id)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Sweep tries every due event of every tenant once; the replica that
+// holds the monitor's lease calls it. It returns how many events it
+// claimed.
+func (d *Dispatcher) Sweep(ctx context.Context) (int, error) {
+	tenants, err := d.o.Store.Tenants(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range tenants {
+		ids, err := d.o.Store.Outbox(ctx, t)
+		if err != nil {
+			d.o.Logger.Warn("webhook sweep: listing an outbox failed", zap.String("tenant", t), zap.Error(err))
+			continue
+		}
+		for _, id := range ids {
+			if ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			if d.Deliver(ctx, t, id) {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// Deliver claims event id of tenant and makes the attempts that are due,
+// one per webhook, at once. It reports whether it had the claim.
+func (d *Dispatcher) Deliver(ctx context.Context, tenant, id string) bool {
+	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
+	now := d.o.Now()
+	o, err := d.o.Store.ClaimEvent(sys, tenant, id, d.o.Holder, credgate.Claim{Now: now, Until: now.Add(d.o.Timeout + 30*time.Second)})
+	if err != nil || o == nil {
+		if err != nil {
+			d.o.Logger.Warn("webhook: claiming an event failed", zap.String("tenant", tenant), zap.String("event_id", id), zap.Error(err))
+		}
+		return false
+	}
+	hooks, err := d.o.Store.TenantWebhooks(sys, tenant)
+	if err != nil {
+		d.o.Logger.Warn("webhook: reading subscriptions failed", zap.String("tenant", tenant), zap.Error(err))
+		o.Due = now.Add(d.o.Backoff)
+		_ = d.o.Store.SaveEvent(sys, o)
+		return true
+	}
+	byID := map[string]*credgate.Webhook{}
+	for _, w := range hooks {
+		byID[w.ID] = w
+		if !o.Resolved && w.Wants(&o.Event) {
+			o.Targets[w.ID] = &credgate.Target{}
+		}
+	}
+	o.Resolved = true
+	body, _ := json.Marshal(o.Event)
+	var wg sync.WaitGroup
+	for wid, t := range o.Targets {
+		if t.Status == credgate.DeliveryDelivered || t.Status == credgate.DeliveryFailed || now.Before(t.Due) {
+			continue
+		}
+		w := byID[wid]
+		if w == nil || !w.Enabled { // deleted or disabled since: nothing to send
+			t.Status = credgate.DeliveryFailed
+			continue
+		}
+		wg.Go(func() { d.attempt(sys, o, w, t, body) })
+	}
+	wg.Wait()
+	o.Due = time.Time{}
+	for _, t := range o.Targets {
+		if t.Status == credgate.DeliveryRetrying && (o.Due.IsZero() || t.Due.Before(o.Due)) {
+			o.Due = t.Due
+		}
+	}
+	if err := d.o.Store.SaveEvent(sys, o); err != nil {
+		d.o.Logger.Warn("webhook: saving an event's delivery state failed", zap.String("tenant", tenant), zap.String("event_id", id), zap.Error(err))
+		return true
+	}
+	if !o.Done() {
+		d.retryLater(ref{tenant, id}, o.Due)
+	}
+	return true
+}
+
+// retryLater kicks r again when it is due, while few timers are pending.
+func (d *Dispatcher) retryLater(r ref, due time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timed >= maxTimers {
+		return
+	}
+	d.timed++
+	time.AfterFunc(max(due.Sub(d.o.Now()), 0)+50*time.Millisecond, func() {
+		d.mu.Lock()
+		d.timed--
+		d.mu.Unlock()
+		d.kick(r)
+	})
+}
+
+// attempt sends o's event to w once and records the outcome on t and in
+// w's delivery log.
+func (d *Dispatcher) attempt(ctx context.Context, o *credgate.Outgoing, w *credgate.Webhook, t *credgate.Target, body []byte) {
+	t.Attempts++
+	start := d.o.Now()
+	status, err := d.send(ctx, o.Event.ID, w, body)
+	took := d.o.Now().Sub(start)
+	rec := credgate.Delivery{EventID: o.Event.ID, EventType: o.Event.Type, Attempt: t.Attempts, HTTPStatus: status, LatencyMs: took.Milliseconds(), At: start.UTC()}
+	switch {
+	case err == nil:
+		t.Status = credgate.DeliveryDelivered
+	case t.Attempts >= d.o.MaxAttempts || d.o.Now().Sub(o.Event.Timestamp) >= d.o.RetryFor:
+		t.Status = credgate.DeliveryFailed
+		rec.Error = err.Error()
+	default:
+		t.Status = credgate.DeliveryRetrying
+		t.Due = d.o.Now().Add(d.backoff(t.Attempts))
+		rec.Error = err.Error()
+		due := t.Due.UTC()
+		rec.NextRetryAt = &due
+	}
+	rec.Status = t.Status
+	if d.o.Observe != nil {
+		d.o.Observe(t.Status, took)
+	}
+	if err := d.o.Store.RecordDelivery(context.WithoutCancel(ctx), o.Event.Data.Tenant, w.ID, rec); err != nil {
+		d.o.Logger.Warn("webhook: writing the delivery log failed", zap.String("webhook_id", w.ID), zap.Error(err))
+	}
+}
+
+// backoff is the pause after the n-th failed attempt: Backoff doubled n-1
+// times, at most MaxBackoff, with up to a fifth of jitter.
+func (d *Dispatcher) backoff(n int) time.Duration {
+	b := d.o.Backoff
+	for i := 1; i < n && b < d.o.MaxBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, d.o.MaxBackoff)
+	return b + rand.N(b/5+1)
+}
+
+// send makes one signed request. Its error says what failed in words fit
+// for the delivery log: never what the receiver answered.
+func (d *Dispatcher) send(ctx context.Context, id string, w *credgate.Webhook, body []byte) (int, error) {
+	signer, err := standardwebhooks.NewWebhook(w.Secret)
+	if err != nil {
+		return 0, errors.New("the subscription's secret is unusable")
+	}
+	ts := d.o.Now()
+	sig, err := signer.Sign(id, ts, body)
+	if err != nil {
+		return 0, errors.New("signing failed")
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, errors.New("the URL is unusable")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "credgate-webhooks/1")
+	req.Header.Set(standardwebhooks.HeaderWebhookID, id)
+	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
+	res, err := d.o.Client.Do(req)
+	if err != nil {
+		var refused *outbound.RefusedError
+		switch {
+		case errors.As(err, &refused):
+			return 0, errors.New("not sent: the URL resolves to " + refused.Reason())
+		case errors.Is(err, context.DeadlineExceeded):
+			return 0, fmt.Errorf("no answer within %s", d.o.Timeout)
+		}
+		return 0, errors.New("the receiver could not be reached")
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return res.StatusCode, fmt.Errorf("the receiver answered %d", res.StatusCode)
+	}
+	return res.StatusCode, nil
+}
