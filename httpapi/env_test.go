@@ -163,6 +163,14 @@ type apiOptions struct {
 	// noAccess leaves lastAccessedAt unrecorded, so that Vault sees only
 	// the calls of the requests a test sends.
 	noAccess bool
+	// monitor, when set, runs this instance's webhook dispatcher and
+	// expiry monitor, as credgate serve does.
+	monitor *monitorSetup
+}
+
+// monitorSetup times an instance's monitor for a test.
+type monitorSetup struct {
+	now func() time.Time // the monitor's clock; default time.Now
 }
 
 // testAPI is a credgate API served for one test.
@@ -245,8 +253,13 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if o.noAccess {
 		access = nil
 	}
+	var events httpapi.EventPublisher
+	if o.monitor != nil {
+		events = a.startMonitoring(guard, log, o.monitor)
+	}
 	h, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access,
+		Webhooks: a.store, Events: events,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},

@@ -1,0 +1,449 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/httpapi"
+	"github.com/credgate/credgate/monitor"
+	"github.com/credgate/credgate/outbound"
+	"github.com/credgate/credgate/tokenrefresh"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+	"github.com/credgate/credgate/webhook"
+)
+
+// startMonitoring runs the instance's webhook dispatcher and monitor, wired
+// as credgate serve wires them, with short timings; they stop with the test.
+func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *monitorSetup) *webhook.Dispatcher {
+	holder := "replica-" + randHex(4)
+	d, err := webhook.New(webhook.Options{
+		Store: a.store, Client: guard.Client(3 * time.Second), Logger: log, Holder: holder,
+		Timeout: 3 * time.Second, Backoff: 300 * time.Millisecond, MaxBackoff: time.Second, Observe: a.metrics.WebhookDelivery,
+	})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	mon, err := monitor.New(monitor.Options{
+		Store: a.store, Events: d, Sweep: d, Grant: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Logger: log,
+		Holder: holder, Interval: 300 * time.Millisecond, LeaseTTL: 3 * time.Second, Tick: 100 * time.Millisecond,
+		SweepEvery: 500 * time.Millisecond, RefreshBackoff: 200 * time.Millisecond, Now: o.now, OnRefresh: a.metrics.CredentialRefresh,
+		OnPass: func(p monitor.Pass) {
+			inv := map[string]httpapi.InventoryCounts{}
+			for t, c := range p.Inventory {
+				inv[t] = httpapi.InventoryCounts{Status: c.Status, Expiry: c.Expiry}
+			}
+			a.metrics.MonitorPass(inv, p.Credentials, p.Took)
+		},
+	})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx, 2) })
+	wg.Go(func() { mon.Run(ctx) })
+	a.t.Cleanup(func() { cancel(); wg.Wait() })
+	return d
+}
+
+// clock is a monitor clock a test moves forward.
+type clock struct{ ahead atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *clock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
+func (c *clock) setup() *monitorSetup    { return &monitorSetup{now: c.now} }
+
+// replicas starts a Vault of the test's own (the monitor scans every
+// tenant of its Vault) and two credgate instances on it, each with its own
+// monitor and dispatcher.
+func replicas(t *testing.T, c *clock) (a, b *testAPI) {
+	t.Helper()
+	own := vaulttest.StartOwned(t)
+	res, err := vaultstore.Bootstrap(context.Background(), own.Client(t), vaultstore.BootstrapOptions{IssueToken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: c.setup()})
+	b = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: c.setup()})
+	return a, b
+}
+
+// receiver is a webhook receiver that checks every request's signature
+// with the Standard Webhooks library (not credgate's code) and answers 500
+// to the first failFirst requests.
+type receiver struct {
+	t         *testing.T
+	url       string
+	failFirst int
+
+	mu       sync.Mutex
+	verifier *standardwebhooks.Webhook
+	calls    int
+	bad      []string // why a request failed verification
+	got      []delivered
+}
+
+type delivered struct {
+	id    string
+	raw   string
+	event credgate.Event
+}
+
+func startReceiver(t *testing.T, failFirst int) *receiver {
+	r := &receiver{t: t, failFirst: failFirst}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.calls++
+		if r.verifier == nil {
+			r.bad = append(r.bad, "a request came before the subscription existed")
+			w.WriteHeader(500)
+			return
+		}
+		if err := r.verifier.Verify(body, req.Header); err != nil {
+			r.bad = append(r.bad, err.Error())
+			w.WriteHeader(400)
+			return
+		}
+		if r.calls <= r.failFirst {
+			w.WriteHeader(500)
+			return
+		}
+		var e credgate.Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			r.bad = append(r.bad, "body: "+err.Error())
+		}
+		r.got = append(r.got, delivered{id: req.Header.Get("webhook-id"), raw: string(body), event: e})
+		w.WriteHeader(204)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/hooks/credgate"
+	return r
+}
+
+// subscribe creates a subscription to r through a and keeps its secret.
+func (r *receiver) subscribe(a *testAPI, tok string, types ...string) string {
+	r.t.Helper()
+	res := a.do("POST", "/api/v1/webhooks", tok, map[string]any{"url": r.url, "eventTypes": types})
+	if res.Status != 201 {
+		r.t.Fatalf("subscribe: %d %s", res.Status, res.Raw)
+	}
+	data := res.Body["data"].(map[string]any)
+	sec, _ := data["secret"].(string)
+	if !strings.HasPrefix(sec, "whsec_") {
+		r.t.Fatalf("the subscription's answer carries no signing secret: %s", res.Raw)
+	}
+	secret(sec)
+	v, err := standardwebhooks.NewWebhook(sec)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.verifier = v
+	r.mu.Unlock()
+	// The secret is shown once: a read of the subscription has none.
+	id := data["id"].(string)
+	if again := a.do("GET", "/api/v1/webhooks/"+id, tok, nil); again.Status != 200 || strings.Contains(string(again.Raw), sec) {
+		r.t.Fatalf("GET webhook: %d, shows the secret: %v", again.Status, strings.Contains(string(again.Raw), sec))
+	}
+	return id
+}
+
+// events returns what r received of type typ, verified.
+func (r *receiver) events(typ string) []delivered {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []delivered
+	for _, d := range r.got {
+		if d.event.Type == typ {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (r *receiver) check() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.bad) > 0 {
+		r.t.Fatalf("deliveries failed verification: %v", r.bad)
+	}
+}
+
+// eventually polls cond every 50 ms for up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestExpiringNoticeOnceAcrossReplicas(t *testing.T) {
+	var c clock
+	a, b := replicas(t, &c)
+	ten := tenant(t)
+	tok := token(t, "alice", ten, "integration_admin")
+	rec := startReceiver(t, 0)
+	rec.subscribe(b, tok, credgate.EventExpiring, credgate.EventExpired)
+	a.mustCreate(tok, map[string]any{"id": "stripe", "name": "Stripe"})
+	exp := time.Now().Add(8 * 24 * time.Hour).UTC().Truncate(time.Second)
+	cr := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+		"integrationId": "stripe", "credentialName": "live", "authType": "api_key",
+		"apiKey": secret("sk_live_" + randHex(8)), "expiresAt": exp.Format(time.RFC3339),
+	})
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	credID := cr.Body["data"].(map[string]any)["id"].(string)
+
+	// Eight days out: the 30-day notice.
+	eventually(t, 15*time.Second, "the 30-day notice", func() bool { return len(rec.events(credgate.EventExpiring)) == 1 })
+	first := rec.events(credgate.EventExpiring)[0].event
+	if first.Data.ThresholdDays != 30 || first.Data.CredentialID != credID || first.Data.IntegrationID != "stripe" || first.Data.Tenant != ten || first.Data.Actor.Subject != credgate.SystemSubject {
+		t.Fatalf("30-day notice: %+v", first)
+	}
+
+	// A day later the credential crosses 7 days: one notice, from one of
+	// the two replicas, however many passes both make.
+	c.advance(25 * time.Hour)
+	eventually(t, 15*time.Second, "the 7-day notice", func() bool { return len(rec.events(credgate.EventExpiring)) == 2 })
+	time.Sleep(2 * time.Second) // several more passes of both monitors
+	got := rec.events(credgate.EventExpiring)
+	if len(got) != 2 || got[1].event.Data.ThresholdDays != 7 || got[1].id == got[0].id {
+		t.Fatalf("want one 30-day and one 7-day notice, got %d: %v", len(got), got)
+	}
+	if !got[1].event.Data.ExpiresAt.Equal(exp) {
+		t.Fatalf("7-day notice names expiry %v, want %v", got[1].event.Data.ExpiresAt, exp)
+	}
+	// Past expiry: credential.expired, once.
+	c.advance(7 * 24 * time.Hour)
+	eventually(t, 15*time.Second, "the expired notice", func() bool { return len(rec.events(credgate.EventExpired)) == 1 })
+	time.Sleep(time.Second)
+	if n := len(rec.events(credgate.EventExpired)); n != 1 {
+		t.Fatalf("%d expired notices", n)
+	}
+	rec.check()
+
+	// The leader's metrics count the tenant's credential as expired.
+	eventually(t, 10*time.Second, "the inventory metric", func() bool {
+		for _, x := range []*testAPI{a, b} {
+			if strings.Contains(string(x.do("GET", "/metrics", "", nil).Raw), `credgate_credentials_expiry{bucket="expired",tenant="other"} 1`) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestWebhookRetriedUntilDeliveredAndLogged(t *testing.T) {
+	var c clock
+	a, b := replicas(t, &c)
+	ten := tenant(t)
+	admin := token(t, "alice", ten, "integration_admin")
+	viewer := token(t, "vera", ten, "integration_viewer")
+	rec := startReceiver(t, 2) // fails twice, then takes it
+	hook := rec.subscribe(a, admin, credgate.EventCreated, credgate.EventAccessDenied)
+	a.mustCreate(admin, map[string]any{"id": "zendesk", "name": "Zendesk"})
+	key := secret("zd_" + randHex(12))
+	cr := b.do("POST", "/api/v1/credentials", admin, map[string]any{
+		"integrationId": "zendesk", "credentialName": "agent", "authType": "api_key", "apiKey": key,
+	}, "X-Request-Id", "req-create-1")
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	eventually(t, 20*time.Second, "credential.created delivered", func() bool { return len(rec.events(credgate.EventCreated)) == 1 })
+	time.Sleep(time.Second)
+	rec.check()
+	got := rec.events(credgate.EventCreated)
+	if len(got) != 1 {
+		t.Fatalf("%d credential.created deliveries", len(got))
+	}
+	e := got[0].event
+	if e.Data.Tenant != ten || e.Data.IntegrationID != "zendesk" || e.Data.CredentialID != credID || e.Data.RequestID != "req-create-1" ||
+		e.Data.Actor.Subject == "" || !strings.HasPrefix(e.Data.Actor.Email, "alice@") || got[0].id != e.ID {
+		t.Fatalf("event: %+v (webhook-id %s)", e, got[0].id)
+	}
+	if strings.Contains(got[0].raw, key) {
+		t.Fatal("the event carries the credential's value")
+	}
+	// The delivery log: two failed attempts with their next retry, then
+	// the delivery.
+	var log []any
+	eventually(t, 5*time.Second, "three attempts in the delivery log", func() bool {
+		r := a.do("GET", "/api/v1/webhooks/"+hook+"/deliveries", admin, nil)
+		log, _ = r.Body["data"].([]any)
+		return r.Status == 200 && len(log) == 3
+	})
+	for i, want := range []string{"delivered", "retrying", "retrying"} { // newest first
+		d := log[i].(map[string]any)
+		if d["status"] != want || d["eventId"] != e.ID || d["eventType"] != credgate.EventCreated {
+			t.Fatalf("delivery %d: %v", i, d)
+		}
+		if _, ok := d["nextRetryAt"]; ok != (want == "retrying") {
+			t.Fatalf("delivery %d: nextRetryAt %v", i, d)
+		}
+	}
+
+	// A viewer refused the values is an event too.
+	if r := a.do("GET", "/api/v1/credentials/zendesk?credentialId="+credID, viewer, nil); r.Status != 403 {
+		t.Fatalf("viewer read: %d", r.Status)
+	}
+	eventually(t, 20*time.Second, "credential.access_denied delivered", func() bool { return len(rec.events(credgate.EventAccessDenied)) == 1 })
+	d := rec.events(credgate.EventAccessDenied)[0].event
+	if d.Data.CredentialID != credID || !strings.HasPrefix(d.Data.Actor.Email, "vera@") {
+		t.Fatalf("access_denied: %+v", d)
+	}
+	// A viewer may not manage webhooks.
+	if r := a.do("GET", "/api/v1/webhooks", viewer, nil); r.Status != 403 {
+		t.Fatalf("viewer lists webhooks: %d", r.Status)
+	}
+}
+
+func TestAutoRefreshOnceAcrossReplicas(t *testing.T) {
+	var c clock
+	a, b := replicas(t, &c)
+	ten := tenant(t)
+	tok := token(t, "alice", ten, "integration_admin")
+	ts := startTokenServer(t)
+	first := ts.login(t)
+	rec := startReceiver(t, 0)
+	rec.subscribe(a, tok, credgate.EventRefreshed, credgate.EventRefreshFailed)
+	a.mustCreate(tok, map[string]any{"id": "hubspot", "name": "HubSpot"})
+	cr := b.do("POST", "/api/v1/credentials", tok, map[string]any{
+		"integrationId": "hubspot", "credentialName": "sync", "authType": "oauth2_bearer",
+		"accessToken": first.AccessToken, "refreshToken": first.RefreshToken, "clientId": ts.ClientID, "clientSecret": ts.ClientSecret,
+		"tokenEndpoint": ts.URL + "/token", "autoRefresh": true, "refreshLeadTime": "10m",
+		"expiresAt": time.Now().Add(4 * time.Minute).UTC().Format(time.RFC3339),
+	})
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	eventually(t, 20*time.Second, "credential.refreshed", func() bool { return len(rec.events(credgate.EventRefreshed)) == 1 })
+	time.Sleep(2 * time.Second) // more passes of both monitors
+	grants := ts.grantCounts()
+	if len(grants) != 1 || grants[first.RefreshToken] != 1 {
+		t.Fatalf("token server saw grants %v; want one, for the first refresh token", len(grants))
+	}
+	if n := len(rec.events(credgate.EventRefreshed)); n != 1 {
+		t.Fatalf("%d refreshed events", n)
+	}
+	got := a.do("GET", "/api/v1/credentials/hubspot?credentialId="+credID, tok, nil)
+	data := got.Body["data"].(map[string]any)
+	at, _ := data["accessToken"].(string)
+	secret(at)
+	if got.Status != 200 || at == first.AccessToken || !ts.accepts(t, at) || data["version"].(float64) != 2 {
+		t.Fatalf("after the refresh: %d version %v, new token accepted %v", got.Status, data["version"], ts.accepts(t, at))
+	}
+	rec.check()
+}
+
+func TestFailingAutoRefreshIsMarked(t *testing.T) {
+	var c clock
+	a, _ := replicas(t, &c)
+	ten := tenant(t)
+	tok := token(t, "alice", ten, "integration_admin")
+	ts := startTokenServer(t)
+	first := ts.login(t)
+	ts.mu.Lock()
+	ts.refuse = true
+	ts.mu.Unlock()
+	rec := startReceiver(t, 0)
+	rec.subscribe(a, tok, credgate.EventRefreshFailed)
+	a.mustCreate(tok, map[string]any{"id": "hubspot", "name": "HubSpot"})
+	cr := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+		"integrationId": "hubspot", "credentialName": "sync", "authType": "oauth2_bearer",
+		"accessToken": first.AccessToken, "refreshToken": first.RefreshToken, "clientId": ts.ClientID, "clientSecret": ts.ClientSecret,
+		"tokenEndpoint": ts.URL + "/token", "autoRefresh": true,
+		"expiresAt": time.Now().Add(2 * time.Minute).UTC().Format(time.RFC3339),
+	})
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	eventually(t, 20*time.Second, "two refresh_failed events", func() bool { return len(rec.events(credgate.EventRefreshFailed)) >= 2 })
+	e := rec.events(credgate.EventRefreshFailed)[1].event
+	if e.Data.Failures != 2 || e.Data.Reason != "UPSTREAM_ERROR: invalid_grant" {
+		t.Fatalf("second refresh_failed: %+v", e.Data)
+	}
+	// A client sees it on the credential.
+	r := a.do("GET", "/api/v1/credentials?integrationId=hubspot", tok, nil)
+	list := r.Body["data"].([]any)
+	st, _ := list[0].(map[string]any)["refresh"].(map[string]any)
+	if st == nil || st["failures"].(float64) < 2 || st["lastError"] != "UPSTREAM_ERROR: invalid_grant" || st["nextAttemptAt"] == nil {
+		t.Fatalf("the credential does not show its failing refresh: %s", r.Raw)
+	}
+	rec.check()
+}
+
+func TestRevokeAtRevokesAndNotifies(t *testing.T) {
+	var c clock
+	a, b := replicas(t, &c)
+	ten := tenant(t)
+	tok := token(t, "alice", ten, "integration_admin")
+	rec := startReceiver(t, 0)
+	rec.subscribe(a, tok, credgate.EventRevoked)
+	a.mustCreate(tok, map[string]any{"id": "legacy", "name": "Legacy API"})
+	cr := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+		"integrationId": "legacy", "credentialName": "old key", "authType": "api_key", "apiKey": secret("old_" + randHex(8)),
+		"revokeAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+	})
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	if r := b.do("GET", "/api/v1/credentials/legacy?credentialId="+credID, tok, nil); r.Status != 200 {
+		t.Fatalf("before revokeAt: %d", r.Status)
+	}
+	c.advance(61 * time.Minute) // the monitor's clock passes revokeAt
+	eventually(t, 15*time.Second, "credential.revoked", func() bool { return len(rec.events(credgate.EventRevoked)) == 1 })
+	e := rec.events(credgate.EventRevoked)[0].event
+	if e.Data.Reason != "revokeAt" || e.Data.CredentialID != credID || e.Data.Actor.Subject != credgate.SystemSubject {
+		t.Fatalf("revoked: %+v", e.Data)
+	}
+	r := b.do("GET", "/api/v1/credentials?integrationId=legacy", tok, nil)
+	if st := r.Body["data"].([]any)[0].(map[string]any)["status"]; st != "revoked" {
+		t.Fatalf("stored status %v", st)
+	}
+	if r := b.do("GET", "/api/v1/credentials/legacy?credentialId="+credID, tok, nil); r.Status != 404 {
+		t.Fatalf("a revoked credential's values: %d", r.Status)
+	}
+	rec.check()
+}
+
+func TestWebhookReceiverMustBePublic(t *testing.T) {
+	a := newAPI(t, apiOptions{outboundAllow: []string{}})
+	tok := token(t, "alice", tenant(t), "integration_admin")
+	for _, url := range []string{"http://127.0.0.1:9/hook", "https://10.1.2.3/hook", "https://[::1]/hook", "https://localhost/hook", "http://example.com/hook", "ftp://example.com/x"} {
+		r := a.do("POST", "/api/v1/webhooks", tok, map[string]any{"url": url, "eventTypes": []string{credgate.EventCreated}})
+		fields, _ := r.Body["error"].(map[string]any)["fields"].(map[string]any)
+		if r.Status != 400 || fields["url"] == nil {
+			t.Errorf("%s: %d %s", url, r.Status, r.Raw)
+		}
+	}
+	if r := a.do("POST", "/api/v1/webhooks", tok, map[string]any{"url": "https://hooks.example.com/x", "eventTypes": []string{"credential.nope"}}); r.Status != 400 {
+		t.Errorf("unknown event type: %d", r.Status)
+	}
+	if r := a.do("GET", "/api/v1/webhooks", tok, nil); r.Status != 200 || len(r.Body["data"].([]any)) != 0 {
+		t.Errorf("a refused subscription was kept: %s", r.Raw)
+	}
+}
