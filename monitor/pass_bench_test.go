@@ -1,0 +1,158 @@
+package monitor_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/monitor"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+	"github.com/credgate/credgate/webhook"
+)
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// BenchmarkMonitorPass measures one pass of the monitor over
+// CREDGATE_SCAN_CREDENTIALS credentials (default 10,000) in
+// CREDGATE_SCAN_TENANTS tenants (default 100, ten services each) on a real
+// Vault, without its rate limit: the Vault calls a pass costs, in all and
+// per credential, its time and credgate's CPU. A third of the credentials
+// expire within 30 days, so the first pass (reported apart) publishes
+// their notices; the timed passes are the steady state.
+func BenchmarkMonitorPass(b *testing.B) {
+	tenants := envInt("CREDGATE_SCAN_TENANTS", 100)
+	total := envInt("CREDGATE_SCAN_CREDENTIALS", 10000)
+	v := vaulttest.StartOwned(b)
+	ctx := context.Background()
+	res, err := vaultstore.Bootstrap(ctx, v.Client(b), vaultstore.BootstrapOptions{IssueToken: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = v.Addr, 0
+	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		tr.MaxIdleConnsPerHost = 64
+	}
+	vc, err := api.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vc.SetToken(res.Token)
+	var calls atomic.Int64
+	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 10 * time.Second, Observe: func(string, time.Duration, error) { calls.Add(1) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close(ctx)
+
+	start := time.Now()
+	seed(b, store, tenants, total)
+	b.Logf("seeded %d credentials in %d tenants in %s (%d Vault calls)", total, tenants, time.Since(start).Round(time.Millisecond), calls.Load())
+
+	d, err := webhook.New(webhook.Options{Store: store, Client: http.DefaultClient, Logger: zap.NewNop(), Holder: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last monitor.Pass
+	mon, err := monitor.New(monitor.Options{
+		Store: store, Events: d, Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
+			return nil, nil, fmt.Errorf("no refresh in this benchmark")
+		},
+		Logger: zap.NewNop(), Holder: "bench", Interval: time.Nanosecond, Rate: 1e9, LeaseTTL: time.Minute,
+		OnPass: func(p monitor.Pass) { last = p },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pass := func() (n int64, took time.Duration, cpu time.Duration) {
+		c0, t0, u0 := calls.Load(), time.Now(), cpuTime()
+		mon.Step(ctx)
+		return calls.Load() - c0, time.Since(t0), cpuTime() - u0
+	}
+	n, took, cpu := pass()
+	if last.Credentials != total {
+		b.Fatalf("the first pass saw %d credentials, want %d", last.Credentials, total)
+	}
+	b.Logf("first pass (publishes the notices due): %d Vault calls (%.2f a credential), %s, credgate CPU %s",
+		n, float64(n)/float64(total), took.Round(time.Millisecond), cpu.Round(time.Millisecond))
+
+	b.ResetTimer()
+	var sumCalls int64
+	var sumCPU time.Duration
+	for range b.N {
+		n, _, cpu := pass()
+		sumCalls += n
+		sumCPU += cpu
+	}
+	b.StopTimer()
+	if last.Credentials != total {
+		b.Fatalf("a pass saw %d credentials, want %d", last.Credentials, total)
+	}
+	b.ReportMetric(float64(sumCalls)/float64(b.N), "vault-calls/pass")
+	b.ReportMetric(float64(sumCalls)/float64(b.N)/float64(total), "vault-calls/credential")
+	b.ReportMetric(float64(sumCPU.Milliseconds())/float64(b.N), "cpu-ms/pass")
+}
+
+// seed makes total api_key credentials in tenants tenants, ten services
+// each, with expiries spread from 5 days ago to 55 days ahead.
+func seed(b *testing.B, store *vaultstore.Store, tenants, total int) {
+	perTenant := total / tenants
+	var wg sync.WaitGroup
+	errs := make(chan error, tenants)
+	sem := make(chan struct{}, 16)
+	now := time.Now().UTC().Truncate(time.Second)
+	for t := range tenants {
+		wg.Go(func() {
+			tenant := fmt.Sprintf("scan-%03d", t)
+			ctx := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(tenant))
+			for s := range 10 {
+				if _, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			for i := range perTenant {
+				sem <- struct{}{}
+				exp := now.Add(time.Duration(i%60-5) * 24 * time.Hour)
+				_, err := store.CreateCredential(ctx, &credgate.Credential{
+					IntegrationID: fmt.Sprintf("svc-%d", i%10), CredentialName: "key " + strconv.Itoa(i), AuthType: credgate.AuthAPIKey,
+					Status: credgate.CredActive, Metadata: map[string]any{}, ExpiresAt: &exp, Secrets: credgate.Secrets{"apiKey": "k" + strconv.Itoa(i)},
+				})
+				<-sem
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
