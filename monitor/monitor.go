@@ -38,7 +38,7 @@ type Sweeper interface {
 
 // Defaults of Options.
 const (
-	DefaultInterval = time.Minute
+	DefaultInterval = 5 * time.Minute
 	DefaultRate     = 100 // credentials a second
 	DefaultLeaseTTL = 30 * time.Second
 	DefaultSweep    = 10 * time.Second
