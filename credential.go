@@ -45,9 +45,16 @@ type Credential struct {
 	// RevokeAt schedules the credential's revocation: from then on it
 	// reads as revoked and credgate stores it so.
 	RevokeAt *time.Time `json:"revokeAt,omitempty"`
-	// Notices are the expiry notices sent for the credential (bookkeeping
-	// of the monitor, never shown).
-	Notices ExpiryNotices `json:"-"`
+	// PreviousVersion, after a rotation that asked for it, is the version
+	// whose values stay servable, beside the current ones, until
+	// PreviousRevokeAt: a gradual migration from the old values.
+	PreviousVersion  int        `json:"previousVersion,omitempty"`
+	PreviousRevokeAt *time.Time `json:"previousRevokeAt,omitempty"`
+	// Notices are the expiry notices sent for the credential and
+	// PreviousRevoked the previous version whose end was announced
+	// (bookkeeping of the monitor, never shown).
+	Notices         ExpiryNotices `json:"-"`
+	PreviousRevoked int           `json:"-"`
 
 	// Secrets holds the secret values; nil when the reader may not see them.
 	Secrets Secrets `json:"-"`
@@ -226,6 +233,22 @@ func (c *Credential) Servable(now time.Time) error {
 		return nil
 	default:
 		return &Error{Code: ECredentialNotFound, Message: "the credential is " + st + "; its values are not served", Status: st}
+	}
+}
+
+// ServesVersion reports whether version v of c may be read by a reader
+// (not only by who may write it, which reads any version of its history):
+// the current one, or the previous one until its PreviousRevokeAt.
+func (c *Credential) ServesVersion(v int, now time.Time) bool {
+	return v == c.Version || (v == c.PreviousVersion && c.PreviousRevokeAt != nil && now.Before(*c.PreviousRevokeAt))
+}
+
+// KeepPrevious makes a rotation of c keep its current values servable
+// until (nil: the rotation ends them at once).
+func (c *Credential) KeepPrevious(until *time.Time) {
+	c.PreviousVersion, c.PreviousRevokeAt = 0, nil
+	if until != nil {
+		c.PreviousVersion, c.PreviousRevokeAt = c.Version, until
 	}
 }
 

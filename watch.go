@@ -74,10 +74,14 @@ func (c *Credential) MarkSent(days int, expired bool, thresholds []int) {
 type Watch struct {
 	ExpiryNotices
 	Refresh *RefreshState `json:"r,omitempty"`
+	// PreviousRevoked is the previous version whose end was announced.
+	PreviousRevoked int `json:"p,omitempty"`
 }
 
 // WatchOf returns what the monitor keeps of c.
-func WatchOf(c *Credential) Watch { return Watch{ExpiryNotices: c.Notices, Refresh: c.Refresh} }
+func WatchOf(c *Credential) Watch {
+	return Watch{ExpiryNotices: c.Notices, Refresh: c.Refresh, PreviousRevoked: c.PreviousRevoked}
+}
 
 // Encode renders w for a metadata value (at most 512 bytes).
 func (w Watch) Encode() string {
@@ -92,5 +96,11 @@ func (c *Credential) ApplyWatch(s string) {
 	if s == "" || json.Unmarshal([]byte(s), &w) != nil {
 		return
 	}
-	c.Notices, c.Refresh = w.ExpiryNotices, w.Refresh
+	c.Notices, c.Refresh, c.PreviousRevoked = w.ExpiryNotices, w.Refresh, w.PreviousRevoked
+}
+
+// PreviousEnded reports whether the previous version c kept servable has
+// reached its PreviousRevokeAt at now without the end being announced.
+func (c *Credential) PreviousEnded(now time.Time) bool {
+	return c.PreviousVersion > 0 && c.PreviousRevokeAt != nil && !now.Before(*c.PreviousRevokeAt) && c.PreviousRevoked != c.PreviousVersion
 }

@@ -13,7 +13,6 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/credgate/credgate"
-	"github.com/credgate/credgate/policy"
 )
 
 // masked stands in for a secret value in answers that must not carry one.
@@ -65,6 +64,8 @@ type credentialView struct {
 	RefreshLeadTime       string                 `json:"refreshLeadTime,omitempty"`
 	Refresh               *credgate.RefreshState `json:"refresh,omitempty"`
 	RevokeAt              *time.Time             `json:"revokeAt,omitempty"`
+	PreviousVersion       int                    `json:"previousVersion,omitempty"`
+	PreviousRevokeAt      *time.Time             `json:"previousRevokeAt,omitempty"`
 
 	secrets credgate.Secrets // rendered by MarshalJSON
 	reveal  reveal
@@ -80,6 +81,7 @@ func viewOf(c *gin.Context, cr *credgate.Credential, r reveal) *credentialView {
 		LastAccessedAt: cr.LastAccessedAt, LastRotatedAt: cr.LastRotatedAt,
 		Tenant: tenantRef{ID: p.Tenant, Name: p.TenantName}, Version: cr.Version, reveal: r,
 		AutoRefresh: cr.AutoRefresh, RefreshLeadTime: cr.RefreshLeadTime, Refresh: cr.Refresh, RevokeAt: cr.RevokeAt,
+		PreviousVersion: cr.PreviousVersion, PreviousRevokeAt: cr.PreviousRevokeAt,
 	}
 	if v.Scopes == nil {
 		v.Scopes = []string{}
@@ -151,12 +153,13 @@ type credentialInput struct {
 	RevokeAt              json.RawMessage
 	Secrets               map[string]*string // by field name
 	CustomFields          map[string]*string
-	Generate              *bool // rotate only
+	Generate              *bool           // rotate only
+	PreviousRevokeAt      json.RawMessage // rotate only
 }
 
 var credentialReadOnly = map[string]bool{
 	"id": true, "createdAt": true, "updatedAt": true, "createdBy": true, "lastAccessedAt": true,
-	"lastRotatedAt": true, "tenant": true, "version": true, "refresh": true,
+	"lastRotatedAt": true, "tenant": true, "version": true, "refresh": true, "previousVersion": true,
 }
 
 // UnmarshalJSON reads the input strictly: every unknown field and every
@@ -172,6 +175,7 @@ func (in *credentialInput) UnmarshalJSON(b []byte) error {
 		"authorizationEndpoint": &in.AuthorizationEndpoint, "metadata": &in.Metadata, "status": &in.Status,
 		"expiresAt": &in.ExpiresAt, "customFields": &in.CustomFields, "generate": &in.Generate,
 		"autoRefresh": &in.AutoRefresh, "refreshLeadTime": &in.RefreshLeadTime, "revokeAt": &in.RevokeAt,
+		"previousRevokeAt": &in.PreviousRevokeAt,
 	}
 	fe := credgate.FieldErrors{}
 	for name, v := range raw {
@@ -284,6 +288,9 @@ func (h *handlers) createCredential(c *gin.Context) {
 	case in.Generate != nil:
 		fail(c, credgate.FieldErrors{"generate": "goes with rotate; send the values to store"}.Err())
 		return
+	case in.PreviousRevokeAt != nil:
+		fail(c, credgate.FieldErrors{"previousRevokeAt": "goes with rotate"}.Err())
+		return
 	}
 	cred := &credgate.Credential{IntegrationID: *in.IntegrationID, Status: credgate.CredActive, Metadata: map[string]any{}}
 	if err := in.apply(cred); err != nil {
@@ -328,11 +335,7 @@ func (h *handlers) getCredential(c *gin.Context) {
 			fail(c, invalidParam("version must be a positive number and goes with credentialId"))
 			return
 		}
-		if !policy.Allowed(credgate.PrincipalFrom(c.Request.Context()).Roles, policy.CredentialsWrite) {
-			fail(c, credgate.Errorf(credgate.EInsufficientPermissions, "reading an earlier version needs the %s permission", policy.CredentialsWrite))
-			return
-		}
-		version = n
+		version = n // which versions a reader may read is the store's rule (credgate.Credential.ServesVersion)
 	}
 	out, err := h.creds.GetCredential(c.Request.Context(), service, cred, version)
 	if credgate.ErrorCode(err) == credgate.EInsufficientPermissions {
@@ -466,8 +469,8 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if in.Generate != nil {
-		fail(c, credgate.FieldErrors{"generate": "goes with rotate"}.Err())
+	if in.Generate != nil || in.PreviousRevokeAt != nil {
+		fail(c, credgate.FieldErrors{"body": "generate and previousRevokeAt go with rotate"}.Err())
 		return
 	}
 	if err := h.checkTokenEndpoint(c, in.TokenEndpoint); err != nil {

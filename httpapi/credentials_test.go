@@ -307,7 +307,12 @@ func TestViewerSeesMetadataButNeverValues(t *testing.T) {
 	if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/sendgrid", reader, nil), 200); got["apiKey"] != key {
 		t.Fatalf("reader: %v", got)
 	}
-	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/sendgrid?credentialId="+id+"&version=1", reader, nil), 403, "INSUFFICIENT_PERMISSIONS")
+	// The current version by number is what a read without it serves;
+	// another version (but the previous one kept by a rotation) is history.
+	if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/sendgrid?credentialId="+id+"&version=1", reader, nil), 200); got["apiKey"] != key {
+		t.Fatalf("reader, current version by number: %v", got)
+	}
+	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/sendgrid?credentialId="+id+"&version=2", reader, nil), 403, "INSUFFICIENT_PERMISSIONS")
 	wantEnvelopeError(t, a.do("POST", "/api/v1/credentials", reader, map[string]any{"integrationId": "sendgrid"}), 403, "INSUFFICIENT_PERMISSIONS")
 
 	// Another tenant's admin sees nothing of it.

@@ -447,3 +447,66 @@ func TestWebhookReceiverMustBePublic(t *testing.T) {
 		t.Errorf("a refused subscription was kept: %s", r.Raw)
 	}
 }
+
+func TestRotationKeepsThePreviousValuesUntilPreviousRevokeAt(t *testing.T) {
+	var c clock
+	a, b := replicas(t, &c)
+	ten := tenant(t)
+	admin := token(t, "alice", ten, "integration_admin")
+	reader := token(t, "rita", ten, "credential_reader")
+	rec := startReceiver(t, 0)
+	rec.subscribe(a, admin, credgate.EventRevoked, credgate.EventRotated)
+	a.mustCreate(admin, map[string]any{"id": "sendgrid", "name": "SendGrid"})
+	oldKey, newKey := secret("SG.old_"+randHex(8)), secret("SG.new_"+randHex(8))
+	cr := a.do("POST", "/api/v1/credentials", admin, map[string]any{"integrationId": "sendgrid", "credentialName": "mail", "authType": "api_key", "apiKey": oldKey})
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	id := cr.Body["data"].(map[string]any)["id"].(string)
+	until := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
+	r := b.do("POST", "/api/v1/credentials/"+id+"/rotate", admin, map[string]any{"apiKey": newKey, "previousRevokeAt": until.Format(time.RFC3339)})
+	data, _ := r.Body["data"].(map[string]any)
+	if r.Status != 200 || data["previousVersion"] != float64(1) || data["previousRevokeAt"] != until.Format(time.RFC3339) {
+		t.Fatalf("rotate: %d %s", r.Status, r.Raw)
+	}
+	value := func(tok, query string) (int, string) {
+		r := a.do("GET", "/api/v1/credentials/sendgrid?credentialId="+id+query, tok, nil)
+		d, _ := r.Body["data"].(map[string]any)
+		k, _ := d["apiKey"].(string)
+		return r.Status, k
+	}
+	// During the migration a reader gets either value on asking.
+	if st, k := value(reader, ""); st != 200 || k != newKey {
+		t.Fatalf("current: %d", st)
+	}
+	if st, k := value(reader, "&version=1"); st != 200 || k != oldKey {
+		t.Fatalf("previous during the migration: %d", st)
+	}
+	// Then the previous values are served no more, and the end is an event.
+	eventually(t, 15*time.Second, "the end of the previous version announced", func() bool {
+		for _, d := range rec.events(credgate.EventRevoked) {
+			if d.event.Data.Reason == "previousRevokeAt" && d.event.Data.Version == 1 && d.event.Data.CredentialID == id {
+				return true
+			}
+		}
+		return false
+	})
+	if time.Now().Before(until) {
+		t.Fatalf("announced before previousRevokeAt")
+	}
+	if st, _ := value(reader, "&version=1"); st != 404 {
+		t.Fatalf("previous after previousRevokeAt: %d", st)
+	}
+	if st, k := value(reader, ""); st != 200 || k != newKey {
+		t.Fatalf("current after the migration: %d", st)
+	}
+	// The history stays readable to who may write it.
+	if st, k := value(admin, "&version=1"); st != 200 || k != oldKey {
+		t.Fatalf("admin reads the history: %d", st)
+	}
+	time.Sleep(time.Second)
+	if n := len(rec.events(credgate.EventRevoked)); n != 1 {
+		t.Fatalf("%d revoked events", n)
+	}
+	rec.check()
+}

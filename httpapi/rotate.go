@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -29,6 +30,19 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		return
 	}
 	generate := in.Generate != nil && *in.Generate
+	// previousRevokeAt keeps the values being replaced servable until
+	// then, for a gradual migration; without it they end now.
+	var keep *time.Time
+	if in.PreviousRevokeAt != nil {
+		fe := credgate.FieldErrors{}
+		if keep = timeOrNull(fe, "previousRevokeAt", in.PreviousRevokeAt); keep != nil && !keep.After(time.Now()) {
+			fe.Add("previousRevokeAt", "must be in the future")
+		}
+		if err := fe.Err(); err != nil {
+			fail(c, err)
+			return
+		}
+	}
 	ctx := c.Request.Context()
 	var out *credgate.Credential
 	switch {
@@ -36,10 +50,16 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		err = credgate.FieldErrors{"generate": "send new values or generate, not both"}.Err()
 	case generate:
 		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
+			cr.KeepPrevious(keep)
 			return cr.Generate(func() (string, error) { return h.rotator.RandomSecret(ctx) })
 		})
 	case in.hasSecrets():
-		out, err = h.rotator.RotateCredential(ctx, id, version, in.apply)
+		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
+			cr.KeepPrevious(keep)
+			return in.apply(cr)
+		})
+	case keep != nil:
+		err = credgate.FieldErrors{"previousRevokeAt": "goes with new values or generate; a refresh leaves nothing to migrate from"}.Err()
 	default:
 		out, err = h.rotator.RefreshCredential(ctx, id, version, h.refresh)
 	}

@@ -307,6 +307,9 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 		m.revoke(ctx, c)
 		return
 	}
+	if c.PreviousEnded(now) {
+		m.previousEnded(ctx, tenant, c)
+	}
 	if at, ok := c.RefreshAt(); ok && !at.After(now.Add(m.lookahead())) {
 		if out := m.refresh(ctx, tenant, c); out != nil {
 			c = out
@@ -355,6 +358,22 @@ func (m *Monitor) revoke(ctx context.Context, c *credgate.Credential) {
 	e.OnceID(credgate.EventRevoked, c.ID, c.RevokeAt.UTC().Format(time.RFC3339))
 	if err := m.o.Events.Publish(ctx, e); err != nil {
 		m.o.Logger.Warn("monitor: publishing a revocation failed", zap.String("credential_id", c.ID), zap.Error(err))
+	}
+}
+
+// previousEnded announces that the previous version c kept servable is
+// served no more (its reads stop at PreviousRevokeAt by themselves).
+func (m *Monitor) previousEnded(ctx context.Context, tenant string, c *credgate.Credential) {
+	e := credgate.NewEvent(ctx, credgate.EventRevoked, c)
+	e.Data.Version, e.Data.Reason = c.PreviousVersion, "previousRevokeAt"
+	e.OnceID(credgate.EventRevoked, c.ID, strconv.Itoa(c.PreviousVersion))
+	if err := m.o.Events.Publish(ctx, e); err != nil {
+		m.o.Logger.Warn("monitor: publishing the end of a previous version failed", zap.String("credential_id", c.ID), zap.Error(err))
+		return
+	}
+	c.PreviousRevoked = c.PreviousVersion
+	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
+		m.o.Logger.Warn("monitor: recording the end of a previous version failed", zap.String("credential_id", c.ID), zap.Error(err))
 	}
 }
 

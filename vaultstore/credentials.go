@@ -263,6 +263,12 @@ func (k *session) served(ctx context.Context, service, cred string, version int,
 	if version == 0 || version == current.Version {
 		return current, nil
 	}
+	if !current.ServesVersion(version, now) && !policy.Allowed(credgate.PrincipalFrom(ctx).Roles, policy.CredentialsWrite) {
+		if version == current.PreviousVersion { // kept for a migration that has ended
+			return nil, &credgate.Error{Code: credgate.ECredentialNotFound, Message: "this version was served until its previousRevokeAt; read the current one", Status: credgate.CredRevoked}
+		}
+		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "reading an earlier version needs the %s permission", policy.CredentialsWrite)
+	}
 	d, sec, err := k.readCredData(ctx, service, cred, version)
 	if err != nil {
 		return nil, translate(err, credgate.ECredentialNotFound)
