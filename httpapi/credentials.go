@@ -339,7 +339,7 @@ func (h *handlers) getCredential(c *gin.Context) {
 	}
 	out, err := h.creds.GetCredential(c.Request.Context(), service, cred, version)
 	if credgate.ErrorCode(err) == credgate.EInsufficientPermissions {
-		h.denied(c, service, cred, "Vault refused the read")
+		h.denied(c, service, cred, credgate.ErrorMessage(err))
 	}
 	if credgate.ErrorCode(err) == credgate.EServiceNotFound {
 		err = &credgate.Error{Code: credgate.ECredentialNotFound, Message: "credential not found", Err: err}
@@ -508,11 +508,12 @@ func (h *handlers) deleteCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if err := h.creds.DeleteCredential(c.Request.Context(), id, version); err != nil {
+	service, err := h.creds.DeleteCredential(c.Request.Context(), id, version)
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	h.publish(c, credgate.EventDeleted, &credgate.Credential{ID: id})
+	h.publish(c, credgate.EventDeleted, &credgate.Credential{ID: id, IntegrationID: service})
 	respond(c, http.StatusOK, "credential deleted", gin.H{"id": id})
 }
 

@@ -170,7 +170,8 @@ type apiOptions struct {
 
 // monitorSetup times an instance's monitor for a test.
 type monitorSetup struct {
-	now func() time.Time // the monitor's clock; default time.Now
+	now         func() time.Time // the monitor's clock; default time.Now
+	maxAttempts int              // webhook attempts; default webhook.DefaultMaxAttempts
 }
 
 // testAPI is a credgate API served for one test.

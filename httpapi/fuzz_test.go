@@ -167,12 +167,12 @@ func (s *fuzzStore) UpdateCredential(_ context.Context, cred string, ifMatch int
 	return &c, nil
 }
 
-func (s *fuzzStore) DeleteCredential(_ context.Context, cred string, ifMatch int) error {
+func (s *fuzzStore) DeleteCredential(_ context.Context, cred string, ifMatch int) (string, error) {
 	c, err := s.credential("", cred)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return credgate.CheckVersion(c.Version, ifMatch)
+	return c.IntegrationID, credgate.CheckVersion(c.Version, ifMatch)
 }
 
 func (s *fuzzStore) CredentialVersions(_ context.Context, cred string) ([]credgate.CredentialVersion, error) {

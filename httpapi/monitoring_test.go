@@ -31,7 +31,7 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	holder := "replica-" + randHex(4)
 	d, err := webhook.New(webhook.Options{
 		Store: a.store, Client: guard.Client(3 * time.Second), Logger: log, Holder: holder,
-		Timeout: 3 * time.Second, Backoff: 300 * time.Millisecond, MaxBackoff: time.Second, Observe: a.metrics.WebhookDelivery,
+		Timeout: 3 * time.Second, Backoff: 300 * time.Millisecond, MaxBackoff: time.Second, MaxAttempts: o.maxAttempts, Observe: a.metrics.WebhookDelivery,
 	})
 	if err != nil {
 		a.t.Fatal(err)
@@ -69,15 +69,22 @@ func (c *clock) setup() *monitorSetup    { return &monitorSetup{now: c.now} }
 // replicas starts a Vault of the test's own (the monitor scans every
 // tenant of its Vault) and two credgate instances on it, each with its own
 // monitor and dispatcher.
-func replicas(t *testing.T, c *clock) (a, b *testAPI) {
+func replicas(t *testing.T, c *clock, tune ...func(*monitorSetup)) (a, b *testAPI) {
 	t.Helper()
+	setup := func() *monitorSetup {
+		m := c.setup()
+		for _, f := range tune {
+			f(m)
+		}
+		return m
+	}
 	own := vaulttest.StartOwned(t)
 	res, err := vaultstore.Bootstrap(context.Background(), own.Client(t), vaultstore.BootstrapOptions{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: c.setup()})
-	b = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: c.setup()})
+	a = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: setup()})
+	b = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: setup()})
 	return a, b
 }
 
@@ -507,6 +514,53 @@ func TestRotationKeepsThePreviousValuesUntilPreviousRevokeAt(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := len(rec.events(credgate.EventRevoked)); n != 1 {
 		t.Fatalf("%d revoked events", n)
+	}
+	rec.check()
+}
+
+func TestWebhookGivesUpAfterMaxAttempts(t *testing.T) {
+	var c clock
+	a, b := replicas(t, &c, func(m *monitorSetup) { m.maxAttempts = 3 })
+	ten := tenant(t)
+	admin := token(t, "alice", ten, "integration_admin")
+	rec := startReceiver(t, 1000) // never takes it
+	hook := rec.subscribe(a, admin, credgate.EventCreated, credgate.EventDeleted)
+	a.mustCreate(admin, map[string]any{"id": "jira", "name": "Jira"})
+	cr := b.do("POST", "/api/v1/credentials", admin, map[string]any{"integrationId": "jira", "credentialName": "bot", "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})
+	if cr.Status != 201 {
+		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
+	}
+	var log []any
+	eventually(t, 20*time.Second, "a failed delivery in the log", func() bool {
+		r := a.do("GET", "/api/v1/webhooks/"+hook+"/deliveries", admin, nil)
+		log, _ = r.Body["data"].([]any)
+		return len(log) > 0 && log[0].(map[string]any)["status"] == "failed"
+	})
+	time.Sleep(1500 * time.Millisecond) // more sweeps of the leader
+	rec.mu.Lock()
+	calls := rec.calls
+	rec.mu.Unlock()
+	if calls != 3 || len(log) != 3 {
+		t.Fatalf("%d requests and %d log entries after giving up; want 3 of each", calls, len(log))
+	}
+	last := log[0].(map[string]any)
+	if last["attempt"] != float64(3) || last["httpStatus"] != float64(500) || last["error"] != "the receiver answered 500" {
+		t.Fatalf("last attempt: %v", last)
+	}
+	if _, ok := last["nextRetryAt"]; ok {
+		t.Fatalf("the last attempt names a next retry: %v", last)
+	}
+	// The deleted event names the integration too.
+	id := cr.Body["data"].(map[string]any)["id"].(string)
+	rec.mu.Lock()
+	rec.failFirst = 0
+	rec.mu.Unlock()
+	if r := a.do("DELETE", "/api/v1/credentials/"+id, admin, nil); r.Status != 200 {
+		t.Fatalf("delete: %d", r.Status)
+	}
+	eventually(t, 20*time.Second, "credential.deleted", func() bool { return len(rec.events(credgate.EventDeleted)) == 1 })
+	if d := rec.events(credgate.EventDeleted)[0].event.Data; d.IntegrationID != "jira" || d.CredentialID != id {
+		t.Fatalf("deleted: %+v", d)
 	}
 	rec.check()
 }

@@ -32,7 +32,7 @@ type CredentialStore interface {
 	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
 	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
-	DeleteCredential(ctx context.Context, cred string, ifMatch int) error
+	DeleteCredential(ctx context.Context, cred string, ifMatch int) (service string, err error)
 	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)
 }
 

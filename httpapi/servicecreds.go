@@ -73,7 +73,7 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 	cred, err := h.creds.GetCredential(ctx, id, "", 0)
 	if err != nil {
 		if credgate.ErrorCode(err) == credgate.EInsufficientPermissions {
-			h.denied(c, id, "", "Vault refused the read")
+			h.denied(c, id, "", credgate.ErrorMessage(err))
 		}
 		fail(c, inServiceTerms(err))
 		return

@@ -579,30 +579,30 @@ func (k *session) updateCred(ctx context.Context, svc, cred string, ifMatch int,
 // when a later step fails, DELETE again finishes the job.
 // Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
-func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) error {
+func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) (string, error) {
 	k, svc, err := s.locate(ctx, cred)
 	if err != nil {
-		return err
+		return "", err
 	}
 	rec, d, sec, err := k.serviceAndCred(ctx, svc, cred)
 	if rec != nil && errors.Is(err, errNotFound) {
 		// The index is left but the values are gone: an earlier DELETE of
 		// it stopped half-way (or its creation did). Finish.
-		return translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
+		return svc, translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
 	}
 	if err != nil {
-		return translate(credNotFound(err), credgate.ECredentialNotFound)
+		return "", translate(credNotFound(err), credgate.ECredentialNotFound)
 	}
 	switch {
 	case d.Info.ServiceIncarnation != rec.Incarnation:
-		return translate(errNotFound, credgate.ECredentialNotFound)
+		return "", translate(errNotFound, credgate.ECredentialNotFound)
 	case d.Info.Deleted:
 		if ifMatch > 0 && ifMatch != d.Info.DeleteOf && ifMatch != sec.Version {
-			return credgate.CheckVersion(d.Info.DeleteOf, ifMatch)
+			return "", credgate.CheckVersion(d.Info.DeleteOf, ifMatch)
 		}
 	default:
 		if err := credgate.CheckVersion(sec.Version, ifMatch); err != nil {
-			return err
+			return "", err
 		}
 		c := credentialOf(d, sec)
 		c.Secrets = credgate.Secrets{}
@@ -611,13 +611,13 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 		info.Change, info.ChangedBy = "deleted", credgate.PrincipalFrom(ctx).Subject
 		_, err := k.writeCred(ctx, c, info, sec.Version, sec.CustomMetadata.all())
 		if errors.Is(err, errConflict) {
-			return credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
+			return "", credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
 		}
 		if err != nil {
-			return translate(err, credgate.ECredentialNotFound)
+			return "", translate(err, credgate.ECredentialNotFound)
 		}
 	}
-	return translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
+	return svc, translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
 }
 
 // removeCred removes the records of credential cred of service: its values

@@ -33,7 +33,7 @@ type Store interface {
 	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
 	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
-	DeleteCredential(ctx context.Context, cred string, ifMatch int) error
+	DeleteCredential(ctx context.Context, cred string, ifMatch int) (string, error)
 	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)
 	RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	TokenFor(ctx context.Context, p *credgate.Principal) (string, error)
@@ -358,7 +358,8 @@ func testIfMatch(t *testing.T, e *Env) {
 	_, err = e.Store.UpdateService(f.admin, "svc", 9, func(s *credgate.Service) error { s.Description = "x"; return nil }, nil)
 	wantCode(t, err, credgate.EVersionConflict)
 	wantCode(t, e.Store.DeleteService(f.admin, "svc", 9), credgate.EVersionConflict)
-	wantCode(t, e.Store.DeleteCredential(f.admin, c.ID, 1), credgate.EVersionConflict)
+	_, err = e.Store.DeleteCredential(f.admin, c.ID, 1)
+	wantCode(t, err, credgate.EVersionConflict)
 	if _, err := e.Store.GetCredential(f.reader, "svc", c.ID, 0); err != nil {
 		t.Fatalf("after stale deletes: %v", err)
 	}
@@ -511,7 +512,7 @@ func testDeleteFinishes(t *testing.T, e *Env) {
 	if _, err := e.Root.Logical().Delete(f.path("metadata", "credentials/svc", c.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Store.DeleteCredential(f.admin, c.ID, 0); err != nil {
+	if svc, err := e.Store.DeleteCredential(f.admin, c.ID, 0); err != nil || svc != c.IntegrationID {
 		t.Fatalf("repeating the DELETE: %v", err)
 	}
 	for _, p := range []string{f.path("data", "credential-index", c.ID), f.path("data", "credential-locks", c.ID)} {
@@ -519,7 +520,8 @@ func testDeleteFinishes(t *testing.T, e *Env) {
 			t.Fatalf("%s is left", p)
 		}
 	}
-	wantCode(t, e.Store.DeleteCredential(f.admin, c.ID, 0), credgate.ECredentialNotFound)
+	_, err := e.Store.DeleteCredential(f.admin, c.ID, 0)
+	wantCode(t, err, credgate.ECredentialNotFound)
 
 	// A service DELETE marks the service first: it is gone for readers and
 	// writers at once, and the next DELETE finishes.
