@@ -46,13 +46,25 @@ func (h *handlers) denied(c *gin.Context, service, cred, why string) {
 }
 
 // requireValues is require(policy.CredentialsRead) for the routes that
-// answer values (:id is the service): a refusal is also an event.
+// answer values (:id is the service). A refusal is also an event, and is
+// put to Vault: the read is made with the caller's token, which Vault
+// refuses too, so that Vault's audit log, the record of who read what,
+// holds the attempt (credgate audit shows it as denied). The answer is
+// credgate's own 403 either way.
 func (h *handlers) requireValues() gin.HandlerFunc {
 	check := require(policy.CredentialsRead)
 	return func(c *gin.Context) {
 		check(c)
-		if c.IsAborted() && credgate.ValidID(c.Param("id")) { // refused: the answer is written later
-			h.denied(c, c.Param("id"), c.Query("credentialId"), "the caller's roles do not grant "+string(policy.CredentialsRead))
+		service := c.Param("id")
+		if !c.IsAborted() || !credgate.ValidID(service) { // refused: the answer is written later
+			return
 		}
+		cred, _ := credgate.CanonicalCredentialID(c.Query("credentialId"))
+		if _, err := h.creds.GetCredential(c.Request.Context(), service, cred, 0); err == nil {
+			// Vault served what credgate's roles refuse: the two
+			// definitions disagree. The answer stays a refusal.
+			h.log.Error("Vault allowed a read credgate's roles refuse", zap.String("integration_id", service))
+		}
+		h.denied(c, service, cred, "the caller's roles do not grant "+string(policy.CredentialsRead))
 	}
 }

@@ -55,6 +55,7 @@ commands:
   bootstrap   prepare a Vault for credgate (uses VAULT_ADDR and VAULT_TOKEN)
   dev         run a local stack: Vault dev server, identity issuer, API
   dev token   mint a token from the running dev stack (also: credgate token)
+  audit       who did what to which credential, from Vault's audit log (-h for flags)
   version     print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return devCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "credgate", version())
 		return nil

@@ -1,0 +1,111 @@
+package audit
+
+import (
+	"strings"
+	"time"
+)
+
+// entry is what the scan reads of one line of Vault's file audit log.
+type entry struct {
+	Time  time.Time `json:"time"`
+	Type  string    `json:"type"` // request or response
+	Error string    `json:"error"`
+	Auth  struct {
+		DisplayName string            `json:"display_name"`
+		Metadata    map[string]string `json:"metadata"`
+	} `json:"auth"`
+	Request struct {
+		ID            string              `json:"id"`
+		Operation     string              `json:"operation"`
+		Path          string              `json:"path"`
+		RemoteAddress string              `json:"remote_address"`
+		Headers       map[string][]string `json:"headers"`
+	} `json:"request"`
+	Response struct {
+		Auth struct {
+			Metadata map[string]string `json:"metadata"`
+		} `json:"auth"`
+		Data struct {
+			Version  *int `json:"version"`
+			Metadata struct {
+				Version *int `json:"version"`
+			} `json:"metadata"`
+		} `json:"data"`
+	} `json:"response"`
+}
+
+// requestID is the X-Request-Id the entry carries, or "".
+func (e *entry) requestID() string {
+	for k, v := range e.Request.Headers {
+		if strings.EqualFold(k, "x-request-id") && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// version is the KV version the response names: a write's, or a read's.
+func (e *entry) version() int {
+	switch {
+	case e.Response.Data.Version != nil:
+		return *e.Response.Data.Version
+	case e.Response.Data.Metadata.Version != nil:
+		return *e.Response.Data.Metadata.Version
+	}
+	return 0
+}
+
+// target is what a path of credgate's KV mount names.
+type target struct {
+	api    string // data or metadata
+	tenant string
+	folder string // services, credentials, credential-index, ...
+	// integration and credential ids, as far as the path names them
+	integration, credential string
+	list                    bool // the path is a folder (a list)
+}
+
+// parsePath reads <mount>/<api>/tenants/<tenant>/<folder>/<rest>; ok is false
+// for any other path.
+func parsePath(mount, path string) (target, bool) {
+	rest, ok := strings.CutPrefix(path, mount+"/")
+	if !ok {
+		return target{}, false
+	}
+	var t target
+	t.api, rest, ok = strings.Cut(rest, "/")
+	if !ok || (t.api != "data" && t.api != "metadata") {
+		return target{}, false
+	}
+	rest, ok = strings.CutPrefix(rest, "tenants/")
+	if !ok {
+		return target{}, false
+	}
+	t.list = strings.HasSuffix(rest, "/")
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	t.tenant = parts[0]
+	if t.tenant == "" {
+		return target{}, false
+	}
+	if len(parts) > 1 {
+		t.folder = parts[1]
+	}
+	switch t.folder {
+	case "services":
+		if len(parts) > 2 {
+			t.integration = parts[2]
+		}
+	case "credentials":
+		if len(parts) > 2 {
+			t.integration = parts[2]
+		}
+		if len(parts) > 3 {
+			t.credential = parts[3]
+		}
+	case "credential-index", "credential-locks":
+		if len(parts) > 2 {
+			t.credential = parts[2]
+		}
+	}
+	return t, true
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate/audit"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaultidp"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+)
+
+// auditStory runs credgate against a Vault of its own with a file audit
+// device and plays a story through the API; the log Vault wrote is the
+// test's input.
+type auditStory struct {
+	t        *testing.T
+	vault    *vaulttest.Server
+	base     string
+	log      string
+	idp      *vaultidp.IdP
+	tokens   map[string]string // user -> bearer token
+	emails   map[string]string // user -> e-mail
+	v1, v2   string            // the values alice stores, then rotates to
+	credID   string
+	otherCrd string // carol's credential in globex
+}
+
+func (s *auditStory) token(user, tenant string, roles ...string) string {
+	if tok, ok := s.tokens[user]; ok {
+		return tok
+	}
+	email := user + "@" + tenant + ".example"
+	tok, err := s.idp.Token(context.Background(), vaultidp.User{Name: user, Tenant: tenant, Email: email, Roles: roles})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.tokens[user], s.emails[user] = tok, email
+	return tok
+}
+
+func (s *auditStory) do(user, method, path, rid string, body any, want int) map[string]any {
+	s.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.base+path, r)
+	req.Header.Set("Authorization", "Bearer "+s.tokens[user])
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", rid)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		s.t.Fatalf("%s %s by %s: %d %s", method, path, user, res.StatusCode, raw)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+func startAuditStory(t *testing.T) *auditStory {
+	v := vaulttest.StartOwned(t)
+	root := v.Client(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := &auditStory{t: t, vault: v, log: filepath.Join(dir, "vault-audit.log"), tokens: map[string]string{}, emails: map[string]string{}}
+	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{AuditFile: s.log, IssueToken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.idp, err = vaultidp.Setup(ctx, root, vaultidp.Config{VaultAddr: v.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Vault.Address, cfg.Vault.Token = v.Addr, res.Token
+	cfg.Auth.Issuers = []IssuerConfig{{URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}}}
+	cfg.Monitor.Disabled = true
+	m := &Main{Config: cfg, Logger: zap.NewNop()}
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	s.base = "http://" + m.Addr()
+
+	s.token("alice", "acme", "integration_admin")
+	s.token("bob", "acme", "credential_reader")
+	s.token("vera", "acme", "integration_viewer")
+	s.token("carol", "globex", "integration_admin")
+	s.v1, s.v2 = "sk_live_first_"+randomHex(t), "sk_live_second_"+randomHex(t)
+
+	s.do("alice", "POST", "/api/v1/services", "r-alice-service", map[string]any{"id": "stripe", "name": "Stripe"}, 201)
+	created := s.do("alice", "POST", "/api/v1/credentials", "r-alice-create", map[string]any{
+		"integrationId": "stripe", "credentialName": "live", "authType": "api_key", "apiKey": s.v1}, 201)
+	s.credID = created["data"].(map[string]any)["id"].(string)
+	s.do("bob", "GET", "/api/v1/credentials/stripe?credentialId="+s.credID, "r-bob-read-1", nil, 200)
+	s.do("alice", "POST", "/api/v1/credentials/"+s.credID+"/rotate", "r-alice-rotate", map[string]any{"apiKey": s.v2}, 200)
+	s.do("bob", "GET", "/api/v1/credentials/stripe", "r-bob-read-2", nil, 200)
+	s.do("vera", "GET", "/api/v1/credentials/stripe?credentialId="+s.credID, "r-vera-read", nil, 403)
+	s.do("carol", "POST", "/api/v1/services", "r-carol-service", map[string]any{"id": "stripe", "name": "Stripe EU"}, 201)
+	other := s.do("carol", "POST", "/api/v1/credentials", "r-carol-create", map[string]any{
+		"integrationId": "stripe", "credentialName": "eu", "authType": "api_key", "apiKey": "sk_eu_" + randomHex(t)}, 201)
+	s.otherCrd = other["data"].(map[string]any)["id"].(string)
+	s.do("carol", "GET", "/api/v1/credentials/stripe?credentialId="+s.otherCrd, "r-carol-read", nil, 200)
+	return s
+}
+
+func randomHex(t *testing.T) string {
+	return fmt.Sprintf("%x", time.Now().UnixNano())
+}
+
+// run is credgate audit with args over the story's log.
+func (s *auditStory) run(stdin string, args ...string) (string, string) {
+	s.t.Helper()
+	var out, errOut bytes.Buffer
+	if err := auditCmd(context.Background(), args, strings.NewReader(stdin), &out, &errOut); err != nil {
+		s.t.Fatalf("credgate audit %v: %v\n%s", args, err, errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
+func ops(t *testing.T, jsonLines string) []audit.Op {
+	var out []audit.Op
+	for _, l := range strings.Split(strings.TrimSpace(jsonLines), "\n") {
+		if l == "" {
+			continue
+		}
+		var o audit.Op
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// line is what a test compares of an operation.
+func line(o audit.Op) string {
+	return fmt.Sprintf("%s %s %s %s %s v%d %s %s", o.Tenant, o.Email, o.Operation, o.Integration, o.Credential, o.Version, o.Outcome, o.RequestID)
+}
+
+func TestAuditTellsTheStoryAsItHappened(t *testing.T) {
+	s := startAuditStory(t)
+	out, _ := s.run("", "-json", s.log)
+	var got []string
+	mints := map[string]bool{}
+	for _, o := range ops(t, out) {
+		if o.Operation == audit.OpMint {
+			mints[o.Email] = true
+			continue
+		}
+		if o.Subject == "" || o.Client == "" || o.Time.IsZero() {
+			t.Errorf("incomplete: %+v", o)
+		}
+		got = append(got, line(o))
+	}
+	c, g := s.credID, s.otherCrd
+	want := []string{
+		"acme alice@acme.example create stripe  v0 ok r-alice-service",
+		"acme alice@acme.example create stripe " + c + " v1 ok r-alice-create",
+		"acme bob@acme.example read values stripe " + c + " v1 ok r-bob-read-1",
+		"acme alice@acme.example rotate stripe " + c + " v2 ok r-alice-rotate",
+		"acme bob@acme.example read values stripe " + c + " v2 ok r-bob-read-2",
+		"acme vera@acme.example read values stripe " + c + " v0 denied r-vera-read",
+		"globex carol@globex.example create stripe  v0 ok r-carol-service",
+		"globex carol@globex.example create stripe " + g + " v1 ok r-carol-create",
+		"globex carol@globex.example read values stripe " + g + " v1 ok r-carol-read",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("credgate audit said:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, u := range []string{"alice", "bob", "vera", "carol"} {
+		if !mints[s.emails[u]] {
+			t.Errorf("no caller token minted for %s", u)
+		}
+	}
+
+	// Filters.
+	filtered := func(args ...string) []string {
+		out, _ := s.run("", append(append([]string{"-json"}, args...), s.log)...)
+		var l []string
+		for _, o := range ops(t, out) {
+			l = append(l, line(o))
+		}
+		return l
+	}
+	if l := filtered("-denied"); !slices.Equal(l, want[5:6]) {
+		t.Errorf("-denied: %v", l)
+	}
+	if l := filtered("-tenant", "globex", "-credential", g); !slices.Equal(l, want[7:9]) {
+		t.Errorf("-tenant -credential: %v", l)
+	}
+	if l := filtered("-actor", "bob@acme.example"); len(l) != 3 || !strings.Contains(l[0], "mint caller token") {
+		t.Errorf("-actor: %v", l)
+	}
+	if l := filtered("-request-id", "r-alice-rotate"); !slices.Equal(l, want[3:4]) {
+		t.Errorf("-request-id: %v", l)
+	}
+	if l := filtered("-until", "2000-01-01T00:00:00Z"); len(l) != 0 {
+		t.Errorf("-until in the past: %v", l)
+	}
+	if l := filtered("-since", "1h", "-integration", "stripe", "-tenant", "acme"); len(l) != 6 {
+		t.Errorf("-since -integration: %v", l)
+	}
+
+	// The table has the same rows, aligned.
+	table, _ := s.run("", "-tenant", "acme", "-denied", s.log)
+	rows := strings.Split(strings.TrimSpace(table), "\n")
+	if len(rows) != 2 || !strings.HasPrefix(rows[0], "TIME") || !strings.Contains(rows[1], "vera@acme.example") || strings.Index(rows[0], "OUTCOME") != strings.Index(rows[1], "denied") {
+		t.Errorf("table:\n%s", table)
+	}
+
+	// The summary: reads, distinct actors, last read, denials.
+	sum, _ := s.run("", "-summary", "-json", "-tenant", "acme", s.log)
+	var row audit.SummaryRow
+	if err := json.Unmarshal([]byte(strings.TrimSpace(sum)), &row); err != nil {
+		t.Fatalf("summary: %v\n%s", err, sum)
+	}
+	if row.Credential != c || row.Reads != 2 || row.Actors != 1 || row.LastActor != "bob@acme.example" || row.Denials != 1 || row.Changes != 2 {
+		t.Errorf("summary: %+v", row)
+	}
+}
+
+func TestAuditValueFindsTheRequestsThatCarriedIt(t *testing.T) {
+	s := startAuditStory(t)
+	t.Setenv("VAULT_ADDR", s.vault.Addr)
+	t.Setenv("VAULT_TOKEN", s.vault.RootToken)
+	find := func(v string) []string {
+		out, _ := s.run(v+"\n", "-value", "-json", s.log)
+		var l []string
+		for _, o := range ops(t, out) {
+			l = append(l, o.Email+" "+o.Operation+" "+o.RequestID)
+		}
+		return l
+	}
+	// The first value was written by the create, read by bob, and read by
+	// the rotation that replaced it (a rotation reads the record it
+	// changes); the second was written by the rotation and read by bob.
+	if l := find(s.v1); !slices.Equal(l, []string{"alice@acme.example create r-alice-create", "bob@acme.example read values r-bob-read-1", "alice@acme.example rotate r-alice-rotate"}) {
+		t.Errorf("-value first: %v", l)
+	}
+	if l := find(s.v2); !slices.Equal(l, []string{"alice@acme.example rotate r-alice-rotate", "bob@acme.example read values r-bob-read-2"}) {
+		t.Errorf("-value second: %v", l)
+	}
+	if l := find("never-stored"); len(l) != 0 {
+		t.Errorf("-value of a value never stored: %v", l)
+	}
+	// The value is never an argument.
+	var errOut bytes.Buffer
+	if err := auditCmd(context.Background(), []string{"-value", "-"}, strings.NewReader(s.v1), io.Discard, &errOut); err == nil {
+		t.Error("-value with the log on standard input too was accepted")
+	}
+}
+
+func TestAuditReadsRotatedFilesAndSkipsMalformedLines(t *testing.T) {
+	s := startAuditStory(t)
+	raw, err := os.ReadFile(s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw), "\n")
+	half := len(lines) / 2
+	dir := t.TempDir()
+	// The older half rotated and compressed, with a torn line; the newer
+	// half with a line that is no audit entry.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(strings.Join(lines[:half], "") + "{\"time\": \"torn\n"))
+	_ = zw.Close()
+	old := filepath.Join(dir, "vault-audit.log.1.gz")
+	cur := filepath.Join(dir, "vault-audit.log")
+	if err := os.WriteFile(old, gz.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cur, []byte("not json at all\n"+strings.Join(lines[half:], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := s.run("", "-json", s.log)
+	split, errOut := s.run("", "-json", old, cur)
+	if whole != split {
+		t.Errorf("a rotated log read in two files differs from the whole:\n%s\n---\n%s", whole, split)
+	}
+	if !strings.Contains(errOut, old+":"+fmt.Sprint(half+1)+": skipped") || !strings.Contains(errOut, cur+":1: skipped") {
+		t.Errorf("malformed lines not reported with their line numbers:\n%s", errOut)
+	}
+	// Standard input.
+	in, _ := s.run(string(raw), "-json")
+	if in != whole {
+		t.Error("reading standard input differs from reading the file")
+	}
+}
