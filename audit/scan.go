@@ -55,9 +55,10 @@ type Options struct {
 	Malformed func(source string, line int, err error)
 }
 
-// window is how long after its last call a group may still get one: a
-// credgate request is bounded far below it. Groups older than the newest
-// entry by more are closed.
+// window is how long after its first call a group may still get one: a
+// credgate request is bounded far below it (its Vault calls time out in
+// seconds). Groups whose first call is older than the newest entry by more
+// are closed.
 const window = 2 * time.Minute
 
 // maxOpen bounds the groups held open; past it the oldest is closed.
@@ -152,8 +153,11 @@ func (s *Scanner) line(b []byte) error {
 
 // add files the call of e into its group: the request's id and the
 // caller's token identify it.
+//
+// The decoder's strings share the line's memory; what a group keeps is
+// cloned, so an open group holds its few strings, not its lines.
 func (s *Scanner) add(e *entry, hit bool) {
-	rid := e.requestID()
+	rid := strings.Clone(e.requestID())
 	md := e.Auth.Metadata
 	key := rid + "\x00" + md["sub"] + "\x00" + md["tenant"]
 	if rid == "" {
@@ -166,24 +170,29 @@ func (s *Scanner) add(e *entry, hit bool) {
 	}
 	g := s.open[key]
 	if g == nil {
-		g = &group{first: e.Time, requestID: rid, client: e.Request.RemoteAddress}
+		g = &group{first: e.Time, requestID: rid, client: strings.Clone(e.Request.RemoteAddress)}
 		s.open[key] = g
 		s.order = append(s.order, key)
 	}
 	g.last = e.Time
 	g.hit = g.hit || hit
 	if md["tenant"] != "" && g.tenant == "" {
-		g.tenant, g.sub, g.email = md["tenant"], md["sub"], md["email"]
+		g.tenant, g.sub, g.email = strings.Clone(md["tenant"]), strings.Clone(md["sub"]), strings.Clone(md["email"])
 	}
 	if mint {
 		g.mint = true
 		g.add(call{failed: e.Error != ""})
 		return
 	}
-	t, ok := parsePath(s.o.Mount, e.Request.Path)
+	path := strings.Clone(e.Request.Path)
+	t, ok := parsePath(s.o.Mount, path)
+	if !ok && s.own(path) {
+		g.add(call{op: operation(e.Request.Operation), t: target{folder: "system"}, denied: denial(e.Error)})
+		return
+	}
 	if !ok {
 		if g.otherPath == "" {
-			g.otherPath = e.Request.Path
+			g.otherPath = path
 		}
 		if denial(e.Error) {
 			g.seenDenied = true
@@ -191,7 +200,7 @@ func (s *Scanner) add(e *entry, hit bool) {
 		return
 	}
 	failed := e.Error != "" && !denial(e.Error) && !strings.Contains(e.Error, "check-and-set")
-	g.add(call{op: e.Request.Operation, t: t, version: e.version(), denied: denial(e.Error), failed: failed})
+	g.add(call{op: operation(e.Request.Operation), t: t, version: e.version(), denied: denial(e.Error), failed: failed})
 }
 
 // closeBefore closes the groups whose last call is older than now by
@@ -200,7 +209,10 @@ func (s *Scanner) closeBefore(now time.Time) error {
 	for s.head < len(s.order) {
 		key := s.order[s.head]
 		g := s.open[key]
-		if now.Sub(g.last) < window && len(s.open) <= maxOpen {
+		// A group closes when the log has moved a window past its first
+		// call: no credgate request lasts that long, and a key that keeps
+		// coming (a client reusing a request id) cannot hold the rest.
+		if now.Sub(g.first) < window && len(s.open) <= maxOpen {
 			break
 		}
 		if err := s.close(key, g); err != nil {
@@ -208,8 +220,9 @@ func (s *Scanner) closeBefore(now time.Time) error {
 		}
 	}
 	if s.head > 4096 && s.head*2 > len(s.order) { // drop the closed keys
-		s.order = append(s.order[:0], s.order[s.head:]...)
-		s.head = 0
+		n := copy(s.order, s.order[s.head:])
+		clear(s.order[n:])
+		s.order, s.head = s.order[:n], 0
 	}
 	return nil
 }
@@ -237,4 +250,27 @@ func (s *Scanner) Close() error {
 	}
 	s.order, s.head = nil, 0
 	return nil
+}
+
+// operation returns Vault's operation name as a constant, not a string
+// sharing the line's memory.
+func operation(op string) string {
+	for _, known := range []string{"read", "list", "create", "update", "patch", "delete"} {
+		if op == known {
+			return known
+		}
+	}
+	return "other"
+}
+
+// own reports whether path is one of credgate's own Vault calls beside the
+// tenants' records: its monitor's lease, the tenant list, the policies it
+// writes, random values, its token's lookup and renewal.
+func (s *Scanner) own(path string) bool {
+	for _, p := range []string{s.o.Mount + "/data/system/", s.o.Mount + "/metadata/tenants/", "sys/policies/acl/credgate-", "sys/tools/random", "auth/token/lookup-self", "auth/token/renew-self"} {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return path == s.o.Mount+"/metadata/tenants"
 }
