@@ -62,9 +62,9 @@ func adminWithService(t *testing.T, a *testAPI, id string) (tok, ten string) {
 	return tok, ten
 }
 
-func (a *testAPI) mustCreateCredential(tok string, body map[string]any) map[string]any {
+func (a *testAPI) mustCreateCredential(tok string, body map[string]any, hdr ...string) map[string]any {
 	a.t.Helper()
-	r := a.do("POST", "/api/v1/credentials", tok, body)
+	r := a.do("POST", "/api/v1/credentials", tok, body, hdr...)
 	if r.Status != 201 {
 		a.t.Fatalf("create credential: %d %s", r.Status, r.Raw)
 	}

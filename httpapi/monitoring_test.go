@@ -213,14 +213,10 @@ func TestExpiringNoticeOnceAcrossReplicas(t *testing.T) {
 	rec.subscribe(b, tok, credgate.EventExpiring, credgate.EventExpired)
 	a.mustCreate(tok, map[string]any{"id": "stripe", "name": "Stripe"})
 	exp := time.Now().Add(8 * 24 * time.Hour).UTC().Truncate(time.Second)
-	cr := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+	credID := a.mustCreateCredential(tok, map[string]any{
 		"integrationId": "stripe", "credentialName": "live", "authType": "api_key",
 		"apiKey": secret("sk_live_" + randHex(8)), "expiresAt": exp.Format(time.RFC3339),
-	})
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
-	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	})["id"].(string)
 
 	// Eight days out: the 30-day notice.
 	eventually(t, 15*time.Second, "the 30-day notice", func() bool { return len(rec.events(credgate.EventExpiring)) == 1 })
@@ -271,13 +267,9 @@ func TestWebhookRetriedUntilDeliveredAndLogged(t *testing.T) {
 	hook := rec.subscribe(a, admin, credgate.EventCreated, credgate.EventAccessDenied)
 	a.mustCreate(admin, map[string]any{"id": "zendesk", "name": "Zendesk"})
 	key := secret("zd_" + randHex(12))
-	cr := b.do("POST", "/api/v1/credentials", admin, map[string]any{
+	credID := b.mustCreateCredential(admin, map[string]any{
 		"integrationId": "zendesk", "credentialName": "agent", "authType": "api_key", "apiKey": key,
-	}, "X-Request-Id", "req-create-1")
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
-	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	}, "X-Request-Id", "req-create-1")["id"].(string)
 	eventually(t, 20*time.Second, "credential.created delivered", func() bool { return len(rec.events(credgate.EventCreated)) == 1 })
 	time.Sleep(time.Second)
 	rec.check()
@@ -336,16 +328,12 @@ func TestAutoRefreshOnceAcrossReplicas(t *testing.T) {
 	rec := startReceiver(t, 0)
 	rec.subscribe(a, tok, credgate.EventRefreshed, credgate.EventRefreshFailed)
 	a.mustCreate(tok, map[string]any{"id": "hubspot", "name": "HubSpot"})
-	cr := b.do("POST", "/api/v1/credentials", tok, map[string]any{
+	credID := b.mustCreateCredential(tok, map[string]any{
 		"integrationId": "hubspot", "credentialName": "sync", "authType": "oauth2_bearer",
 		"accessToken": first.AccessToken, "refreshToken": first.RefreshToken, "clientId": ts.ClientID, "clientSecret": ts.ClientSecret,
 		"tokenEndpoint": ts.URL + "/token", "autoRefresh": true, "refreshLeadTime": "10m",
 		"expiresAt": time.Now().Add(4 * time.Minute).UTC().Format(time.RFC3339),
-	})
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
-	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	})["id"].(string)
 	eventually(t, 20*time.Second, "credential.refreshed", func() bool { return len(rec.events(credgate.EventRefreshed)) == 1 })
 	time.Sleep(2 * time.Second) // more passes of both monitors
 	grants := ts.grantCounts()
@@ -378,15 +366,12 @@ func TestFailingAutoRefreshIsMarked(t *testing.T) {
 	rec := startReceiver(t, 0)
 	rec.subscribe(a, tok, credgate.EventRefreshFailed)
 	a.mustCreate(tok, map[string]any{"id": "hubspot", "name": "HubSpot"})
-	cr := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+	a.mustCreateCredential(tok, map[string]any{
 		"integrationId": "hubspot", "credentialName": "sync", "authType": "oauth2_bearer",
 		"accessToken": first.AccessToken, "refreshToken": first.RefreshToken, "clientId": ts.ClientID, "clientSecret": ts.ClientSecret,
 		"tokenEndpoint": ts.URL + "/token", "autoRefresh": true,
 		"expiresAt": time.Now().Add(2 * time.Minute).UTC().Format(time.RFC3339),
 	})
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
 	eventually(t, 20*time.Second, "two refresh_failed events", func() bool { return len(rec.events(credgate.EventRefreshFailed)) >= 2 })
 	e := rec.events(credgate.EventRefreshFailed)[1].event
 	if e.Data.Failures != 2 || e.Data.Reason != "UPSTREAM_ERROR: invalid_grant" {
@@ -410,14 +395,10 @@ func TestRevokeAtRevokesAndNotifies(t *testing.T) {
 	rec := startReceiver(t, 0)
 	rec.subscribe(a, tok, credgate.EventRevoked)
 	a.mustCreate(tok, map[string]any{"id": "legacy", "name": "Legacy API"})
-	cr := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+	credID := a.mustCreateCredential(tok, map[string]any{
 		"integrationId": "legacy", "credentialName": "old key", "authType": "api_key", "apiKey": secret("old_" + randHex(8)),
 		"revokeAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
-	})
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
-	credID := cr.Body["data"].(map[string]any)["id"].(string)
+	})["id"].(string)
 	if r := b.do("GET", "/api/v1/credentials/legacy?credentialId="+credID, tok, nil); r.Status != 200 {
 		t.Fatalf("before revokeAt: %d", r.Status)
 	}
@@ -465,11 +446,7 @@ func TestRotationKeepsThePreviousValuesUntilPreviousRevokeAt(t *testing.T) {
 	rec.subscribe(a, admin, credgate.EventRevoked, credgate.EventRotated)
 	a.mustCreate(admin, map[string]any{"id": "sendgrid", "name": "SendGrid"})
 	oldKey, newKey := secret("SG.old_"+randHex(8)), secret("SG.new_"+randHex(8))
-	cr := a.do("POST", "/api/v1/credentials", admin, map[string]any{"integrationId": "sendgrid", "credentialName": "mail", "authType": "api_key", "apiKey": oldKey})
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
-	id := cr.Body["data"].(map[string]any)["id"].(string)
+	id := a.mustCreateCredential(admin, map[string]any{"integrationId": "sendgrid", "credentialName": "mail", "authType": "api_key", "apiKey": oldKey})["id"].(string)
 	until := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
 	r := b.do("POST", "/api/v1/credentials/"+id+"/rotate", admin, map[string]any{"apiKey": newKey, "previousRevokeAt": until.Format(time.RFC3339)})
 	data, _ := r.Body["data"].(map[string]any)
@@ -526,10 +503,7 @@ func TestWebhookGivesUpAfterMaxAttempts(t *testing.T) {
 	rec := startReceiver(t, 1000) // never takes it
 	hook := rec.subscribe(a, admin, credgate.EventCreated, credgate.EventDeleted)
 	a.mustCreate(admin, map[string]any{"id": "jira", "name": "Jira"})
-	cr := b.do("POST", "/api/v1/credentials", admin, map[string]any{"integrationId": "jira", "credentialName": "bot", "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})
-	if cr.Status != 201 {
-		t.Fatalf("create: %d %s", cr.Status, cr.Raw)
-	}
+	id := b.mustCreateCredential(admin, map[string]any{"integrationId": "jira", "credentialName": "bot", "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})["id"].(string)
 	var log []any
 	eventually(t, 20*time.Second, "a failed delivery in the log", func() bool {
 		r := a.do("GET", "/api/v1/webhooks/"+hook+"/deliveries", admin, nil)
@@ -551,7 +525,6 @@ func TestWebhookGivesUpAfterMaxAttempts(t *testing.T) {
 		t.Fatalf("the last attempt names a next retry: %v", last)
 	}
 	// The deleted event names the integration too.
-	id := cr.Body["data"].(map[string]any)["id"].(string)
 	rec.mu.Lock()
 	rec.failFirst = 0
 	rec.mu.Unlock()
