@@ -81,6 +81,15 @@ func (m *Metrics) MonitorPass(byTenant map[string]InventoryCounts, credentials i
 	mm.passCreds.Set(float64(credentials))
 }
 
+// MonitorLost withdraws the inventory this replica reported: another
+// replica holds the monitor's lease and reports it.
+func (m *Metrics) MonitorLost() {
+	m.monitor.credentials.Reset()
+	m.monitor.expiring.Reset()
+	m.monitor.passSeconds.Set(0)
+	m.monitor.passCreds.Set(0)
+}
+
 // CredentialRefresh records an automatic refresh (ok, error).
 func (m *Metrics) CredentialRefresh(outcome string) {
 	m.monitor.refreshes.WithLabelValues(outcome).Inc()

@@ -39,7 +39,7 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	mon, err := monitor.New(monitor.Options{
 		Store: a.store, Events: d, Sweep: d, Grant: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Logger: log,
 		Holder: holder, Interval: 300 * time.Millisecond, LeaseTTL: 3 * time.Second, Tick: 100 * time.Millisecond,
-		SweepEvery: 500 * time.Millisecond, RefreshBackoff: 200 * time.Millisecond, Now: o.now, OnRefresh: a.metrics.CredentialRefresh,
+		SweepEvery: 500 * time.Millisecond, RefreshBackoff: 200 * time.Millisecond, Now: o.now, OnRefresh: a.metrics.CredentialRefresh, OnLost: a.metrics.MonitorLost,
 		OnPass: func(p monitor.Pass) {
 			inv := map[string]httpapi.InventoryCounts{}
 			for t, c := range p.Inventory {

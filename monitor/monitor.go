@@ -74,7 +74,11 @@ type Options struct {
 	// finished pass.
 	OnRefresh func(outcome string)
 	OnPass    func(Pass)
-	Now       func() time.Time
+	// OnLost is told when this replica stops holding the lease, so that
+	// what it reported of the inventory is withdrawn (another replica
+	// reports it now).
+	OnLost func()
+	Now    func() time.Time
 }
 
 // Pass is what one pass over all tenants found and cost.
@@ -167,7 +171,16 @@ func (m *Monitor) Leader() bool {
 // Run scans whenever this replica holds the lease, until ctx ends; then it
 // gives the lease up.
 func (m *Monitor) Run(ctx context.Context) {
-	defer m.o.Store.ReleaseLease(context.WithoutCancel(ctx), leaseName, m.o.Holder)
+	defer func() {
+		m.o.Store.ReleaseLease(context.WithoutCancel(ctx), leaseName, m.o.Holder)
+		m.mu.Lock()
+		was := m.leader
+		m.leader = false
+		m.mu.Unlock()
+		if was && m.o.OnLost != nil {
+			m.o.OnLost()
+		}
+	}()
 	t := time.NewTicker(m.o.Tick)
 	defer t.Stop()
 	for {
@@ -188,10 +201,14 @@ func (m *Monitor) Step(ctx context.Context) {
 		m.o.Logger.Warn("monitor: the lease could not be read", zap.Error(err))
 	}
 	m.mu.Lock()
+	lost := m.leader && !held
 	m.leader = held
 	due := held && (cursor != "" || m.o.Now().Sub(m.lastPass) >= m.o.Interval)
 	sweep := held && m.o.Sweep != nil && m.o.Now().Sub(m.lastSweep) >= m.o.SweepEvery
 	m.mu.Unlock()
+	if lost && m.o.OnLost != nil {
+		m.o.OnLost()
+	}
 	if sweep {
 		if _, err := m.o.Sweep.Sweep(ctx); err != nil && ctx.Err() == nil {
 			m.o.Logger.Warn("monitor: the webhook sweep failed", zap.Error(err))

@@ -51,7 +51,7 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 			}
 			return mc.ExpiryThresholds
 		},
-		OnRefresh: metrics.CredentialRefresh,
+		OnRefresh: metrics.CredentialRefresh, OnLost: metrics.MonitorLost,
 		OnPass: func(p monitor.Pass) {
 			inv := make(map[string]httpapi.InventoryCounts, len(p.Inventory))
 			for t, c := range p.Inventory {
