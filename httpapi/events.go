@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -25,10 +26,21 @@ func (h *handlers) publish(c *gin.Context, typ string, cr *credgate.Credential) 
 	h.send(c, credgate.NewEvent(c.Request.Context(), typ, cr))
 }
 
+// send publishes e, trying again twice (the change it tells of is made:
+// a brief Vault hiccup should not lose the event); what still fails is
+// logged.
 func (h *handlers) send(c *gin.Context, e credgate.Event) {
-	if err := h.events.Publish(context.WithoutCancel(c.Request.Context()), e); err != nil {
-		h.log.Warn("publishing an event failed", zap.String("event", e.Type), zap.String("request_id", e.Data.RequestID), zap.Error(err))
+	ctx := context.WithoutCancel(c.Request.Context())
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		if err = h.events.Publish(ctx, e); err == nil {
+			return
+		}
 	}
+	h.log.Warn("publishing an event failed; the change stands, the event is lost", zap.String("event", e.Type), zap.String("request_id", e.Data.RequestID), zap.Error(err))
 }
 
 // denied publishes credential.access_denied: the caller was refused the

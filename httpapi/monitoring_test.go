@@ -535,5 +535,14 @@ func TestWebhookGivesUpAfterMaxAttempts(t *testing.T) {
 	if d := rec.events(credgate.EventDeleted)[0].event.Data; d.IntegrationID != "jira" || d.CredentialID != id {
 		t.Fatalf("deleted: %+v", d)
 	}
+	// Deleting a service deletes its credentials: an event for each.
+	second := b.mustCreateCredential(admin, map[string]any{"integrationId": "jira", "credentialName": "bot 2", "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})["id"].(string)
+	if r := a.do("DELETE", "/api/v1/services/jira", admin, nil); r.Status != 204 {
+		t.Fatalf("delete service: %d %s", r.Status, r.Raw)
+	}
+	eventually(t, 20*time.Second, "credential.deleted for the service's credential", func() bool { return len(rec.events(credgate.EventDeleted)) == 2 })
+	if d := rec.events(credgate.EventDeleted)[1].event.Data; d.IntegrationID != "jira" || d.CredentialID != second || !strings.HasPrefix(d.Actor.Email, "alice@") {
+		t.Fatalf("deleted with its service: %+v", d)
+	}
 	rec.check()
 }

@@ -305,9 +305,25 @@ func (h *handlers) deleteService(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	// Its credentials go with it: each is a credential.deleted event, so
+	// they are listed first (only when someone may be told).
+	var gone []*credgate.Credential
+	for f := (credgate.CredentialFilter{IntegrationID: id, Limit: maxListLimit}); h.events != nil; {
+		page, err := h.creds.ListCredentials(c.Request.Context(), f)
+		if err != nil {
+			break // the DELETE answers for itself
+		}
+		gone = append(gone, page.Credentials...)
+		if f.After = page.Next; f.After == nil {
+			break
+		}
+	}
 	if err := h.services.DeleteService(c.Request.Context(), id, version); err != nil {
 		fail(c, err)
 		return
+	}
+	for _, cr := range gone {
+		h.publish(c, credgate.EventDeleted, &credgate.Credential{ID: cr.ID, IntegrationID: id})
 	}
 	c.Status(http.StatusNoContent)
 }
