@@ -237,7 +237,8 @@ func TestExampleConfigurationIsValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("deploy/credgate.example.yaml: %v", err)
 	}
-	if cfg.Auth.Issuers[0].RolesClaim != "realm_access.roles" || cfg.RateLimit.Tenants["acme"] != 1000 || cfg.Vault.LoginMethod().Name() != "kubernetes" {
+	if cfg.Auth.Issuers[0].RolesClaim != "realm_access.roles" || cfg.RateLimit.Tenants["acme"] != 1000 || cfg.Vault.LoginMethod().Name() != "kubernetes" ||
+		cfg.Monitor.TenantThresholds["acme"][1] != 14 || cfg.Webhooks.MaxAttempts != 15 {
 		t.Fatalf("example not read as written: %+v", cfg)
 	}
 }
