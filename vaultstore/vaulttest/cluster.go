@@ -120,6 +120,11 @@ func (c *Cluster) form(ctx context.Context) error {
 	if err := waitUntil(ctx, func() error { _, err := anon.Sys().InitStatusWithContext(ctx); return err }); err != nil {
 		return err
 	}
+	// Init waits for the first node to elect itself (a heartbeat timeout,
+	// longer on a busy machine) and cannot be retried (a second init finds
+	// the node initialized and the root token lost), so it gets the whole
+	// deadline, not the client's 2 s.
+	anon.SetClientTimeout(time.Until(deadlineOf(ctx)))
 	init, err := anon.Sys().InitWithContext(ctx, &api.InitRequest{SecretShares: 1, SecretThreshold: 1})
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -409,4 +414,12 @@ func (b *Balancer) Close() {
 	close(b.stop)
 	<-b.done
 	b.srv.Close()
+}
+
+// deadlineOf is ctx's deadline, or a minute from now.
+func deadlineOf(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(time.Minute)
 }
