@@ -93,13 +93,11 @@ const MaxDeliveryLog = 100
 // attempt is made by one replica.
 type Outgoing struct {
 	Event Event `json:"event"`
-	// Targets is the state of each webhook's delivery, by webhook id.
-	Targets map[string]*Target `json:"targets"`
-	// Resolved: the webhooks that want the event were looked up; from
-	// then on Targets is the whole list.
-	Resolved     bool      `json:"resolved"`
-	ClaimedBy    string    `json:"claimedBy,omitempty"`
-	ClaimedUntil time.Time `json:"claimedUntil"`
+	// Targets is the state of each webhook's delivery, by webhook id:
+	// the webhooks that wanted the event when it was published.
+	Targets      map[string]*Target `json:"targets"`
+	ClaimedBy    string             `json:"claimedBy,omitempty"`
+	ClaimedUntil time.Time          `json:"claimedUntil"`
 	// Due is when the next attempt is due (zero: now).
 	Due time.Time `json:"due"`
 	// Version is the store's version of the record, for check-and-set.
@@ -115,9 +113,6 @@ type Target struct {
 
 // Done reports whether no target waits for another attempt.
 func (o *Outgoing) Done() bool {
-	if !o.Resolved {
-		return false
-	}
 	for _, t := range o.Targets {
 		if t.Status != DeliveryDelivered && t.Status != DeliveryFailed {
 			return false

@@ -16,20 +16,20 @@ import (
 
 func (k *session) outboxPath(id string) string { return k.path(policy.FolderOutbox, id) }
 
-// Publish puts e into its tenant's outbox. It reports false, and writes
-// nothing, when an event with e's id is waiting there already (an event
-// given an id by credgate.Event.OnceID is published once).
-// Errors: BACKEND_UNAVAILABLE, INTERNAL_ERROR.
-func (s *Store) Publish(ctx context.Context, e credgate.Event) (bool, error) {
-	k, err := s.systemSession(ctx, e.Data.Tenant)
+// Publish puts o, a new event with its targets, into its tenant's outbox.
+// It reports false, and writes nothing, when an event with its id is
+// waiting there already (an event given an id by credgate.Event.OnceID is
+// published once). Errors: BACKEND_UNAVAILABLE, INTERNAL_ERROR.
+func (s *Store) Publish(ctx context.Context, o credgate.Outgoing) (bool, error) {
+	k, err := s.systemSession(ctx, o.Event.Data.Tenant)
 	if err != nil {
 		return false, err
 	}
-	data, err := encode(credgate.Outgoing{Event: e, Targets: map[string]*credgate.Target{}})
+	data, err := encode(o)
 	if err != nil {
 		return false, err
 	}
-	_, err = k.write(ctx, "event_publish", k.outboxPath(e.ID), data, 0)
+	_, err = k.write(ctx, "event_publish", k.outboxPath(o.Event.ID), data, 0)
 	if errors.Is(err, errConflict) {
 		return false, nil
 	}

@@ -23,7 +23,7 @@ import (
 // Store is what delivery needs of the store: the tenants' outboxes, their
 // subscriptions and delivery logs (vaultstore.Store).
 type Store interface {
-	Publish(ctx context.Context, e credgate.Event) (bool, error)
+	Publish(ctx context.Context, o credgate.Outgoing) (bool, error)
 	Tenants(ctx context.Context) ([]string, error)
 	Outbox(ctx context.Context, tenant string) ([]string, error)
 	ClaimEvent(ctx context.Context, tenant, id, holder string, c credgate.Claim) (*credgate.Outgoing, error)
@@ -99,11 +99,25 @@ func cmpOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// Publish puts e into its tenant's outbox and has this replica try it
-// soon. An event published before under the same id is not published
-// again. Errors: the store's.
+// Publish puts e into its tenant's outbox, with the webhooks that want it,
+// and has this replica try it soon. An event nobody wants is not kept (a
+// tenant without webhooks costs one list per event), and one published
+// before under the same id is not published again. Errors: the store's.
 func (d *Dispatcher) Publish(ctx context.Context, e credgate.Event) error {
-	fresh, err := d.o.Store.Publish(ctx, e)
+	hooks, err := d.o.Store.TenantWebhooks(ctx, e.Data.Tenant)
+	if err != nil {
+		return err
+	}
+	o := credgate.Outgoing{Event: e, Targets: map[string]*credgate.Target{}}
+	for _, w := range hooks {
+		if w.Wants(&e) {
+			o.Targets[w.ID] = &credgate.Target{}
+		}
+	}
+	if len(o.Targets) == 0 {
+		return nil
+	}
+	fresh, err := d.o.Store.Publish(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -188,11 +202,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, tenant, id string) bool {
 	byID := map[string]*credgate.Webhook{}
 	for _, w := range hooks {
 		byID[w.ID] = w
-		if !o.Resolved && w.Wants(&o.Event) {
-			o.Targets[w.ID] = &credgate.Target{}
-		}
 	}
-	o.Resolved = true
 	body, _ := json.Marshal(o.Event)
 	var wg sync.WaitGroup
 	for wid, t := range o.Targets {
