@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -137,11 +138,11 @@ func New(o Options) (*Monitor, error) {
 	if o.Holder == "" {
 		o.Holder = uuid.NewString()
 	}
-	o.Interval = cmpOr(o.Interval, DefaultInterval)
-	o.LeaseTTL = cmpOr(o.LeaseTTL, DefaultLeaseTTL)
-	o.Tick = cmpOr(o.Tick, min(o.LeaseTTL/3, 5*time.Second))
-	o.SweepEvery = cmpOr(o.SweepEvery, DefaultSweep)
-	o.RefreshBackoff = cmpOr(o.RefreshBackoff, time.Minute)
+	o.Interval = cmp.Or(o.Interval, DefaultInterval)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, DefaultLeaseTTL)
+	o.Tick = cmp.Or(o.Tick, min(o.LeaseTTL/3, 5*time.Second))
+	o.SweepEvery = cmp.Or(o.SweepEvery, DefaultSweep)
+	o.RefreshBackoff = cmp.Or(o.RefreshBackoff, time.Minute)
 	if o.Rate <= 0 {
 		o.Rate = DefaultRate
 	}
@@ -152,13 +153,6 @@ func New(o Options) (*Monitor, error) {
 		o.Now = time.Now
 	}
 	return &Monitor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), pageSize)}, nil
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // Leader reports whether this replica holds the lease now.

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,24 +80,15 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Store == nil || o.Client == nil || o.Logger == nil || o.Holder == "" {
 		return nil, errors.New("webhook: Store, Client, Logger and Holder are required")
 	}
-	o.Timeout = cmpOr(o.Timeout, DefaultTimeout)
-	o.Backoff = cmpOr(o.Backoff, DefaultBackoff)
-	o.MaxBackoff = cmpOr(o.MaxBackoff, DefaultMaxBackoff)
-	o.RetryFor = cmpOr(o.RetryFor, DefaultRetryFor)
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.Backoff = cmp.Or(o.Backoff, DefaultBackoff)
+	o.MaxBackoff = cmp.Or(o.MaxBackoff, DefaultMaxBackoff)
+	o.RetryFor = cmp.Or(o.RetryFor, DefaultRetryFor)
+	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return &Dispatcher{o: o, queue: make(chan ref, 1024)}, nil
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // Publish puts e into its tenant's outbox, with the webhooks that want it,
