@@ -133,3 +133,43 @@ func ParseWithin(s string) (time.Duration, error) {
 	}
 	return time.Duration(n) * unit, nil
 }
+
+// InventoryCounts are a tenant's credentials by effective status and, the
+// revoked ones aside, by expiry bucket (ExpiryBucket): what the monitor
+// counts and the metrics show.
+type InventoryCounts struct {
+	Status, Expiry map[string]int
+}
+
+// NewInventoryCounts returns empty counts.
+func NewInventoryCounts() InventoryCounts {
+	return InventoryCounts{Status: map[string]int{}, Expiry: map[string]int{}}
+}
+
+// Count adds c as it is at now.
+func (n InventoryCounts) Count(c *Credential, now time.Time) {
+	st := c.EffectiveStatus(now)
+	n.Status[st]++
+	if b := c.ExpiryBucket(now); b != "" && st != CredRevoked {
+		n.Expiry[b]++
+	}
+}
+
+// ExpiryBucket is how soon c expires at now: expired, lt_1d, lt_7d,
+// lt_30d, or "" (later, or never).
+func (c *Credential) ExpiryBucket(now time.Time) string {
+	if c.ExpiresAt == nil {
+		return ""
+	}
+	switch left := c.ExpiresAt.Sub(now); {
+	case left <= 0:
+		return "expired"
+	case left < 24*time.Hour:
+		return "lt_1d"
+	case left < 7*24*time.Hour:
+		return "lt_7d"
+	case left < 30*24*time.Hour:
+		return "lt_30d"
+	}
+	return ""
+}

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"time"
 
+	"github.com/credgate/credgate"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -48,15 +50,9 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 	return m
 }
 
-// InventoryCounts are a tenant's credentials by effective status and by
-// expiry bucket.
-type InventoryCounts struct {
-	Status, Expiry map[string]int
-}
-
 // MonitorPass records a finished monitor pass: the inventory of every
 // tenant replaces the last one.
-func (m *Metrics) MonitorPass(byTenant map[string]InventoryCounts, credentials int, took time.Duration) {
+func (m *Metrics) MonitorPass(byTenant map[string]credgate.InventoryCounts, credentials int, took time.Duration) {
 	status := map[[2]string]int{}
 	expiry := map[[2]string]int{}
 	for t, c := range byTenant {

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
-	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
@@ -40,13 +39,7 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 		Store: a.store, Events: d, Sweep: d, Grant: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Logger: log,
 		Holder: holder, Interval: 300 * time.Millisecond, LeaseTTL: 3 * time.Second, Tick: 100 * time.Millisecond,
 		SweepEvery: 500 * time.Millisecond, RefreshBackoff: 200 * time.Millisecond, Now: o.now, OnRefresh: a.metrics.CredentialRefresh, OnLost: a.metrics.MonitorLost,
-		OnPass: func(p monitor.Pass) {
-			inv := map[string]httpapi.InventoryCounts{}
-			for t, c := range p.Inventory {
-				inv[t] = httpapi.InventoryCounts{Status: c.Status, Expiry: c.Expiry}
-			}
-			a.metrics.MonitorPass(inv, p.Credentials, p.Took)
-		},
+		OnPass: func(p monitor.Pass) { a.metrics.MonitorPass(p.Inventory, p.Credentials, p.Took) },
 	})
 	if err != nil {
 		a.t.Fatal(err)

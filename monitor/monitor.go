@@ -86,35 +86,8 @@ type Options struct {
 type Pass struct {
 	Tenants, Credentials int
 	Took                 time.Duration
-	// Inventory counts each tenant's credentials by effective status and
-	// by expiry bucket (expired, lt_1d, lt_7d, lt_30d).
-	Inventory map[string]Counts
-}
-
-// Counts are one tenant's credentials by status and expiry bucket.
-type Counts struct {
-	Status map[string]int
-	Expiry map[string]int
-}
-
-// Expiry buckets of the inventory.
-var Buckets = []string{"expired", "lt_1d", "lt_7d", "lt_30d"}
-
-func bucket(c *credgate.Credential, now time.Time) string {
-	if c.ExpiresAt == nil {
-		return ""
-	}
-	switch left := c.ExpiresAt.Sub(now); {
-	case left <= 0:
-		return "expired"
-	case left < 24*time.Hour:
-		return "lt_1d"
-	case left < 7*24*time.Hour:
-		return "lt_7d"
-	case left < 30*24*time.Hour:
-		return "lt_30d"
-	}
-	return ""
+	// Inventory counts each tenant's credentials.
+	Inventory map[string]credgate.InventoryCounts
 }
 
 // Monitor is the scan. Run it on every replica; one at a time works.
@@ -227,7 +200,7 @@ func (m *Monitor) runPass(ctx context.Context, cursor string) {
 	}
 	m.mu.Lock()
 	if m.pass == nil || cursor == "" {
-		m.pass = &Pass{Inventory: map[string]Counts{}}
+		m.pass = &Pass{Inventory: map[string]credgate.InventoryCounts{}}
 	}
 	p := m.pass
 	m.mu.Unlock()
@@ -269,7 +242,7 @@ var errLeaseLost = errors.New("monitor: the lease went to another replica")
 func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, error) {
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
 	sys = credgate.WithRequestID(sys, "monitor-"+uuid.NewString())
-	counts := Counts{Status: map[string]int{}, Expiry: map[string]int{}}
+	counts := credgate.NewInventoryCounts()
 	seen := 0
 	var after *credgate.CredentialPosition
 	for {
@@ -282,11 +255,7 @@ func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, 
 		}
 		for _, c := range page.Credentials {
 			m.examine(sys, tenant, c)
-			now := m.o.Now()
-			counts.Status[c.EffectiveStatus(now)]++
-			if b := bucket(c, now); b != "" && c.EffectiveStatus(now) != credgate.CredRevoked {
-				counts.Expiry[b]++
-			}
+			counts.Count(c, m.o.Now())
 		}
 		seen += len(page.Credentials)
 		if page.Next == nil {

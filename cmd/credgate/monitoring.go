@@ -53,11 +53,7 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 		},
 		OnRefresh: metrics.CredentialRefresh, OnLost: metrics.MonitorLost,
 		OnPass: func(p monitor.Pass) {
-			inv := make(map[string]httpapi.InventoryCounts, len(p.Inventory))
-			for t, c := range p.Inventory {
-				inv[t] = httpapi.InventoryCounts{Status: c.Status, Expiry: c.Expiry}
-			}
-			metrics.MonitorPass(inv, p.Credentials, p.Took)
+			metrics.MonitorPass(p.Inventory, p.Credentials, p.Took)
 			log.Named("monitor").Info("monitor pass", zap.Int("tenants", p.Tenants), zap.Int("credentials", p.Credentials), zap.Duration("took", p.Took))
 		},
 	})
