@@ -106,6 +106,14 @@ func TestWebhookRules(t *testing.T) {
 			t.Errorf("%+v: %v", tc.w, err)
 		}
 	}
+	if id := NewWebhookID(); !ValidWebhookID(id) {
+		t.Fatalf("%s is refused", id)
+	}
+	for _, id := range []string{"wh_", "wh_cred-0b1d6a7e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "wh_0B1D6A7E-1C2D-4E5F-8A9B-0C1D2E3F4A5B", "0b1d6a7e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "wh_0b1d6a7e-1c2d-4e5f-8a9b-0c1d2e3f4a5"} {
+		if ValidWebhookID(id) {
+			t.Errorf("%q is accepted", id)
+		}
+	}
 	created := time.Now()
 	w := Webhook{Enabled: true, EventTypes: []string{EventExpiring}, CreatedAt: created}
 	if !w.Wants(&Event{Type: EventExpiring, Timestamp: created}) || w.Wants(&Event{Type: EventCreated, Timestamp: created}) ||

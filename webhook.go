@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Webhook is a tenant's subscription to events: credgate sends the events
@@ -24,6 +26,20 @@ type Webhook struct {
 	// Secret is the signing secret, whsec_<base64>; never in a view but
 	// the one answering its creation.
 	Secret string `json:"secret,omitempty"`
+}
+
+// NewWebhookID returns wh_<uuid v4>.
+func NewWebhookID() string { return "wh_" + uuid.NewString() }
+
+// ValidWebhookID reports whether id may name a webhook: wh_ and a UUID in
+// lower case, as NewWebhookID makes them.
+func ValidWebhookID(id string) bool {
+	u, ok := strings.CutPrefix(id, "wh_")
+	if !ok || len(u) != 36 || strings.ToLower(u) != u {
+		return false
+	}
+	_, err := uuid.Parse(u)
+	return err == nil
 }
 
 // Limits of webhooks.

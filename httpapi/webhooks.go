@@ -54,7 +54,7 @@ func webhookView(w *credgate.Webhook) *credgate.Webhook {
 // webhookID reads :id; a malformed one names nothing.
 func webhookID(c *gin.Context) (string, error) {
 	id := c.Param("id")
-	if !strings.HasPrefix(id, "wh_") || !credgate.ValidCredentialID(strings.TrimPrefix(id, "wh_")) {
+	if !credgate.ValidWebhookID(id) {
 		return "", credgate.Errorf(credgate.ENotFound, "no such webhook")
 	}
 	return id, nil

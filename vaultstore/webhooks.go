@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
 )
@@ -56,7 +54,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *credgate.Webhook) (*credga
 		return nil, credgate.FieldErrors{"body": "the tenant has the most webhooks it may have; delete one first"}.Err()
 	}
 	out := *w
-	out.ID = "wh_" + uuid.NewString()
+	out.ID = credgate.NewWebhookID()
 	if out.Secret, err = NewWebhookSecret(); err != nil {
 		return nil, err
 	}
