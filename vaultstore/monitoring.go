@@ -66,8 +66,38 @@ type lease struct {
 // the cursor stored with it; a lease another holder keeps is not taken
 // before it expires. Errors: BACKEND_UNAVAILABLE, INTERNAL_ERROR.
 func (s *Store) HoldLease(ctx context.Context, name, holder string, ttl time.Duration, cursor *string) (bool, string, error) {
+	l, held, err := s.changeLease(ctx, name, func(l *lease) bool {
+		now := s.opts.Now()
+		if l.Holder != holder && l.Holder != "" && now.Before(l.Until) {
+			return false // another's
+		}
+		l.Holder, l.Until = holder, now.Add(ttl)
+		if cursor != nil {
+			l.Cursor = *cursor
+		}
+		return true
+	})
+	return held, l.Cursor, err
+}
+
+// ReleaseLease gives lease name up, if holder has it, keeping its cursor.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) {
+	_, _, _ = s.changeLease(ctx, name, func(l *lease) bool {
+		if l.Holder != holder {
+			return false
+		}
+		*l = lease{Cursor: l.Cursor}
+		return true
+	})
+}
+
+// changeLease reads lease name (none: the zero lease) and, when change
+// says so, writes what it made of it with check-and-set. It reports the
+// lease as it stands after and whether this call wrote it; losing the
+// check-and-set to another replica is not an error.
+func (s *Store) changeLease(ctx context.Context, name string, change func(*lease) bool) (lease, bool, error) {
 	var l lease
-	held := false
+	wrote := false
 	err := s.asSelf(ctx, func(c *api.Client) error {
 		ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 		defer cancel()
@@ -84,13 +114,9 @@ func (s *Store) HoldLease(ctx context.Context, name, holder string, ttl time.Dur
 			return err
 		}
 		s.observe("lease_read", start, nil)
-		now := s.opts.Now()
-		if l.Holder != holder && l.Holder != "" && now.Before(l.Until) {
-			return nil // another's
-		}
-		next := lease{Holder: holder, Until: now.Add(ttl), Cursor: l.Cursor}
-		if cursor != nil {
-			next.Cursor = *cursor
+		next := l
+		if !change(&next) {
+			return nil
 		}
 		data, _ := encode(next)
 		start = s.opts.Now()
@@ -104,31 +130,10 @@ func (s *Store) HoldLease(ctx context.Context, name, holder string, ttl time.Dur
 		if err != nil {
 			return err
 		}
-		l, held = next, true
+		l, wrote = next, true
 		return nil
 	})
-	return held, l.Cursor, translate(err, credgate.ENotFound)
-}
-
-// ReleaseLease gives lease name up, if holder has it, keeping its cursor.
-func (s *Store) ReleaseLease(ctx context.Context, name, holder string) {
-	_ = s.asSelf(ctx, func(c *api.Client) error {
-		ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-		defer cancel()
-		kv := c.KVv2(s.opts.Mount)
-		sec, err := kv.Get(ctx, systemPath(name))
-		if err != nil {
-			return err
-		}
-		var l lease
-		_ = decodeData(sec.Data, &l)
-		if l.Holder != holder {
-			return nil
-		}
-		data, _ := encode(lease{Cursor: l.Cursor})
-		_, err = kv.Put(ctx, systemPath(name), data, api.WithCheckAndSet(sec.VersionMetadata.Version))
-		return err
-	})
+	return l, wrote, translate(err, credgate.ENotFound)
 }
 
 // SaveWatch writes the monitor's bookkeeping of c (credgate.WatchOf) into
