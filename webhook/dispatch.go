@@ -69,7 +69,12 @@ type Dispatcher struct {
 	timed int // retry timers pending
 }
 
-type ref struct{ tenant, id string }
+// ref names an event to try; hooks, when set, are the tenant's webhooks
+// as its publisher just read them (its first try needs not read them again).
+type ref struct {
+	tenant, id string
+	hooks      []*credgate.Webhook
+}
 
 // maxTimers bounds the retries this replica times itself; the sweep finds
 // the others.
@@ -114,7 +119,7 @@ func (d *Dispatcher) Publish(ctx context.Context, e credgate.Event) error {
 		return err
 	}
 	if fresh {
-		d.kick(ref{e.Data.Tenant, e.ID})
+		d.kick(ref{e.Data.Tenant, e.ID, hooks})
 	}
 	return nil
 }
@@ -137,7 +142,7 @@ func (d *Dispatcher) Run(ctx context.Context, workers int) {
 				case <-ctx.Done():
 					return
 				case r := <-d.queue:
-					d.Deliver(ctx, r.tenant, r.id)
+					d.deliver(ctx, r)
 				}
 			}
 		})
@@ -175,6 +180,11 @@ func (d *Dispatcher) Sweep(ctx context.Context) (int, error) {
 // Deliver claims event id of tenant and makes the attempts that are due,
 // one per webhook, at once. It reports whether it had the claim.
 func (d *Dispatcher) Deliver(ctx context.Context, tenant, id string) bool {
+	return d.deliver(ctx, ref{tenant: tenant, id: id})
+}
+
+func (d *Dispatcher) deliver(ctx context.Context, r ref) bool {
+	tenant, id := r.tenant, r.id
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
 	now := d.o.Now()
 	o, err := d.o.Store.ClaimEvent(sys, tenant, id, d.o.Holder, credgate.Claim{Now: now, Until: now.Add(d.o.Timeout + 30*time.Second)})
@@ -184,7 +194,10 @@ func (d *Dispatcher) Deliver(ctx context.Context, tenant, id string) bool {
 		}
 		return false
 	}
-	hooks, err := d.o.Store.TenantWebhooks(sys, tenant)
+	hooks := r.hooks
+	if hooks == nil {
+		hooks, err = d.o.Store.TenantWebhooks(sys, tenant)
+	}
 	if err != nil {
 		d.o.Logger.Warn("webhook: reading subscriptions failed", zap.String("tenant", tenant), zap.Error(err))
 		o.Due = now.Add(d.o.Backoff)
@@ -220,7 +233,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, tenant, id string) bool {
 		return true
 	}
 	if !o.Done() {
-		d.retryLater(ref{tenant, id}, o.Due)
+		d.retryLater(ref{tenant: tenant, id: id}, o.Due)
 	}
 	return true
 }
