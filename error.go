@@ -22,6 +22,7 @@ const (
 	ECredentialNotFound      = "CREDENTIAL_NOT_FOUND"
 	ENotFound                = "NOT_FOUND"
 	EServiceAlreadyExists    = "SERVICE_ALREADY_EXISTS"
+	ECredentialAlreadyExists = "CREDENTIAL_ALREADY_EXISTS"
 	EVersionConflict         = "VERSION_CONFLICT"
 	EPayloadTooLarge         = "PAYLOAD_TOO_LARGE"
 	ERateLimited             = "RATE_LIMITED"

@@ -138,6 +138,7 @@ func (v *credentialView) MarshalJSON() ([]byte, error) {
 // fields of a credential are accepted and ignored, so that a client can
 // send back what it read.
 type credentialInput struct {
+	ID                    *string // on create: a client-chosen id; else the path's
 	IntegrationID         *string
 	CredentialName        *string
 	Description           *string
@@ -158,7 +159,7 @@ type credentialInput struct {
 }
 
 var credentialReadOnly = map[string]bool{
-	"id": true, "createdAt": true, "updatedAt": true, "createdBy": true, "lastAccessedAt": true,
+	"createdAt": true, "updatedAt": true, "createdBy": true, "lastAccessedAt": true,
 	"lastRotatedAt": true, "tenant": true, "version": true, "refresh": true, "previousVersion": true,
 }
 
@@ -170,7 +171,7 @@ func (in *credentialInput) UnmarshalJSON(b []byte) error {
 		return badRequest("the body must be a JSON object")
 	}
 	descriptive := map[string]any{
-		"integrationId": &in.IntegrationID, "credentialName": &in.CredentialName, "description": &in.Description,
+		"id": &in.ID, "integrationId": &in.IntegrationID, "credentialName": &in.CredentialName, "description": &in.Description,
 		"authType": &in.AuthType, "scopes": &in.Scopes, "tokenEndpoint": &in.TokenEndpoint,
 		"authorizationEndpoint": &in.AuthorizationEndpoint, "metadata": &in.Metadata, "status": &in.Status,
 		"expiresAt": &in.ExpiresAt, "customFields": &in.CustomFields, "generate": &in.Generate,
@@ -215,6 +216,18 @@ func kindOf(dst any) string {
 		return "boolean"
 	}
 	return "string"
+}
+
+// sameID refuses an id in the body of a write to another credential than
+// the path names (a client sending back what it read sends the same id).
+func (in *credentialInput) sameID(path string) error {
+	if in.ID == nil {
+		return nil
+	}
+	if id, _ := credgate.CanonicalCredentialID(*in.ID); id != path {
+		return credgate.FieldErrors{"id": "must name the credential in the path"}.Err()
+	}
+	return nil
 }
 
 // hasSecrets reports whether the input sets or removes any secret value.
@@ -293,6 +306,14 @@ func (h *handlers) createCredential(c *gin.Context) {
 		return
 	}
 	cred := &credgate.Credential{IntegrationID: *in.IntegrationID, Status: credgate.CredActive, Metadata: map[string]any{}}
+	if in.ID != nil {
+		id, ok := credgate.CanonicalCredentialID(*in.ID)
+		if !ok {
+			fail(c, credgate.FieldErrors{"id": "must be cred-<uuid> or a UUID"}.Err())
+			return
+		}
+		cred.ID = id // migrated credentials keep their ids
+	}
 	if err := in.apply(cred); err != nil {
 		fail(c, err)
 		return
@@ -431,18 +452,28 @@ func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, 
 
 // checkTokenEndpoint refuses a token endpoint credgate would not call (a
 // loopback, private or link-local address not allowed by configuration)
-// when it is written, saying which rule refused it. The same rule holds
-// again when it is called.
+// when it is written, saying which rule refused it, and warns of one it
+// cannot call now. The same rule holds again when it is called.
 func (h *handlers) checkTokenEndpoint(c *gin.Context, endpoint *string) error {
 	if endpoint == nil {
 		return nil
 	}
-	v := strings.TrimSpace(*endpoint)
-	if v == "" || credgate.URLProblem(v) != "" {
-		return nil // nothing to call, or refused by the credential's own rule
+	return h.checkOutbound(c, "tokenEndpoint", strings.TrimSpace(*endpoint))
+}
+
+// checkOutbound applies the outbound guard to field's URL when it is
+// written: a refusal is that field's VALIDATION_FAILED; a warning (a name
+// that does not resolve now) goes with the answer.
+func (h *handlers) checkOutbound(c *gin.Context, field, url string) error {
+	if url == "" || credgate.URLProblem(url) != "" {
+		return nil // nothing to call, or refused by the record's own rule
 	}
-	if err := h.endpoints.CheckURL(c.Request.Context(), v); err != nil {
-		return credgate.FieldErrors{"tokenEndpoint": err.Error()}.Err()
+	w, err := h.endpoints.CheckURL(c.Request.Context(), url)
+	if err != nil {
+		return credgate.FieldErrors{field: err.Error()}.Err()
+	}
+	if w != "" {
+		warn(c, field+" "+w)
 	}
 	return nil
 }
@@ -471,6 +502,10 @@ func (h *handlers) patchCredential(c *gin.Context) {
 	}
 	if in.Generate != nil || in.PreviousRevokeAt != nil {
 		fail(c, credgate.FieldErrors{"body": "generate and previousRevokeAt go with rotate"}.Err())
+		return
+	}
+	if err := in.sameID(id); err != nil {
+		fail(c, err)
 		return
 	}
 	if err := h.checkTokenEndpoint(c, in.TokenEndpoint); err != nil {

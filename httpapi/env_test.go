@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -153,6 +154,10 @@ type apiOptions struct {
 	// outboundAllow is outbound.allow; nil: 127.0.0.1/32, where the tests'
 	// OAuth2 token servers listen.
 	outboundAllow []string
+	// proxy and rootCAs are outbound.proxy and the CAs outbound TLS
+	// trusts (outbound.ca_file).
+	proxy   string
+	rootCAs *x509.CertPool
 	// serviceCacheTTL is the store's; 0: its default.
 	serviceCacheTTL time.Duration
 	// lockLease shortens the rotation lock's lease (and wait).
@@ -246,7 +251,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if o.outboundAllow == nil {
 		o.outboundAllow = []string{"127.0.0.1/32"}
 	}
-	guard, err := outbound.New(o.outboundAllow)
+	guard, err := outbound.New(outbound.Options{Allow: o.outboundAllow, Proxy: o.proxy, RootCAs: o.rootCAs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,21 @@ type envelope struct {
 	Timestamp string             `json:"timestamp"`
 }
 
+// warningsKey is where a handler leaves what its success answer warns of
+// (a URL kept that cannot be called now); the envelope carries them as
+// "warnings".
+const warningsKey = "credgate.warnings"
+
+// warn adds w (a sentence naming its field) to the answer's warnings.
+func warn(c *gin.Context, w string) {
+	if w == "" {
+		return
+	}
+	ws, _ := c.Get(warningsKey)
+	list, _ := ws.([]string)
+	c.Set(warningsKey, append(list, w))
+}
+
 // respondPage answers one page of a credentials-family listing: the
 // envelope with nextCursor beside data when there is a next page.
 func respondPage(c *gin.Context, message string, data any, next string) {
@@ -56,6 +71,11 @@ func writeEnvelope(c *gin.Context, status int, message string, data any, next st
 	b = append(b, msg...)
 	b = append(b, `,"data":`...)
 	b = append(b, body...)
+	if ws, ok := c.Get(warningsKey); ok {
+		list, _ := json.Marshal(ws)
+		b = append(b, `,"warnings":`...)
+		b = append(b, list...)
+	}
 	if next != "" {
 		cur, _ := json.Marshal(next)
 		b = append(b, `,"nextCursor":`...)

@@ -31,6 +31,7 @@ var errorKinds = map[string]errorKind{
 	credgate.ECredentialNotFound:      {http.StatusNotFound, "Credential not found"},
 	credgate.ENotFound:                {http.StatusNotFound, "Not found"},
 	credgate.EServiceAlreadyExists:    {http.StatusConflict, "Service already exists"},
+	credgate.ECredentialAlreadyExists: {http.StatusConflict, "Credential already exists"},
 	credgate.EVersionConflict:         {http.StatusConflict, "Version conflict"},
 	credgate.EPayloadTooLarge:         {http.StatusRequestEntityTooLarge, "Payload too large"},
 	credgate.ERateLimited:             {http.StatusTooManyRequests, "Rate limited"},

@@ -232,8 +232,8 @@ func (fuzzAuth) Verify(_ context.Context, token, _ string) (*credgate.Principal,
 // fuzzEndpoints refuses every endpoint without asking DNS.
 type fuzzEndpoints struct{}
 
-func (fuzzEndpoints) CheckURL(context.Context, string) error {
-	return errors.New("resolves to nothing credgate calls while fuzzing")
+func (fuzzEndpoints) CheckURL(context.Context, string) (string, error) {
+	return "", errors.New("names nothing credgate calls while fuzzing")
 }
 
 // fuzzHandler builds the handler once per target; each input tells the

@@ -209,7 +209,7 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 
 func mustGuard(t *testing.T) *outbound.Guard {
 	t.Helper()
-	g, err := outbound.New(nil)
+	g, err := outbound.New(outbound.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,10 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if err := in.sameID(id); err != nil {
+		fail(c, err)
+		return
+	}
 	if in.descriptive() {
 		fail(c, credgate.FieldErrors{"body": "rotate takes only secret values or generate; change other fields with PATCH"}.Err())
 		return

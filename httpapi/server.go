@@ -52,10 +52,12 @@ type Rotator interface {
 }
 
 // EndpointGuard checks a URL credgate will call on a tenant's behalf (a
-// token endpoint) when it is written; its error's message follows the
-// field's name and says which rule refused the URL (outbound.Guard).
+// token endpoint, a webhook receiver) when it is written; its error's
+// message follows the field's name and says which rule refused the URL,
+// and its warning, when not empty, tells the writer of a URL that is kept
+// but cannot be called now (outbound.Guard).
 type EndpointGuard interface {
-	CheckURL(ctx context.Context, url string) error
+	CheckURL(ctx context.Context, url string) (warning string, err error)
 }
 
 // AccessRecorder notes decrypted reads (lastAccessedAt), off the request's

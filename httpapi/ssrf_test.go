@@ -71,7 +71,7 @@ func TestTokenEndpointsCannotBeAimedInward(t *testing.T) {
 		{"https://169.254.169.254/latest/meta-data/iam/security-credentials/", "169.254.169.254, a link-local address"},
 		{"https://[::1]:" + v4.port() + "/token", "::1, a loopback address"},
 		{"https://[::ffff:127.0.0.1]:" + v4.port() + "/token", "127.0.0.1, a loopback address"},
-		{"https://localhost:" + v4.port() + "/token", "resolves to "},
+		{"https://localhost:" + v4.port() + "/token", "names a host whose address is not public"},
 		{"https://0.0.0.0:" + v4.port() + "/token", "an unspecified address"},
 	}
 	for _, w := range written {
@@ -84,15 +84,15 @@ func TestTokenEndpointsCannotBeAimedInward(t *testing.T) {
 	// Stored while allowed (another configuration, or the name pointed
 	// elsewhere then), then rotated by a credgate that does not allow it.
 	lenient := newAPI(t, apiOptions{outboundAllow: []string{"127.0.0.1/32", "::1", "10.0.0.0/8"}})
-	for _, endpoint := range []string{
-		"http://127.0.0.1:" + v4.port() + "/token",
-		"http://localhost:" + v4.port() + "/token",
-		"https://10.1.2.3/token",
+	for endpoint, says := range map[string]string{
+		"http://127.0.0.1:" + v4.port() + "/token": "is 127.0.0.1, a loopback address",
+		"http://localhost:" + v4.port() + "/token": "names a host whose address is not public",
+		"https://10.1.2.3/token":                   "is 10.1.2.3, a private address",
 	} {
 		id := wantEnvelope(t, create(lenient, endpoint), 201)["id"].(string)
 		start := time.Now()
 		e := wantEnvelopeError(t, strict.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, nil), 400, "VALIDATION_FAILED")
-		if msg, _ := e["fields"].(map[string]any)["tokenEndpoint"].(string); !strings.Contains(msg, "resolves to ") {
+		if msg, _ := e["fields"].(map[string]any)["tokenEndpoint"].(string); !strings.Contains(msg, says) || !strings.Contains(msg, "outbound.allow") {
 			t.Errorf("rotating toward %s: %v", endpoint, e)
 		}
 		if took := time.Since(start); took > 2*time.Second {

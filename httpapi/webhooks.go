@@ -60,18 +60,6 @@ func webhookID(c *gin.Context) (string, error) {
 	return id, nil
 }
 
-// checkReceiver refuses a URL credgate may not send to (outbound guard),
-// before anything is written.
-func (h *handlers) checkReceiver(c *gin.Context, url string) error {
-	if credgate.URLProblem(url) != "" || url == "" {
-		return nil // the subscription's own rule says what is wrong
-	}
-	if err := h.endpoints.CheckURL(c.Request.Context(), url); err != nil {
-		return credgate.FieldErrors{"url": err.Error()}.Err()
-	}
-	return nil
-}
-
 func (h *handlers) createWebhook(c *gin.Context) {
 	var in webhookInput
 	if err := decodeJSON(c.Request.Body, &in); err != nil {
@@ -84,7 +72,7 @@ func (h *handlers) createWebhook(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if err := h.checkReceiver(c, w.URL); err != nil {
+	if err := h.checkOutbound(c, "url", w.URL); err != nil {
 		fail(c, err)
 		return
 	}
@@ -144,7 +132,7 @@ func (h *handlers) patchWebhook(c *gin.Context) {
 		return
 	}
 	if in.URL != nil {
-		if err := h.checkReceiver(c, strings.TrimSpace(*in.URL)); err != nil {
+		if err := h.checkOutbound(c, "url", strings.TrimSpace(*in.URL)); err != nil {
 			fail(c, err)
 			return
 		}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,11 +16,12 @@ import (
 	"time"
 
 	"github.com/credgate/credgate/outbound"
+	"github.com/credgate/credgate/outbound/outboundtest"
 )
 
 func mustGuard(t *testing.T, allow ...string) *outbound.Guard {
 	t.Helper()
-	g, err := outbound.New(allow)
+	g, err := outbound.New(outbound.Options{Allow: allow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +49,8 @@ func TestNonPublicAddressesAreRefused(t *testing.T) {
 		"240.0.0.1:443":         "reserved",
 		"[64:ff9b::a01:203]:80": "NAT64",
 		"0.1.2.3:443":           "this network",
+		"[2002:7f00:1::1]:443":  "6to4",
+		"[2001:0:4136::1]:443":  "Teredo",
 	}
 	for addr, kind := range refused {
 		var re *outbound.RefusedError
@@ -72,32 +77,109 @@ func TestAllowListOpensWhatItNames(t *testing.T) {
 			t.Errorf("%s: %v; allowed %v", addr, err, ok)
 		}
 	}
-	if _, err := outbound.New([]string{"10.0.0.0/8", "not-an-address", "10.0.0.1:99999"}); err == nil || !strings.Contains(err.Error(), "not-an-address") {
+	if _, err := outbound.New(outbound.Options{Allow: []string{"10.0.0.0/8", "not-an-address", "10.0.0.1:99999"}}); err == nil || !strings.Contains(err.Error(), "not-an-address") {
 		t.Fatalf("bad entries: %v", err)
 	}
 }
 
+// TestCheckURLSaysWhichRuleRefused: a literal address is named with its
+// kind; a name is refused by rule, never with what it resolved to; a name
+// that does not resolve is accepted with a warning.
 func TestCheckURLSaysWhichRuleRefused(t *testing.T) {
 	g := mustGuard(t)
 	ctx := context.Background()
 	for raw, want := range map[string]string{
-		"https://127.0.0.1/token":                     "127.0.0.1, a loopback address",
-		"https://localhost:8443/token":                "resolves to ",
+		"https://127.0.0.1/token":                     "is 127.0.0.1, a loopback address",
+		"https://localhost:8443/token":                "names a host whose address is not public",
 		"https://169.254.169.254/latest/meta-data":    "link-local",
 		"https://10.0.0.5/token":                      "private",
 		"https://[::1]:9/token":                       "loopback",
-		"https://no-such-host.invalid/token":          "does not resolve",
+		"https://[2002:7f00:1::1]/token":              "6to4",
 		"https://8.8.8.8:99999/":                      "no usable port",
 		"/relative":                                   "absolute",
 		"https://[::ffff:169.254.169.254]/meta-data/": "link-local",
 	} {
-		err := g.CheckURL(ctx, raw)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v; want it to say %q", raw, err, want)
+		warning, err := g.CheckURL(ctx, raw)
+		if err == nil || !strings.Contains(err.Error(), want) || warning != "" {
+			t.Errorf("%s: %q, %v; want it refused saying %q", raw, warning, err, want)
+		}
+		if err != nil && strings.Contains(raw, "localhost") && strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("%s: %v tells how the name resolved", raw, err)
 		}
 	}
-	if err := g.CheckURL(ctx, "https://8.8.8.8/token"); err != nil {
-		t.Fatalf("a public address: %v", err)
+	if w, err := g.CheckURL(ctx, "https://8.8.8.8/token"); err != nil || w != "" {
+		t.Fatalf("a public address: %q, %v", w, err)
+	}
+	// Seed 002's endpoint, on a machine that cannot resolve it.
+	w, err := g.CheckURL(ctx, "https://instance.service-now.invalid/oauth_token.do")
+	if err != nil || w != outbound.UnresolvedWarning {
+		t.Fatalf("a name that does not resolve: %q, %v; want accepted with a warning", w, err)
+	}
+}
+
+// TestAnUnresolvedNameFailsWhenUsed: accepted when written, the request
+// fails at once and says the name does not resolve.
+func TestAnUnresolvedNameFailsWhenUsed(t *testing.T) {
+	u, _ := url.Parse("https://hooks.example.invalid/credgate")
+	_, err := mustGuard(t).Client(5 * time.Second).Get(u.String())
+	if got := outbound.Explain(u, err); got != "names a host that does not resolve" {
+		t.Fatalf("%v explained as %q", err, got)
+	}
+}
+
+// TestRequestsGoThroughTheProxy: with outbound.proxy, a request to a name
+// credgate cannot resolve reaches its target through a real forward proxy
+// (CONNECT, TLS end to end with the target); NO_PROXY's hosts are reached
+// directly; and the guard still holds: a literal non-public target, or a
+// name credgate resolves inward, is refused before the proxy is asked.
+func TestRequestsGoThroughTheProxy(t *testing.T) {
+	var hits atomic.Int64
+	target, cas := outboundtest.TLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte("ok"))
+	}), "idp.corp.test", "direct.corp.test")
+	port := strconv.Itoa(target.Listener.Addr().(*net.TCPAddr).Port)
+	proxy := outboundtest.Start(t, map[string]string{"idp.corp.test": "127.0.0.1", "direct.corp.test": "127.0.0.1"})
+	g, err := outbound.New(outbound.Options{Proxy: proxy.URL, NoProxy: "direct.corp.test", RootCAs: cas})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = g.WithNames(map[string]string{"inward.corp.test": "10.9.8.7"}) // split-horizon DNS
+
+	ctx := context.Background()
+	if w, err := g.CheckURL(ctx, "https://idp.corp.test:"+port+"/token"); w != "" || err != nil {
+		t.Fatalf("written with a proxy: %q, %v; want accepted without a warning (the proxy resolves it)", w, err)
+	}
+	res, err := g.Client(5 * time.Second).Get("https://idp.corp.test:" + port + "/token")
+	if err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	res.Body.Close()
+	if hits.Load() != 1 || !slices.Equal(proxy.Asked(), []string{"idp.corp.test:" + port}) {
+		t.Fatalf("%d hits; the proxy was asked for %v", hits.Load(), proxy.Asked())
+	}
+	for raw, want := range map[string]string{
+		"https://10.1.2.3:" + port + "/":         "is 10.1.2.3, a private address",
+		"https://inward.corp.test:" + port + "/": "names a host whose address is not public",
+		"https://127.0.0.1:" + port + "/":        "is 127.0.0.1, a loopback address",   // loopback is never proxied: dialled, refused
+		"https://direct.corp.test:" + port + "/": "names a host that does not resolve", // NO_PROXY: credgate resolves it itself
+	} {
+		u, _ := url.Parse(raw)
+		res, err := g.Client(5 * time.Second).Get(raw)
+		if err == nil {
+			res.Body.Close()
+		}
+		if got := outbound.Explain(u, err); got == "" || !strings.Contains(got, want) {
+			t.Errorf("%s: %v explained as %q; want %q", raw, err, got, want)
+		}
+	}
+	if n := len(proxy.Asked()); n != 1 || hits.Load() != 1 {
+		t.Fatalf("refused targets reached the proxy (%v) or the server (%d hits)", proxy.Asked(), hits.Load())
+	}
+	for _, bad := range []outbound.Options{{Proxy: "socks5://127.0.0.1:1080"}, {Proxy: "http://proxy.corp.test"}, {NoProxy: "corp.test"}} {
+		if _, err := outbound.New(bad); err == nil {
+			t.Errorf("%+v: accepted", bad)
+		}
 	}
 }
 

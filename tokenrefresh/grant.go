@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -46,20 +47,26 @@ func Grant(client *http.Client) credgate.RefreshGrant {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
 		tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: c.Secrets["refreshToken"]}).Token()
 		var refused *outbound.RefusedError
+		endpoint, _ := url.Parse(c.TokenEndpoint)
+		why := outbound.Explain(endpoint, err)
 		if errors.As(err, &refused) {
 			// Nothing was sent: the endpoint's address is not one
 			// credgate calls.
-			return nil, nil, credgate.FieldErrors{"tokenEndpoint": "resolves to " + refused.Reason()}.Err()
+			return nil, nil, credgate.FieldErrors{"tokenEndpoint": why}.Err()
 		}
 		if err != nil {
-			e := &credgate.Error{Code: credgate.EUpstreamError, Message: "the token endpoint refused the refresh; nothing was changed", Err: errors.New("refresh grant failed")}
+			e := &credgate.Error{Code: credgate.EUpstreamError, Message: "the token endpoint refused the refresh; nothing was changed", Err: err}
 			var re *oauth2.RetrieveError
-			if errors.As(err, &re) {
+			switch {
+			case errors.As(err, &re):
 				e.UpstreamError = "invalid_response"
 				if errorCode.MatchString(re.ErrorCode) {
 					e.UpstreamError = re.ErrorCode
 				}
-			} else {
+				e.Err = errors.New("refresh grant refused") // the answer's body stays out of the log
+			case why != "":
+				e.Message = "the token endpoint " + why + "; nothing was changed"
+			default:
 				e.Message = "the token endpoint could not be reached; nothing was changed"
 			}
 			return nil, nil, e

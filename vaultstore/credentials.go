@@ -205,7 +205,7 @@ func (k *session) createCred(ctx context.Context, rec *serviceRecord, c *credgat
 	}
 	if _, err := k.write(ctx, "credential_index_write", k.credIndexPath(c.ID), map[string]any{"service_id": c.IntegrationID}, 0); err != nil {
 		if errors.Is(err, errConflict) {
-			return nil, credgate.FieldErrors{"id": "is taken"}.Err()
+			return nil, credgate.Errorf(credgate.ECredentialAlreadyExists, "a credential with id %s already exists", c.ID)
 		}
 		return nil, translate(err, credgate.ECredentialNotFound)
 	}

@@ -320,10 +320,9 @@ func (d *Dispatcher) send(ctx context.Context, id string, w *credgate.Webhook, b
 	req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
 	res, err := d.o.Client.Do(req)
 	if err != nil {
-		var refused *outbound.RefusedError
-		switch {
-		case errors.As(err, &refused):
-			return 0, errors.New("not sent: the URL resolves to " + refused.Reason())
+		switch why := outbound.Explain(req.URL, err); {
+		case why != "":
+			return 0, errors.New("not sent: the URL " + why)
 		case errors.Is(err, context.DeadlineExceeded):
 			return 0, fmt.Errorf("no answer within %s", d.o.Timeout)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -68,10 +69,37 @@ type WebhooksConfig struct {
 }
 
 // OutboundConfig governs the requests credgate sends on a tenant's behalf
-// (OAuth2 token endpoints): non-public addresses are refused unless Allow
-// lists them (CIDR prefixes, addresses or address:port).
+// (OAuth2 token endpoints, webhook receivers): non-public addresses are
+// refused unless Allow lists them (CIDR prefixes, addresses or
+// address:port). Proxy, when set, carries every such request but those
+// NoProxy exempts (NO_PROXY's syntax); the environment's HTTP(S)_PROXY is
+// never used for them. CAFile adds certificate authorities (PEM) to the
+// system's for these requests.
 type OutboundConfig struct {
-	Allow []string `yaml:"allow"`
+	Allow   []string `yaml:"allow"`
+	Proxy   string   `yaml:"proxy"`
+	NoProxy string   `yaml:"no_proxy"`
+	CAFile  string   `yaml:"ca_file"`
+}
+
+// guard returns the outbound guard this configuration describes.
+func (o OutboundConfig) guard() (*outbound.Guard, error) {
+	opts := outbound.Options{Allow: o.Allow, Proxy: o.Proxy, NoProxy: o.NoProxy}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("outbound.ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("outbound.ca_file: %s holds no PEM certificate", o.CAFile)
+		}
+		opts.RootCAs = pool
+	}
+	return outbound.New(opts)
 }
 
 // RateLimitConfig is the per-tenant limit and where its counters live.
@@ -428,7 +456,7 @@ func (c Config) Validate() error {
 			bad("rate_limit.tenants.%s: a valid tenant id and at least 1 request per minute", t)
 		}
 	}
-	if _, err := outbound.New(c.Outbound.Allow); err != nil {
+	if _, err := c.Outbound.guard(); err != nil {
 		errs = append(errs, err)
 	}
 	if a := c.RateLimit.Redis.Address; a != "" {

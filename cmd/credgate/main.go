@@ -31,7 +31,6 @@ import (
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/httpapi/ratelimit"
-	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
 )
@@ -229,7 +228,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// The first login before serving, so that a reachable Vault makes the
 	// first requests work; a failure is logged and Run keeps trying.
 	_ = identity.Login(ctx)
-	guard, err := outbound.New(cfg.Outbound.Allow)
+	guard, err := cfg.Outbound.guard()
 	if err != nil {
 		return err
 	}

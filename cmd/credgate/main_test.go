@@ -43,6 +43,8 @@ auth:
       audiences: [y]
   role_map:
     admins: [superuser]
+outbound:
+  proxy: socks5://proxy.corp.example:1080
 `
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ auth:
 	if err == nil {
 		t.Fatal("Validate accepted a broken configuration")
 	}
-	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser"} {
+	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser", "outbound.proxy"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the report lacks %q:\n%v", want, err)
 		}
