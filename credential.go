@@ -2,8 +2,10 @@ package credgate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,6 +60,10 @@ type Credential struct {
 
 	// Secrets holds the secret values; nil when the reader may not see them.
 	Secrets Secrets `json:"-"`
+	// ReadAt is when the store read the credential: what it reads as
+	// (EffectiveStatus) is judged at that instant by every layer that
+	// shows or serves it, so they cannot disagree.
+	ReadAt time.Time `json:"-"`
 }
 
 // Auth types (API.md).
@@ -223,6 +229,12 @@ func (c *Credential) EffectiveStatus(now time.Time) string {
 	return c.Status
 }
 
+// RevocationDue reports whether c reads as revoked at now (its revokeAt
+// has come) while it is not stored so: credgate is to store it revoked.
+func (c *Credential) RevocationDue(now time.Time) bool {
+	return c.Status != CredRevoked && c.EffectiveStatus(now) == CredRevoked
+}
+
 // Servable is the rule of which values are served: an active or expired
 // credential's (expired ones so a client can see it and rotate), never a
 // revoked or inactive one's, whichever version is asked for.
@@ -241,6 +253,33 @@ func (c *Credential) Servable(now time.Time) error {
 // the current one, or the previous one until its PreviousRevokeAt.
 func (c *Credential) ServesVersion(v int, now time.Time) bool {
 	return v == c.Version || (v == c.PreviousVersion && c.PreviousRevokeAt != nil && now.Before(*c.PreviousRevokeAt))
+}
+
+// CredentialRead names the credential a read of values is for (GET
+// /api/v1/credentials/{integrationId}?credentialId=…&version=…).
+type CredentialRead struct {
+	Service string
+	ID      string // "" for the one the service serves (PickServable)
+	Version int    // 0: the current one
+	// History lets the read reach the earlier versions kept (the caller
+	// may write the credential: its history is theirs); without it, only
+	// the current one and the previous one a migration keeps servable.
+	History bool
+}
+
+// MayRead is the rule of which versions of c (read at c.ReadAt) r may
+// reach: the current one; the previous one a rotation keeps servable until
+// its PreviousRevokeAt; with History, every earlier version kept.
+// Errors: CREDENTIAL_NOT_FOUND naming the revoked status, for the previous
+// version after its PreviousRevokeAt; INSUFFICIENT_PERMISSIONS.
+func (r CredentialRead) MayRead(c *Credential) error {
+	switch {
+	case r.Version == 0 || r.Version == c.Version || c.ServesVersion(r.Version, c.ReadAt) || r.History:
+		return nil
+	case r.Version == c.PreviousVersion && c.PreviousRevokeAt != nil:
+		return &Error{Code: ECredentialNotFound, Message: fmt.Sprintf("version %d of credential %s was served until its previousRevokeAt; read the current one", r.Version, c.ID), Status: CredRevoked}
+	}
+	return Errorf(EInsufficientPermissions, "reading an earlier version of credential %s needs the credentials:write permission", c.ID)
 }
 
 // KeepPrevious makes a rotation of c keep its current values servable
@@ -300,12 +339,6 @@ func CanonicalCredentialID(id string) (canonical string, ok bool) {
 		}
 	}
 	return "cred-" + uuid, true
-}
-
-// ValidCredentialID reports whether id may name a credential.
-func ValidCredentialID(id string) bool {
-	_, ok := CanonicalCredentialID(id)
-	return ok
 }
 
 // CredentialVersion is one entry of a credential's history. It never holds
@@ -404,4 +437,37 @@ func (u PrimaryUpdate) Apply(c *Credential) {
 	if u.SetExpiry {
 		c.ExpiresAt = u.ExpiresAt
 	}
+}
+
+// ParseWithin reads a lead time such as 30d, 12h or 90m (days, hours,
+// minutes; a whole positive number, at most 3650 days).
+func ParseWithin(s string) (time.Duration, error) {
+	if len(s) < 2 {
+		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
+	}
+	n, err := strconv.Atoi(s[:len(s)-1])
+	unit := map[byte]time.Duration{'d': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute}[s[len(s)-1]]
+	if err != nil || n < 1 || unit == 0 || time.Duration(n)*unit > 3650*24*time.Hour {
+		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// ExpiryBucket is how soon c expires at now: expired, lt_1d, lt_7d,
+// lt_30d, or "" (later, or never).
+func (c *Credential) ExpiryBucket(now time.Time) string {
+	if c.ExpiresAt == nil {
+		return ""
+	}
+	switch left := c.ExpiresAt.Sub(now); {
+	case left <= 0:
+		return "expired"
+	case left < 24*time.Hour:
+		return "lt_1d"
+	case left < 7*24*time.Hour:
+		return "lt_7d"
+	case left < 30*24*time.Hour:
+		return "lt_30d"
+	}
+	return ""
 }

@@ -120,20 +120,6 @@ func ParseCredentialPosition(s string) (*CredentialPosition, error) {
 	return &CredentialPosition{IntegrationID: parts[0], CreatedAt: time.Unix(0, ns).UTC(), ID: id}, nil
 }
 
-// ParseWithin reads a lead time such as 30d, 12h or 90m (days, hours,
-// minutes; a whole positive number, at most 3650 days).
-func ParseWithin(s string) (time.Duration, error) {
-	if len(s) < 2 {
-		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
-	}
-	n, err := strconv.Atoi(s[:len(s)-1])
-	unit := map[byte]time.Duration{'d': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute}[s[len(s)-1]]
-	if err != nil || n < 1 || unit == 0 || time.Duration(n)*unit > 3650*24*time.Hour {
-		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
-	}
-	return time.Duration(n) * unit, nil
-}
-
 // InventoryCounts are a tenant's credentials by effective status and, the
 // revoked ones aside, by expiry bucket (ExpiryBucket): what the monitor
 // counts and the metrics show.
@@ -153,23 +139,4 @@ func (n InventoryCounts) Count(c *Credential, now time.Time) {
 	if b := c.ExpiryBucket(now); b != "" && st != CredRevoked {
 		n.Expiry[b]++
 	}
-}
-
-// ExpiryBucket is how soon c expires at now: expired, lt_1d, lt_7d,
-// lt_30d, or "" (later, or never).
-func (c *Credential) ExpiryBucket(now time.Time) string {
-	if c.ExpiresAt == nil {
-		return ""
-	}
-	switch left := c.ExpiresAt.Sub(now); {
-	case left <= 0:
-		return "expired"
-	case left < 24*time.Hour:
-		return "lt_1d"
-	case left < 7*24*time.Hour:
-		return "lt_7d"
-	case left < 30*24*time.Hour:
-		return "lt_30d"
-	}
-	return ""
 }

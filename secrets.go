@@ -66,10 +66,10 @@ type Secrets map[string]string
 
 const customPrefix = "custom."
 
-var customKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // CustomKeyPattern is the rule for the key of a custom field.
 const CustomKeyPattern = `^[A-Za-z0-9_.-]{1,64}$`
+
+var customKeyPattern = regexp.MustCompile(CustomKeyPattern)
 
 // ValidCustomKey reports whether key may name a custom field.
 func ValidCustomKey(key string) bool { return customKeyPattern.MatchString(key) }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
@@ -98,7 +99,7 @@ func runMain(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	s.auditFile = filepath.Join(dir, "audit.log")
 	ctx := context.Background()
-	res, err := vaultstore.Bootstrap(ctx, s.root, vaultstore.BootstrapOptions{AuditFile: s.auditFile, IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, s.root, bootstrap.Options{AuditFile: s.auditFile, IssueToken: true})
 	if err != nil {
 		return 1, err
 	}

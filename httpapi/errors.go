@@ -66,11 +66,44 @@ type envelopeErrorBody struct {
 	UpstreamError  string               `json:"upstreamError,omitempty"`
 }
 
-// isCredentialsFamily tells which response family a path belongs to: the
-// webhooks answer as the credentials do.
-func isCredentialsFamily(path string) bool {
-	return path == "/api/v1/credentials" || strings.HasPrefix(path, "/api/v1/credentials/") ||
-		path == "/api/v1/webhooks" || strings.HasPrefix(path, "/api/v1/webhooks/")
+// routeFamily is what the routes under a prefix share: the response family
+// they answer in (API.md), how a malformed id in their paths is refused,
+// and what their :id names in the access log.
+type routeFamily struct {
+	prefix   string
+	envelope bool // the credentials family's envelope
+	badID    *credgate.Error
+	// logs is what :id names: "integration" or "credential" ("" nothing).
+	logs string
+}
+
+// routeFamilies is the one table of route families; the webhooks answer
+// as the credentials do. Every other path answers in the services
+// family's shape.
+var routeFamilies = []routeFamily{
+	{"/api/v1/services", false, credgate.Errorf(credgate.EInvalidRequest, "malformed service id in the path"), "integration"},
+	{"/api/v1/credentials", true, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"), "credential"},
+	{"/api/v1/webhooks", true, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"), ""},
+}
+
+// familyOf is the family of a request path.
+func familyOf(path string) routeFamily {
+	for _, f := range routeFamilies {
+		if path == f.prefix || strings.HasPrefix(path, f.prefix+"/") {
+			return f
+		}
+	}
+	return routeFamily{badID: credgate.Errorf(credgate.EInvalidRequest, "malformed id in the path")}
+}
+
+// inCredentialTerms says a read's error in the credentials family's words:
+// through GET /api/v1/credentials/{integrationId}, a missing integration
+// is a credential that does not exist (seed 002).
+func inCredentialTerms(err error, integration string) error {
+	if credgate.ErrorCode(err) == credgate.EServiceNotFound {
+		return &credgate.Error{Code: credgate.ECredentialNotFound, Message: "No credential exists for integration ID: " + integration, Err: err}
+	}
+	return err
 }
 
 // writeError renders err in the family of the request's path. Only what a
@@ -95,7 +128,7 @@ func writeError(c *gin.Context, err error) {
 	case credgate.EBackendUnavailable:
 		c.Header("Retry-After", retryAfterBackend)
 	}
-	if isCredentialsFamily(c.Request.URL.Path) {
+	if familyOf(c.Request.URL.Path).envelope {
 		details := e.Message
 		if len(e.Fields) > 0 {
 			details = e.Fields.Sentence()

@@ -126,12 +126,12 @@ func (s *fuzzStore) CreateCredential(_ context.Context, c *credgate.Credential) 
 	return c, nil
 }
 
-func (s *fuzzStore) GetCredential(_ context.Context, service, cred string, version int) (*credgate.Credential, error) {
-	c, err := s.credential(service, cred)
+func (s *fuzzStore) GetCredential(_ context.Context, r credgate.CredentialRead) (*credgate.Credential, error) {
+	c, err := s.credential(r.Service, r.ID)
 	if err != nil {
 		return nil, err
 	}
-	if version > c.Version {
+	if r.Version > c.Version {
 		return nil, credgate.Errorf(credgate.ECredentialNotFound, "no such version")
 	}
 	return &c, nil

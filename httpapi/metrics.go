@@ -106,7 +106,7 @@ func (m *Metrics) JWKSFetch(issuer string, err error) {
 }
 
 // VaultLogin records one of credgate's own logins to Vault
-// (vaultstore.IdentityOptions.Report).
+// (vaultlogin.IdentityOptions.Report).
 func (m *Metrics) VaultLogin(method string, err error) {
 	m.vaultLogins.WithLabelValues(method, okOrError(err)).Inc()
 }

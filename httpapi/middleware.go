@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
-	"github.com/credgate/credgate/policy"
 )
 
 // HeaderTenant, when sent, must name the caller's own tenant.
@@ -114,14 +113,15 @@ func loggedIDs(c *gin.Context, route string) (integration, credential string) {
 		return view.IntegrationID, view.ID
 	}
 	id := c.Param("id")
+	names := familyOf(route).logs
+	if route == "/api/v1/credentials/:id" && c.Request.Method == http.MethodGet {
+		names = "integration" // the one credentials route whose :id is the integration
+	}
 	switch {
 	case id == "":
-	case strings.HasPrefix(route, "/api/v1/services/"),
-		route == "/api/v1/credentials/:id" && c.Request.Method == http.MethodGet:
-		if credgate.ValidID(id) {
-			integration = id
-		}
-	case strings.HasPrefix(route, "/api/v1/credentials/"):
+	case names == "integration" && credgate.ValidID(id):
+		integration = id
+	case names == "credential":
 		credential, _ = credgate.CanonicalCredentialID(id)
 	}
 	if integration == "" && route == "/api/v1/credentials" {
@@ -198,11 +198,7 @@ func authenticate(a Authenticator) gin.HandlerFunc {
 func queryCheck() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if _, err := url.ParseQuery(c.Request.URL.RawQuery); err != nil {
-			code := credgate.EInvalidRequest
-			if isCredentialsFamily(c.Request.URL.Path) {
-				code = credgate.EInvalidParameter
-			}
-			fail(c, credgate.Errorf(code, "the query string is malformed (bad percent-encoding or separator)"))
+			fail(c, credgate.Errorf(familyOf(c.Request.URL.Path).badID.Code, "the query string is malformed (bad percent-encoding or separator)"))
 			return
 		}
 		c.Next()
@@ -215,18 +211,6 @@ func tenantCheck() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if t := c.GetHeader(HeaderTenant); t != "" && t != credgate.PrincipalFrom(c.Request.Context()).Tenant {
 			fail(c, credgate.Errorf(credgate.ETenantMismatch, "x-tenantid does not match the tenant of the token"))
-			return
-		}
-		c.Next()
-	}
-}
-
-// require answers INSUFFICIENT_PERMISSIONS early when no role of the caller
-// grants p; Vault would refuse too, but less clearly.
-func require(p policy.Permission) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if !policy.Allowed(credgate.PrincipalFrom(c.Request.Context()).Roles, p) {
-			fail(c, credgate.Errorf(credgate.EInsufficientPermissions, "this operation needs the %s permission", p))
 			return
 		}
 		c.Next()

@@ -16,10 +16,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
-	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 	"github.com/credgate/credgate/webhook"
 )
@@ -72,7 +72,7 @@ func replicas(t *testing.T, c *clock, tune ...func(*monitorSetup)) (a, b *testAP
 		return m
 	}
 	own := vaulttest.StartOwned(t)
-	res, err := vaultstore.Bootstrap(context.Background(), own.Client(t), vaultstore.BootstrapOptions{IssueToken: true})
+	res, err := bootstrap.Bootstrap(context.Background(), own.Client(t), bootstrap.Options{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/httpapi"
-	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
 
@@ -179,7 +179,7 @@ func (p *proxy) stop() {
 
 func TestVaultOutagesAre503AndRecover(t *testing.T) {
 	own := vaulttest.StartOwned(t)
-	res, err := vaultstore.Bootstrap(context.Background(), own.Client(t), vaultstore.BootstrapOptions{IssueToken: true})
+	res, err := bootstrap.Bootstrap(context.Background(), own.Client(t), bootstrap.Options{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,8 @@ func invalidParam(format string, args ...any) error {
 	return credgate.Errorf(credgate.EInvalidParameter, format, args...)
 }
 
-const idRule = "must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ and must not contain '..'"
+// idRule says credgate.IDPattern's rule after the field's name.
+const idRule = "must match " + credgate.IDPattern + " and must not contain '..'"
 
 // serviceID reads and validates the :id path parameter as a service id.
 func serviceID(c *gin.Context) (string, error) {

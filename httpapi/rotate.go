@@ -71,7 +71,7 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	h.publish(c, credgate.EventRotated, out)
+	h.publish(ctx, credgate.EventRotated, out)
 	c.Header("ETag", etag(out.Version))
-	respond(c, http.StatusOK, "credential rotated", viewOf(c, out, maskSecrets))
+	respond(c, http.StatusOK, "Credential rotated successfully", viewOf(ctx, out, maskSecrets))
 }

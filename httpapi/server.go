@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -29,7 +28,7 @@ type ServiceStore interface {
 // CredentialStore is what the credentials family needs of a store.
 type CredentialStore interface {
 	CreateCredential(ctx context.Context, c *credgate.Credential) (*credgate.Credential, error)
-	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
+	GetCredential(ctx context.Context, r credgate.CredentialRead) (*credgate.Credential, error)
 	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	DeleteCredential(ctx context.Context, cred string, ifMatch int) (service string, err error)
@@ -189,13 +188,10 @@ func New(o Options) (http.Handler, error) {
 		fail(c, credgate.Errorf(credgate.EMethodNotAllowed, "%s is not allowed here; allowed: %s", c.Request.Method, c.Writer.Header().Get("Allow")))
 	})
 	r.NoRoute(func(c *gin.Context) {
-		switch p := c.Request.URL.Path; {
-		case strings.HasPrefix(p, "/api/v1/services/"):
-			// Only a malformed id (empty, or holding a slash) reaches here.
-			fail(c, credgate.Errorf(credgate.EInvalidRequest, "malformed service id in the path"))
-			return
-		case strings.HasPrefix(p, "/api/v1/credentials/"), strings.HasPrefix(p, "/api/v1/webhooks/"):
-			fail(c, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"))
+		// Under a family's prefix, only a malformed id (empty, or holding
+		// a slash) reaches here.
+		if f := familyOf(c.Request.URL.Path); f.prefix != "" && c.Request.URL.Path != f.prefix {
+			fail(c, f.badID)
 			return
 		}
 		fail(c, credgate.Errorf(credgate.ENotFound, "no such route"))

@@ -70,10 +70,10 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	cred, err := h.creds.GetCredential(ctx, id, "", 0)
+	cred, err := h.creds.GetCredential(ctx, credgate.CredentialRead{Service: id})
 	if err != nil {
 		if credgate.ErrorCode(err) == credgate.EInsufficientPermissions {
-			h.denied(c, id, "", credgate.ErrorMessage(err))
+			h.denied(ctx, id, "", credgate.ErrorMessage(err))
 		}
 		fail(c, inServiceTerms(err))
 		return
@@ -138,15 +138,16 @@ func (h *handlers) putServiceCredentials(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	out, err := h.primary.SetPrimaryCredential(c.Request.Context(), id, version, *u)
+	ctx := c.Request.Context()
+	out, err := h.primary.SetPrimaryCredential(ctx, id, version, *u)
 	if err != nil {
 		fail(c, inServiceTerms(err))
 		return
 	}
 	if out.Version == 1 {
-		h.publish(c, credgate.EventCreated, out)
+		h.publish(ctx, credgate.EventCreated, out)
 	} else {
-		h.publish(c, credgate.EventRotated, out)
+		h.publish(ctx, credgate.EventRotated, out)
 	}
 	c.Header("ETag", etag(out.Version))
 	c.JSON(http.StatusOK, serviceCredentialsOf(out, maskSecrets))

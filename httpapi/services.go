@@ -323,7 +323,7 @@ func (h *handlers) deleteService(c *gin.Context) {
 		return
 	}
 	for _, cr := range gone {
-		h.publish(c, credgate.EventDeleted, &credgate.Credential{ID: cr.ID, IntegrationID: id})
+		h.publish(c.Request.Context(), credgate.EventDeleted, &credgate.Credential{ID: cr.ID, IntegrationID: id})
 	}
 	c.Status(http.StatusNoContent)
 }

@@ -72,10 +72,12 @@ func (h *handlers) createWebhook(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if err := h.checkOutbound(c, "url", w.URL); err != nil {
+	warning, err := h.checkOutbound(c.Request.Context(), "url", w.URL)
+	if err != nil {
 		fail(c, err)
 		return
 	}
+	warn(c, warning)
 	out, err := h.webhooks.CreateWebhook(c.Request.Context(), w)
 	if err != nil {
 		fail(c, err)
@@ -132,10 +134,12 @@ func (h *handlers) patchWebhook(c *gin.Context) {
 		return
 	}
 	if in.URL != nil {
-		if err := h.checkOutbound(c, "url", strings.TrimSpace(*in.URL)); err != nil {
+		w, err := h.checkOutbound(c.Request.Context(), "url", strings.TrimSpace(*in.URL))
+		if err != nil {
 			fail(c, err)
 			return
 		}
+		warn(c, w)
 	}
 	out, err := h.webhooks.UpdateWebhook(c.Request.Context(), id, version, func(w *credgate.Webhook) error {
 		in.apply(w)

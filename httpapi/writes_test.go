@@ -1,6 +1,8 @@
 package httpapi_test
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -185,5 +187,81 @@ func TestEarlierVersionsFollowTheCurrentStatus(t *testing.T) {
 			}
 			noSecrets(t, r, "ghp_")
 		}
+	}
+}
+
+// TestEveryRecordFollowsOneRuleOfConditionalWrites: services, credentials
+// and webhooks change through the store's one read-modify-write, so the
+// same repeated PATCH answers alike on each: a change already in the
+// record succeeds with a stale If-Match and writes nothing; another change
+// with that If-Match is 409; a change that changes nothing keeps the
+// version; concurrent changes without If-Match all land.
+func TestEveryRecordFollowsOneRuleOfConditionalWrites(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "crm")
+	cred := a.mustCreateCredential(tok, map[string]any{"integrationId": "crm", "credentialName": "k", "authType": "api_key", "apiKey": secret("k-" + randHex(6))})["id"].(string)
+	r := a.do("POST", "/api/v1/webhooks", tok, map[string]any{"url": "https://hooks.example.invalid/x", "eventTypes": []string{"credential.rotated"}})
+	hook := wantEnvelope(t, r, 201)["id"].(string)
+	secret(r.data()["secret"].(string))
+	version := func(r reply) any {
+		if d := r.data(); d != nil {
+			return d["version"]
+		}
+		return r.Body["version"]
+	}
+	records := []struct {
+		name, path   string
+		change, more func(i int) map[string]any
+	}{
+		{"service", "/api/v1/services/crm",
+			func(int) map[string]any { return map[string]any{"description": "changed once"} },
+			func(i int) map[string]any { return map[string]any{"metadata": map[string]any{fmt.Sprint("k", i): i}} }},
+		{"credential", "/api/v1/credentials/" + cred,
+			func(int) map[string]any { return map[string]any{"description": "changed once"} },
+			func(i int) map[string]any {
+				return map[string]any{"customFields": map[string]any{fmt.Sprint("k", i): secret(randHex(6))}}
+			}},
+		{"webhook", "/api/v1/webhooks/" + hook,
+			func(int) map[string]any { return map[string]any{"description": "changed once"} },
+			nil},
+	}
+	for _, rec := range records {
+		t.Run(rec.name, func(t *testing.T) {
+			first := a.do("PATCH", rec.path, tok, rec.change(0), "If-Match", `"1"`)
+			if first.Status != 200 || version(first) != float64(2) {
+				t.Fatalf("first PATCH: %d %s", first.Status, first.Raw)
+			}
+			again := a.do("PATCH", rec.path, tok, rec.change(0), "If-Match", `"1"`)
+			if again.Status != 200 || version(again) != float64(2) {
+				t.Fatalf("the same PATCH repeated with its stale If-Match: %d %s; want 200 at version 2", again.Status, again.Raw)
+			}
+			other := a.do("PATCH", rec.path, tok, map[string]any{"description": "another change"}, "If-Match", `"1"`)
+			if other.Status != 409 {
+				t.Fatalf("another change with a stale If-Match: %d %s", other.Status, other.Raw)
+			}
+			none := a.do("PATCH", rec.path, tok, map[string]any{}, "If-Match", `"2"`)
+			if none.Status != 200 || version(none) != float64(2) {
+				t.Fatalf("an empty change: %d %s; want 200 at version 2", none.Status, none.Raw)
+			}
+			if rec.more == nil {
+				return
+			}
+			var wg sync.WaitGroup
+			for i := range 6 {
+				wg.Go(func() {
+					if r := a.do("PATCH", rec.path, tok, rec.more(i)); r.Status != 200 {
+						t.Errorf("concurrent PATCH %d: %d %s", i, r.Status, r.Raw)
+					}
+				})
+			}
+			wg.Wait()
+			got, _ := a.do("GET", "/api/v1/services/crm", tok, nil).Body["metadata"].(map[string]any)
+			if rec.name == "credential" {
+				got, _ = a.do("GET", "/api/v1/credentials/crm?credentialId="+cred, tok, nil).data()["customFields"].(map[string]any)
+			}
+			if len(got) != 6 {
+				t.Fatalf("after 6 concurrent PATCHes, each adding its own key: %v; want all 6 keys", got)
+			}
+		})
 	}
 }

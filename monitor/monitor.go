@@ -283,7 +283,7 @@ func (m *Monitor) lookahead() time.Duration {
 // examine does what c is due: revocation, refresh, an expiry notice.
 func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Credential) {
 	now := m.o.Now()
-	if c.RevokeAt != nil && !now.Before(*c.RevokeAt) && c.Status != credgate.CredRevoked {
+	if c.RevocationDue(now) {
 		m.revoke(ctx, c)
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
@@ -41,7 +42,7 @@ func BenchmarkMonitorPass(b *testing.B) {
 	total := envInt("CREDGATE_SCAN_CREDENTIALS", 10000)
 	v := vaulttest.StartOwned(b)
 	ctx := context.Background()
-	res, err := vaultstore.Bootstrap(ctx, v.Client(b), vaultstore.BootstrapOptions{IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, v.Client(b), bootstrap.Options{IssueToken: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -139,28 +139,6 @@ func Names(tenant string, roles []string) []string {
 	return out
 }
 
-// Layout is where records live in Vault: the KV v2 mount and the folders
-// under tenants/<tenant>/ (ARCHITECTURE.md). vaultstore builds its paths from
-// the same functions, so the policy and the paths agree.
-type Layout struct {
-	Mount string
-}
-
-// TenantPrefix is the logical prefix of all of a tenant's records.
-func TenantPrefix(tenant string) string { return "tenants/" + tenant + "/" }
-
-// Folders under a tenant's prefix.
-const (
-	FolderServices     = "services"
-	FolderServiceNames = "service-names"
-	FolderCredentials  = "credentials"
-	FolderCredIndex    = "credential-index"
-	FolderCredLocks    = "credential-locks"
-	FolderWebhooks     = "webhooks"   // subscriptions, with their signing secrets
-	FolderDeliveries   = "deliveries" // a delivery log per subscription
-	FolderOutbox       = "outbox"     // events not yet delivered everywhere
-)
-
 type grant struct {
 	folder string
 	api    string // "data" or "metadata"
@@ -217,7 +195,10 @@ func (l Layout) Render(tenant string, r Role) string {
 	caps := map[string]map[string]bool{}
 	for _, p := range r.Permissions() {
 		for _, g := range permissionGrants[p] {
-			path := l.Mount + "/" + g.api + "/" + TenantPrefix(tenant) + g.folder + "/*"
+			path := l.Data(FolderPath(tenant, g.folder) + "*")
+			if g.api == "metadata" {
+				path = l.Metadata(FolderPath(tenant, g.folder) + "*")
+			}
 			if caps[path] == nil {
 				caps[path] = map[string]bool{}
 			}

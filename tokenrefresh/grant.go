@@ -57,6 +57,7 @@ func Grant(client *http.Client) credgate.RefreshGrant {
 		if err != nil {
 			e := &credgate.Error{Code: credgate.EUpstreamError, Message: "the token endpoint refused the refresh; nothing was changed", Err: err}
 			var re *oauth2.RetrieveError
+			var ue *url.Error
 			switch {
 			case errors.As(err, &re):
 				e.UpstreamError = "invalid_response"
@@ -66,8 +67,12 @@ func Grant(client *http.Client) credgate.RefreshGrant {
 				e.Err = errors.New("refresh grant refused") // the answer's body stays out of the log
 			case why != "":
 				e.Message = "the token endpoint " + why + "; nothing was changed"
-			default:
+			case errors.As(err, &ue):
 				e.Message = "the token endpoint could not be reached; nothing was changed"
+			default:
+				// It answered 2xx with something that is not a token.
+				e.Message, e.UpstreamError = "the token endpoint answered no usable token; nothing was changed", "invalid_response"
+				e.Err = errors.New("refresh grant answered no token")
 			}
 			return nil, nil, e
 		}

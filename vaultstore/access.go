@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/vault/api"
-
 	"github.com/credgate/credgate"
 )
 
@@ -82,16 +80,8 @@ func (s *Store) writeAccesses() {
 		r.pending = map[accessKey]time.Time{}
 		r.mu.Unlock()
 		for k, t := range batch {
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-			_ = s.asSelf(ctx, func(c *api.Client) error {
-				start := s.opts.Now()
-				err := c.KVv2(s.opts.Mount).PatchMetadata(ctx, credPath(k.tenant, k.service, k.cred), api.KVMetadataPatchInput{
-					CustomMetadata: map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)},
-				})
-				s.observe("credential_touch", start, err) // a deleted credential just fails
-				return err
-			})
-			cancel()
+			// A credential deleted meanwhile just fails.
+			_ = s.patchOwn(context.Background(), "credential_touch", credPath(k.tenant, k.service, k.cred), map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)})
 		}
 		if stopping {
 			return

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,7 +28,12 @@ import (
 // so that a credential id alone finds it.
 
 func credPath(tenant, service, cred string) string {
-	return policy.TenantPrefix(tenant) + policy.FolderCredentials + "/" + service + "/" + cred
+	return policy.Path(tenant, policy.FolderCredentials, service+"/"+cred)
+}
+
+// credFolder is the folder of service's credentials, for listing.
+func (k *session) credFolder(service string) string {
+	return policy.Path(k.tenant, policy.FolderCredentials, service+"/")
 }
 
 func (k *session) credPath(service, cred string) string { return credPath(k.tenant, service, cred) }
@@ -83,13 +87,14 @@ func (k *session) readCredData(ctx context.Context, service, cred string, versio
 	return &d, meta, nil
 }
 
-// credentialOf is the domain view of stored data read with sec.
-func credentialOf(d *credData, sec *kvMeta) *credgate.Credential {
+// credentialOf is the domain view of stored data read with sec at now.
+func credentialOf(d *credData, sec *kvMeta, now time.Time) *credgate.Credential {
 	c := d.Info.Credential
 	c.Secrets = d.Secrets
 	c.Version = sec.Version
-	c.LastAccessedAt = parseTime(sec.CustomMetadata.lastAccessedAt)
-	c.ApplyWatch(sec.CustomMetadata.watch)
+	c.LastAccessedAt = parseTime(sec.CustomMetadata.LastAccessedAt)
+	c.ApplyWatch(sec.CustomMetadata.Watch)
+	c.ReadAt = now
 	return &c
 }
 
@@ -108,26 +113,64 @@ func (k *session) serviceAndCred(ctx context.Context, service, cred string) (*se
 	return rec, d, sec, err
 }
 
-// liveCred reads cred of service: errNotFound unless the service is live and
-// the credential is one of its own and not deleted.
-func (k *session) liveCred(ctx context.Context, service, cred string) (*credData, *kvMeta, error) {
-	rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
-	if err != nil {
-		return nil, nil, credNotFound(err)
-	}
-	if !d.Info.belongsTo(rec) {
-		return nil, nil, errNotFound
-	}
-	return d, sec, nil
+// credVersion is a credential as update reads and writes it: the domain
+// value with its secret values, and the stored descriptive part it was
+// read with (the change note, its service's incarnation, a DELETE's mark).
+type credVersion struct {
+	c    credgate.Credential
+	info credInfo
 }
 
-// credNotFound turns a missing service into a missing credential: through
-// a credential, a service is only a place the credential is not.
-func credNotFound(err error) error {
-	if errors.Is(err, errNotFound) {
-		return errNotFound
+// credRecord is credential cred of service as update reads and writes it.
+// A read starts from the values, which prove the credential's status,
+// after the projection a failed writer left behind is finished; a write
+// projects the description (writeCred) and notes what changed. Only a
+// live credential of the live service is read; with deleted, one whose
+// DELETE began too (to finish it).
+func (k *session) credRecord(service, cred string, deleted bool) record[credVersion] {
+	var last *kvMeta // the metadata the version being changed was read with
+	return record[credVersion]{
+		read: func(ctx context.Context) (credVersion, int, error) {
+			rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
+			switch {
+			case err != nil:
+				return credVersion{}, 0, err
+			case d.Info.ServiceIncarnation != rec.Incarnation || (d.Info.Deleted && !deleted):
+				return credVersion{}, 0, errNotFound
+			}
+			if !d.Info.Deleted {
+				if err := k.repairProjection(ctx, service, cred, d, sec); err != nil {
+					return credVersion{}, 0, err
+				}
+			}
+			last = sec
+			return credVersion{c: *credentialOf(d, sec, k.s.opts.Now()), info: d.Info}, sec.Version, nil
+		},
+		write: func(ctx context.Context, cur credVersion, next *credVersion, cas int) (int, error) {
+			info := next.info
+			info.ChangedBy = credgate.PrincipalFrom(ctx).Subject
+			if !info.Deleted {
+				info.Change = credgate.ChangeOf(cur.c.Secrets, next.c.Secrets)
+				now := k.s.opts.Now().UTC().Truncate(time.Second)
+				next.c.UpdatedAt = now
+				if info.Change == credgate.ChangeRotated {
+					next.c.LastRotatedAt = &now
+				}
+			}
+			out, err := k.writeCred(ctx, &next.c, info, cas, last.CustomMetadata.all())
+			if err != nil {
+				return 0, err
+			}
+			next.c.Version = out.Version
+			return out.Version, nil
+		},
+		clone: func(v credVersion) credVersion {
+			v.c.Secrets = v.c.Secrets.Clone()
+			v.c.Metadata = cloneMap(v.c.Metadata)
+			v.c.Scopes = slices.Clone(v.c.Scopes)
+			return v
+		},
 	}
-	return err
 }
 
 // writeCred writes c as a new version with check-and-set cas (0: a new
@@ -216,275 +259,6 @@ func (k *session) createCred(ctx context.Context, rec *serviceRecord, c *credgat
 	return out, nil
 }
 
-// GetCredential returns a credential of service with its secret values: the
-// one named cred (at version, when > 0), or without cred the one
-// credgate.PickServable picks. A credential's current status rules every
-// version of it (credgate.Credential.Servable). When this replica knows
-// the service (serviceCache), a read is one Vault call.
-// Errors: SERVICE_NOT_FOUND (no such service), CREDENTIAL_NOT_FOUND,
-// INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
-func (s *Store) GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error) {
-	k, err := s.session(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := s.opts.Now()
-	if cred == "" {
-		return k.readPrimary(ctx, service, now)
-	}
-	if view, ok := s.services.get(k.tenant, service); ok {
-		d, sec, err := k.readCredData(ctx, service, cred, 0)
-		switch {
-		case err != nil && !errors.Is(err, errNotFound):
-			return nil, translate(err, credgate.ECredentialNotFound)
-		case err == nil && d.Info.of(view.incarnation):
-			return k.served(ctx, service, cred, version, credentialOf(d, sec), now)
-		}
-		// Gone, or not of the service remembered: the full read decides.
-		s.services.forget(k.tenant, service)
-	}
-	rec, d, sec, err := k.serviceAndCred(ctx, service, cred)
-	if err != nil {
-		return nil, translate(err, notFoundCode(rec, err))
-	}
-	s.services.seen(k.tenant, service, rec.Incarnation, "")
-	if !d.Info.belongsTo(rec) {
-		return nil, translate(errNotFound, credgate.ECredentialNotFound)
-	}
-	return k.served(ctx, service, cred, version, credentialOf(d, sec), now)
-}
-
-// served returns current, the credential's current version, or its
-// version, when its current status lets it be served.
-func (k *session) served(ctx context.Context, service, cred string, version int, current *credgate.Credential, now time.Time) (*credgate.Credential, error) {
-	if err := current.Servable(now); err != nil {
-		return nil, err
-	}
-	if version == 0 || version == current.Version {
-		return current, nil
-	}
-	if !current.ServesVersion(version, now) && !policy.Allowed(credgate.PrincipalFrom(ctx).Roles, policy.CredentialsWrite) {
-		if version == current.PreviousVersion { // kept for a migration that has ended
-			return nil, &credgate.Error{Code: credgate.ECredentialNotFound, Message: "this version was served until its previousRevokeAt; read the current one", Status: credgate.CredRevoked}
-		}
-		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "reading an earlier version needs the %s permission", policy.CredentialsWrite)
-	}
-	d, sec, err := k.readCredData(ctx, service, cred, version)
-	if err != nil {
-		return nil, translate(err, credgate.ECredentialNotFound)
-	}
-	old := credentialOf(d, sec)
-	old.LastAccessedAt = current.LastAccessedAt
-	return old, nil
-}
-
-// notFoundCode says which record was missing: the service, when rec is nil.
-func notFoundCode(rec *serviceRecord, err error) string {
-	if rec == nil && errors.Is(err, errNotFound) {
-		return credgate.EServiceNotFound
-	}
-	return credgate.ECredentialNotFound
-}
-
-// readPrimary reads the credential a read without a credential id serves.
-// When this replica remembers it, that is one Vault call; otherwise the
-// pick is made on the descriptions, the values read then prove their own
-// status, and a credential whose description was behind is passed over.
-func (k *session) readPrimary(ctx context.Context, service string, now time.Time) (*credgate.Credential, error) {
-	if view, ok := k.s.services.get(k.tenant, service); ok && view.primary != "" {
-		d, sec, err := k.readCredData(ctx, service, view.primary, 0)
-		if err != nil && !errors.Is(err, errNotFound) {
-			return nil, translate(err, credgate.ECredentialNotFound)
-		}
-		if err == nil && d.Info.of(view.incarnation) {
-			if c := credentialOf(d, sec); c.Servable(now) == nil {
-				return c, nil
-			}
-		}
-		k.s.services.forget(k.tenant, service)
-	}
-	rec, list, err := k.serviceAndList(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	for range len(list) {
-		pick := credgate.PickServable(list, now)
-		if pick == nil {
-			break
-		}
-		d, sec, err := k.readCredData(ctx, service, pick.ID, 0)
-		if err != nil && !errors.Is(err, errNotFound) {
-			return nil, translate(err, credgate.ECredentialNotFound)
-		}
-		if err == nil && d.Info.belongsTo(rec) {
-			c := credentialOf(d, sec)
-			if c.Servable(now) == nil {
-				k.s.services.seen(k.tenant, service, rec.Incarnation, c.ID)
-				return c, nil
-			}
-		}
-		list = removeCred(list, pick.ID)
-	}
-	k.s.services.seen(k.tenant, service, rec.Incarnation, "")
-	return nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no active credential")
-}
-
-func removeCred(list []*credgate.Credential, id string) []*credgate.Credential {
-	out := list[:0:0]
-	for _, c := range list {
-		if c.ID != id {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// serviceAndList reads the live service and the descriptions of its
-// credentials. Errors: SERVICE_NOT_FOUND, or a translated Vault error.
-func (k *session) serviceAndList(ctx context.Context, service string) (*serviceRecord, []*credgate.Credential, error) {
-	var rec *serviceRecord
-	var serr error
-	var wg sync.WaitGroup
-	wg.Go(func() { rec, serr = k.readService(ctx, service) })
-	infos, err := k.listCreds(ctx, service)
-	wg.Wait()
-	if serr != nil {
-		return nil, nil, translate(serr, credgate.EServiceNotFound)
-	}
-	if err != nil {
-		return nil, nil, translate(err, credgate.ECredentialNotFound)
-	}
-	list := []*credgate.Credential{}
-	for _, info := range infos {
-		if info.belongsTo(rec) {
-			c := info.Credential
-			list = append(list, &c)
-		}
-	}
-	credgate.SortInventory(list)
-	return rec, list, nil
-}
-
-// listCreds returns the projected descriptions of the credentials kept under
-// service. A credential without a version (its creation did not finish) is
-// left out.
-func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, error) {
-	ids, err := k.list(ctx, "credential_list", policy.FolderCredentials+"/"+service+"/")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*credInfo, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i, id := range ids {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, id))
-			if err != nil {
-				if !errors.Is(err, errNotFound) {
-					errs[i] = err
-				}
-				return
-			}
-			if info, ok := fromProjection(meta.CustomMetadata); ok {
-				info.ID = id
-				out[i] = info
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	list := out[:0]
-	for _, info := range out {
-		if info != nil {
-			list = append(list, info)
-		}
-	}
-	return list, nil
-}
-
-// ListCredentials is the tenant's inventory: descriptions of its
-// credentials (never values) that f selects, in the order of
-// credgate.CredentialPosition, one page of f.Limit at a time. Services are
-// read a few at a time, each with its credentials' projections (one list
-// and one metadata read per credential), so a page costs what it covers.
-// Errors: SERVICE_NOT_FOUND (f.IntegrationID), INSUFFICIENT_PERMISSIONS,
-// BACKEND_UNAVAILABLE.
-func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {
-	k, err := s.session(ctx)
-	if err != nil {
-		return nil, err
-	}
-	services := []string{f.IntegrationID}
-	if f.IntegrationID == "" {
-		if services, err = k.list(ctx, "service_list", policy.FolderServices+"/"); err != nil {
-			return nil, translate(err, credgate.ENotFound)
-		}
-	}
-	if f.After != nil {
-		services = services[sort.SearchStrings(services, f.After.IntegrationID):]
-	}
-	now := s.opts.Now()
-	page := &credgate.CredentialPage{Credentials: []*credgate.Credential{}}
-	const batch = 8
-	for off := 0; off < len(services); off += batch {
-		chunk := services[off:min(off+batch, len(services))]
-		lists := make([][]*credgate.Credential, len(chunk))
-		errs := make([]error, len(chunk))
-		var wg sync.WaitGroup
-		for i, svc := range chunk {
-			wg.Go(func() { _, lists[i], errs[i] = k.serviceAndList(ctx, svc) })
-		}
-		wg.Wait()
-		for i, list := range lists {
-			if errs[i] != nil {
-				if f.IntegrationID == "" && credgate.ErrorCode(errs[i]) == credgate.EServiceNotFound {
-					continue // deleted while we listed
-				}
-				return nil, errs[i]
-			}
-			for j, c := range list {
-				if f.After != nil && c.IntegrationID == f.After.IntegrationID && !f.After.Precedes(c) {
-					continue
-				}
-				if !f.Matches(c, now) {
-					continue
-				}
-				page.Credentials = append(page.Credentials, c)
-				if len(page.Credentials) == f.Limit {
-					if j+1 < len(list) || off+i+1 < len(services) {
-						page.Next = credgate.PositionOf(c)
-					}
-					return page, nil
-				}
-			}
-		}
-	}
-	return page, nil
-}
-
-// DescribePrimary describes, without values, the credential a read of
-// service without a credential id serves. Errors: SERVICE_NOT_FOUND,
-// CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
-func (s *Store) DescribePrimary(ctx context.Context, service string) (*credgate.Credential, error) {
-	k, err := s.session(ctx)
-	if err != nil {
-		return nil, err
-	}
-	_, list, err := k.serviceAndList(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	if c := credgate.PickServable(list, s.opts.Now()); c != nil {
-		return c, nil
-	}
-	return nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no active credential")
-}
-
 // locate returns the caller's session and the service credential cred
 // belongs to. Errors: CREDENTIAL_NOT_FOUND, or the caller's.
 func (s *Store) locate(ctx context.Context, cred string) (*session, string, error) {
@@ -504,11 +278,12 @@ func (s *Store) locate(ctx context.Context, cred string) (*session, string, erro
 }
 
 // UpdateCredential applies fn to the current credential cred, with its
-// secret values, and writes the result as a new version with check-and-set,
-// retrying on a concurrent write so no update is lost. With ifMatch > 0 the
-// credential must be at that version, unless fn changes nothing (as
-// UpdateService). The result is validated before it is written; what
-// changed (updated or rotated) is worked out from the values.
+// secret values, and writes the result as a new version through the one
+// read-modify-write (update): no update is lost, ifMatch > 0 must be the
+// credential's version unless the change is in it already, and a change
+// that changes nothing writes nothing. The result is validated before it
+// is written; what changed (updated or rotated) is worked out from the
+// values.
 // Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT, VALIDATION_FAILED,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or fn's.
 func (s *Store) UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
@@ -520,56 +295,19 @@ func (s *Store) UpdateCredential(ctx context.Context, cred string, ifMatch int, 
 }
 
 func (k *session) updateCred(ctx context.Context, svc, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
-	for attempt := range maxCASRetries {
-		if err := casBackoff(ctx, attempt); err != nil {
-			return nil, err
+	out, _, err := update(ctx, k.credRecord(svc, cred, false), ifMatch, func(v *credVersion) error {
+		old := v.c
+		if err := fn(&v.c); err != nil {
+			return err
 		}
-		d, sec, err := k.liveCred(ctx, svc, cred)
-		if err != nil {
-			return nil, translate(err, credgate.ECredentialNotFound)
-		}
-		if err := k.repairProjection(ctx, svc, cred, d, sec); err != nil {
-			return nil, translate(err, credgate.ECredentialNotFound)
-		}
-		old := credentialOf(d, sec)
-		next := *old
-		next.Secrets = old.Secrets.Clone()
-		next.Metadata = cloneMap(old.Metadata)
-		if err := fn(&next); err != nil {
-			return nil, err
-		}
-		next.ID, next.IntegrationID, next.CreatedAt, next.CreatedBy = old.ID, old.IntegrationID, old.CreatedAt, old.CreatedBy
-		if err := next.Validate(); err != nil {
-			return nil, err
-		}
-		if err := credgate.CheckVersion(old.Version, ifMatch); err != nil {
-			if reflect.DeepEqual(&next, old) {
-				return old, nil // the change is in the record already
-			}
-			return nil, err
-		}
-		change := credgate.ChangeOf(old.Secrets, next.Secrets)
-		now := k.s.opts.Now().UTC().Truncate(time.Second)
-		next.UpdatedAt = now
-		if change == credgate.ChangeRotated {
-			next.LastRotatedAt = &now
-		}
-		info := d.Info
-		info.Change, info.ChangedBy = change, credgate.PrincipalFrom(ctx).Subject
-		out, err := k.writeCred(ctx, &next, info, old.Version, sec.CustomMetadata.all())
-		if errors.Is(err, errConflict) {
-			if ifMatch > 0 {
-				return nil, credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
-			}
-			continue
-		}
-		if err != nil {
-			return nil, translate(err, credgate.ECredentialNotFound)
-		}
-		out.LastAccessedAt = old.LastAccessedAt
-		return out, nil
+		v.c.ID, v.c.IntegrationID, v.c.CreatedAt, v.c.CreatedBy = old.ID, old.IntegrationID, old.CreatedAt, old.CreatedBy
+		v.c.Version, v.c.LastAccessedAt, v.c.ReadAt = old.Version, old.LastAccessedAt, old.ReadAt
+		return v.c.Validate()
+	})
+	if err != nil {
+		return nil, missing(svc, false, err)
 	}
-	return nil, credgate.Errorf(credgate.EVersionConflict, "the credential is being changed by other requests; retry")
+	return &out.c, nil
 }
 
 // DeleteCredential removes credential cred, all its versions, its lock and
@@ -584,38 +322,36 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 	if err != nil {
 		return "", err
 	}
-	rec, d, sec, err := k.serviceAndCred(ctx, svc, cred)
-	if rec != nil && errors.Is(err, errNotFound) {
-		// The index is left but the values are gone: an earlier DELETE of
-		// it stopped half-way (or its creation did). Finish.
-		return svc, translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
-	}
-	if err != nil {
-		return "", translate(credNotFound(err), credgate.ECredentialNotFound)
-	}
-	switch {
-	case d.Info.ServiceIncarnation != rec.Incarnation:
-		return "", translate(errNotFound, credgate.ECredentialNotFound)
-	case d.Info.Deleted:
-		if ifMatch > 0 && ifMatch != d.Info.DeleteOf && ifMatch != sec.Version {
-			return "", credgate.CheckVersion(d.Info.DeleteOf, ifMatch)
+	_, _, err = update(ctx, k.credRecord(svc, cred, true), ifMatch, func(v *credVersion) error {
+		if v.info.Deleted {
+			// A DELETE began already: repeating it (with the version it
+			// named, or the mark's) finishes it.
+			if ifMatch > 0 && ifMatch != v.info.DeleteOf && ifMatch != v.c.Version {
+				return credgate.CheckVersion(v.info.DeleteOf, ifMatch)
+			}
+			return errUnchanged
 		}
-	default:
-		if err := credgate.CheckVersion(sec.Version, ifMatch); err != nil {
-			return "", err
+		v.c.Secrets = credgate.Secrets{}
+		v.info.Deleted, v.info.DeleteOf, v.info.Change = true, v.c.Version, "deleted"
+		return nil
+	})
+	if errors.Is(err, errNotFound) {
+		// The index is left, but no live credential of the live service
+		// is behind it: an earlier DELETE of it (or its creation) stopped
+		// half-way, and repeating it finishes it; unless its values are
+		// there and an earlier service's, which are not this one's to
+		// delete.
+		if _, serr := k.readService(ctx, svc); serr != nil {
+			return "", missing(svc, false, serr)
 		}
-		c := credentialOf(d, sec)
-		c.Secrets = credgate.Secrets{}
-		info := d.Info
-		info.Deleted, info.DeleteOf = true, sec.Version
-		info.Change, info.ChangedBy = "deleted", credgate.PrincipalFrom(ctx).Subject
-		_, err := k.writeCred(ctx, c, info, sec.Version, sec.CustomMetadata.all())
-		if errors.Is(err, errConflict) {
-			return "", credgate.Errorf(credgate.EVersionConflict, "the credential was changed by another request")
+		switch _, _, derr := k.readCredData(ctx, svc, cred, 0); {
+		case derr == nil:
+			return "", missing(svc, false, errNotFound)
+		case !errors.Is(derr, errNotFound):
+			return "", missing(svc, false, derr)
 		}
-		if err != nil {
-			return "", translate(err, credgate.ECredentialNotFound)
-		}
+	} else if err != nil {
+		return "", missing(svc, false, err)
 	}
 	return svc, translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
 }
@@ -644,7 +380,7 @@ func (k *session) removeCred(ctx context.Context, service, cred string, foundByI
 
 // removeCredentialsOf removes every credential kept under service.
 func (k *session) removeCredentialsOf(ctx context.Context, service string) error {
-	ids, err := k.list(ctx, "credential_list", policy.FolderCredentials+"/"+service+"/")
+	ids, err := k.list(ctx, "credential_list", k.credFolder(service))
 	if err != nil {
 		return err
 	}
@@ -674,7 +410,7 @@ func (s *Store) CredentialVersions(ctx context.Context, cred string) ([]credgate
 		err = serr
 	}
 	if err != nil {
-		return nil, translate(credNotFound(err), credgate.ECredentialNotFound)
+		return nil, missing(svc, false, err)
 	}
 	if info, ok := fromProjection(meta.CustomMetadata); !ok || !info.belongsTo(rec) {
 		return nil, translate(errNotFound, credgate.ECredentialNotFound)

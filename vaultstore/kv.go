@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	gojson "github.com/goccy/go-json"
 	"github.com/hashicorp/vault/api"
@@ -57,9 +55,10 @@ func (k *session) client() *api.Client {
 func (k *session) kv2() *api.KVv2 { return k.client().KVv2(k.s.opts.Mount) }
 
 // path returns the logical path of name in folder of the session's tenant.
-func (k *session) path(folder, name string) string {
-	return policy.TenantPrefix(k.tenant) + folder + "/" + name
-}
+func (k *session) path(folder, name string) string { return policy.Path(k.tenant, folder, name) }
+
+// folder returns the logical path of folder of the session's tenant.
+func (k *session) folder(folder string) string { return policy.FolderPath(k.tenant, folder) }
 
 // call runs one Vault call under the store's timeout and reports it to
 // Observe as op. Not-found and check-and-set conflicts are answers, not
@@ -90,41 +89,6 @@ type kvMeta struct {
 	CustomMetadata customMetadata `json:"custom_metadata"`
 }
 
-// customMetadata is a path's custom_metadata as a read brings it: the two
-// keys every read uses are decoded, the rest (the projection's chunks and
-// notes, which only a writer needs) is kept as it came and decoded on
-// demand.
-type customMetadata struct {
-	raw                              []byte
-	lastAccessedAt, projected, watch string
-}
-
-func (c *customMetadata) UnmarshalJSON(b []byte) error {
-	var hot struct {
-		LastAccessedAt string `json:"lastAccessedAt"`
-		Projected      string `json:"projected"`
-		Watch          string `json:"monitor"`
-	}
-	if string(b) == "null" {
-		return nil
-	}
-	if err := gojson.Unmarshal(b, &hot); err != nil {
-		return err
-	}
-	c.raw = append(c.raw[:0], b...)
-	c.lastAccessedAt, c.projected, c.watch = hot.LastAccessedAt, hot.Projected, hot.Watch
-	return nil
-}
-
-// all decodes every key.
-func (c *customMetadata) all() map[string]any {
-	var m map[string]any
-	if len(c.raw) > 0 {
-		_ = json.Unmarshal(c.raw, &m)
-	}
-	return m
-}
-
 // read decodes the current version of path into data (a pointer) and
 // returns the version's metadata; errNotFound when there is none.
 func (k *session) read(ctx context.Context, op, path string, data any) (*kvMeta, error) {
@@ -142,7 +106,7 @@ func (k *session) readVersion(ctx context.Context, op, path string, version int,
 		}
 		buf := answerBuffers.Get().(*bytes.Buffer)
 		defer answerBuffers.Put(buf)
-		if err := k.get(ctx, k.s.opts.Mount+"/data/"+path, params, buf); err != nil {
+		if err := k.get(ctx, k.s.layout.Data(path), params, buf); err != nil {
 			return err
 		}
 		var err error
@@ -252,36 +216,53 @@ type pointer struct {
 	ServiceID string `json:"service_id"`
 }
 
-// write writes data to path with check-and-set cas (0: the path must have no
-// version yet) and returns the new version; errConflict when cas is stale.
-// Vault answers a stale cas with 400, as it does content it refuses; which
-// one it was is read from the path's current version, not from the text.
+// kvIO reads and writes KV v2 records: a caller's session (the records of
+// its tenant, with its token) or ownKV (credgate's own records, with its
+// own token). Records are read and written through it (record, update).
+type kvIO interface {
+	// read decodes the current version of path into data (a pointer);
+	// errNotFound when there is none.
+	read(ctx context.Context, op, path string, data any) (*kvMeta, error)
+	// write writes data with check-and-set cas (0: no version may exist
+	// yet) and returns the new version; errConflict when cas is stale.
+	write(ctx context.Context, op, path string, data map[string]any, cas int) (int, error)
+}
+
+// write writes data to path with check-and-set cas (putCAS).
 func (k *session) write(ctx context.Context, op, path string, data map[string]any, cas int) (int, error) {
 	var version int
-	err := k.call(ctx, op, func(cctx context.Context) error {
-		sec, err := k.kv2().Put(cctx, path, data, api.WithCheckAndSet(cas))
-		var re *api.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
-			current := 0
-			var ignored map[string]any
-			m, rerr := k.read(ctx, op+"_cas_check", path, &ignored)
-			switch {
-			case rerr == nil:
-				current = m.Version
-			case !errors.Is(rerr, errNotFound):
-				return rerr
-			}
-			if current != cas {
-				return errConflict
-			}
-		}
-		if err != nil {
-			return err
-		}
-		version = sec.VersionMetadata.Version
-		return nil
+	err := k.call(ctx, op, func(cctx context.Context) (err error) {
+		version, err = putCAS(cctx, k.kv2(), path, data, cas)
+		return err
 	})
 	return version, err
+}
+
+// putCAS writes data to path with check-and-set cas (0: the path must have
+// no version yet) and returns the new version; errConflict when cas is
+// stale. Vault answers a stale cas with 400, as it does content it
+// refuses; which one it was is read from the path's current version, not
+// from the text.
+func putCAS(ctx context.Context, kv *api.KVv2, path string, data map[string]any, cas int) (int, error) {
+	sec, err := kv.Put(ctx, path, data, api.WithCheckAndSet(cas))
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+		current := 0
+		cur, rerr := kv.Get(ctx, path)
+		switch {
+		case rerr == nil:
+			current = cur.VersionMetadata.Version
+		case !errors.Is(rerr, api.ErrSecretNotFound):
+			return 0, rerr
+		}
+		if current != cas {
+			return 0, errConflict
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return sec.VersionMetadata.Version, nil
 }
 
 // readMetadata returns path's KV metadata; errNotFound when the path has no
@@ -326,12 +307,12 @@ func (k *session) destroy(ctx context.Context, op, path string) error {
 	})
 }
 
-// list returns the record names directly in folder, sorted; none when the
-// folder does not exist.
+// list returns the record names directly in folder (a logical path), sorted;
+// none when the folder does not exist.
 func (k *session) list(ctx context.Context, op, folder string) ([]string, error) {
 	var keys []string
 	err := k.call(ctx, op, func(ctx context.Context) error {
-		sec, err := k.client().Logical().ListWithContext(ctx, k.s.opts.Mount+"/metadata/"+policy.TenantPrefix(k.tenant)+folder)
+		sec, err := k.client().Logical().ListWithContext(ctx, k.s.layout.Metadata(folder))
 		var re *api.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
 			return nil
@@ -376,32 +357,4 @@ func decodeData(m map[string]any, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
-}
-
-// maxCASRetries bounds read-modify-write loops; past it the caller gets
-// VERSION_CONFLICT rather than waiting forever on a hot record.
-const maxCASRetries = 8
-
-// casBackoff waits before a check-and-set retry: a growing, jittered pause,
-// so that writers who lost a round do not all collide again.
-func casBackoff(ctx context.Context, attempt int) error {
-	if attempt == 0 {
-		return nil
-	}
-	if !sleep(ctx, time.Duration(attempt*5+rand.IntN(10*attempt))*time.Millisecond) {
-		return unavailable(ctx.Err())
-	}
-	return nil
-}
-
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

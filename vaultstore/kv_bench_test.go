@@ -3,6 +3,7 @@ package vaultstore
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 // BenchmarkDecodeAnswer decodes a recorded Vault answer to a credential
@@ -16,7 +17,7 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 	for b.Loop() {
 		var d credData
 		m, err := decodeAnswer(raw, &d)
-		if err != nil || m.Version != 1 || d.Secrets["apiKey"] == "" || credentialOf(&d, m).LastAccessedAt == nil {
+		if err != nil || m.Version != 1 || d.Secrets["apiKey"] == "" || credentialOf(&d, m, time.Time{}).LastAccessedAt == nil {
 			b.Fatalf("%v %+v", err, m)
 		}
 	}

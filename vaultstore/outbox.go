@@ -42,39 +42,33 @@ func (s *Store) Outbox(ctx context.Context, tenant string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids, err := k.list(ctx, "outbox_list", policy.FolderOutbox+"/")
+	ids, err := k.list(ctx, "outbox_list", k.folder(policy.FolderOutbox))
 	return ids, translate(err, credgate.ENotFound)
 }
 
+// errNotOpen is a claim's answer when the event is not to be had.
+var errNotOpen = errors.New("the event is claimed, or not due")
+
 // ClaimEvent claims waiting event id of tenant for holder, with
-// check-and-set, when the claim is open (credgate.Claim.Open); it returns nil (and no error) when it is not to be had. The
-// holder then saves it with SaveEvent, which ends the claim.
+// check-and-set, when the claim is open (credgate.Claim.Open); it returns
+// nil (and no error) when it is not to be had. The holder then saves it
+// with SaveEvent, which ends the claim.
 func (s *Store) ClaimEvent(ctx context.Context, tenant, id, holder string, o credgate.Claim) (*credgate.Outgoing, error) {
 	k, err := s.systemSession(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
-	var out credgate.Outgoing
-	meta, err := k.read(ctx, "event_read", k.outboxPath(id), &out)
-	if errors.Is(err, errNotFound) {
+	out, v, err := update(ctx, jsonRecord[credgate.Outgoing](k, "event", k.outboxPath(id)), 0, func(e *credgate.Outgoing) error {
+		if e.Event.ID == "" || !o.Open(e) {
+			return errNotOpen
+		}
+		e.ClaimedBy, e.ClaimedUntil = holder, o.Until
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotFound), errors.Is(err, errNotOpen), credgate.ErrorCode(err) == credgate.EVersionConflict:
 		return nil, nil
-	}
-	if err != nil {
-		return nil, translate(err, credgate.ENotFound)
-	}
-	if out.Event.ID == "" || !o.Open(&out) {
-		return nil, nil
-	}
-	out.ClaimedBy, out.ClaimedUntil = holder, o.Until
-	data, err := encode(out)
-	if err != nil {
-		return nil, err
-	}
-	v, err := k.write(ctx, "event_claim", k.outboxPath(id), data, meta.Version)
-	if errors.Is(err, errConflict) {
-		return nil, nil
-	}
-	if err != nil {
+	case err != nil:
 		return nil, translate(err, credgate.ENotFound)
 	}
 	out.Version = v
@@ -123,32 +117,14 @@ func (s *Store) RecordDelivery(ctx context.Context, tenant, webhook string, d cr
 	if err != nil {
 		return err
 	}
-	for attempt := range maxCASRetries {
-		if err := casBackoff(ctx, attempt); err != nil {
-			return err
-		}
-		var l deliveryLog
-		version := 0
-		meta, err := k.read(ctx, "delivery_log_read", k.deliveryPath(webhook), &l)
-		switch {
-		case err == nil:
-			version = meta.Version
-		case !errors.Is(err, errNotFound):
-			return translate(err, credgate.ENotFound)
-		}
+	r := jsonRecord[deliveryLog](k, "delivery_log", k.deliveryPath(webhook))
+	r.create = true
+	_, _, err = update(ctx, r, 0, func(l *deliveryLog) error {
 		l.Deliveries = append(l.Deliveries, d)
 		if n := len(l.Deliveries) - credgate.MaxDeliveryLog; n > 0 {
 			l.Deliveries = slices.Delete(l.Deliveries, 0, n)
 		}
-		data, err := encode(l)
-		if err != nil {
-			return err
-		}
-		_, err = k.write(ctx, "delivery_log_write", k.deliveryPath(webhook), data, version)
-		if errors.Is(err, errConflict) {
-			continue
-		}
-		return translate(err, credgate.ENotFound)
-	}
-	return credgate.Errorf(credgate.EVersionConflict, "the delivery log is busy")
+		return nil
+	})
+	return translate(err, credgate.ENotFound)
 }

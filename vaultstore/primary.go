@@ -18,14 +18,7 @@ func (k *session) credsOf(ctx context.Context, rec *serviceRecord) ([]*credgate.
 	if err != nil {
 		return nil, err
 	}
-	var list []*credgate.Credential
-	for _, info := range infos {
-		if info.belongsTo(rec) {
-			c := info.Credential
-			list = append(list, &c)
-		}
-	}
-	return list, nil
+	return liveOf(rec, infos, k.s.opts.Now()), nil
 }
 
 // SetPrimaryCredential sets u on the primary credential of service as a new
@@ -107,7 +100,7 @@ func (k *session) holdsPrimary(ctx context.Context, rec *serviceRecord, u credga
 	if err != nil {
 		return false, err
 	}
-	c := credentialOf(d, sec)
+	c := credentialOf(d, sec, k.s.opts.Now())
 	if !maps.Equal(c.Secrets, u.Secrets) {
 		return false, nil
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/credgate/credgate"
 )
@@ -20,14 +23,61 @@ import (
 // custom_metadata takes at most 64 keys of at most 512 bytes, so the
 // descriptive fields are stored as base64url chunks.
 const (
-	infoChunkSize  = 500
-	maxInfoChunks  = 36
-	versionNotes   = 10 // the newest versions that keep a change note
-	metaProjected  = "projected"
-	metaInfoCount  = "info.n"
-	metaLastAccess = "lastAccessedAt"
-	metaWatch      = "monitor" // credgate.Watch: the monitor's bookkeeping
+	infoChunkSize = 500
+	maxInfoChunks = 36
+	versionNotes  = 10 // the newest versions that keep a change note
+	metaInfoCount = "info.n"
 )
+
+// hotKeys are the keys of a credential path's custom_metadata that every
+// read uses. Their JSON names are the keys, written here once: the names
+// the rest of the store uses are read from them.
+type hotKeys struct {
+	LastAccessedAt string `json:"lastAccessedAt"`
+	Projected      string `json:"projected"` // the version the projection describes
+	Watch          string `json:"monitor"`   // credgate.Watch: the monitor's bookkeeping
+}
+
+var (
+	metaLastAccess = jsonName[hotKeys]("LastAccessedAt")
+	metaProjected  = jsonName[hotKeys]("Projected")
+	metaWatch      = jsonName[hotKeys]("Watch")
+)
+
+// jsonName is the JSON name of field of T.
+func jsonName[T any](field string) string {
+	f, _ := reflect.TypeFor[T]().FieldByName(field)
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return name
+}
+
+// customMetadata is a path's custom_metadata as a read brings it: the
+// hot keys are decoded, the rest (the projection's chunks and notes, which
+// only a writer needs) is kept as it came and decoded on demand.
+type customMetadata struct {
+	raw []byte
+	hotKeys
+}
+
+func (c *customMetadata) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	if err := gojson.Unmarshal(b, &c.hotKeys); err != nil {
+		return err
+	}
+	c.raw = append(c.raw[:0], b...)
+	return nil
+}
+
+// all decodes every key.
+func (c *customMetadata) all() map[string]any {
+	var m map[string]any
+	if len(c.raw) > 0 {
+		_ = json.Unmarshal(c.raw, &m)
+	}
+	return m
+}
 
 // errTooLarge is returned when the descriptive fields do not fit.
 var errTooLarge = &credgate.Error{
@@ -168,7 +218,7 @@ func (k *session) project(ctx context.Context, service, cred string, info credIn
 // an older version: a writer whose request failed between its data write
 // and its projection left it behind, and the next writer finishes its work.
 func (k *session) repairProjection(ctx context.Context, service, cred string, d *credData, sec *kvMeta) error {
-	if p, _ := strconv.Atoi(sec.CustomMetadata.projected); p >= sec.Version {
+	if p, _ := strconv.Atoi(sec.CustomMetadata.Projected); p >= sec.Version {
 		return nil
 	}
 	return k.project(ctx, service, cred, d.Info, sec.Version, sec.CustomMetadata.all())

@@ -57,7 +57,7 @@ func TestReadsFollowOneRedirectToTheActiveNode(t *testing.T) {
 	t.Cleanup(plain.Close)
 	st := storeAt(t, plain)
 	for _, id := range []string{c.ID, ""} {
-		got, err := st.GetCredential(admin, "svc", id, 0)
+		got, err := st.GetCredential(admin, credgate.CredentialRead{Service: "svc", ID: id})
 		if err != nil || got.Secrets["apiKey"] != "k-0123456789" {
 			t.Fatalf("read %q through a redirecting standby: %v %v", id, got, err)
 		}
@@ -69,7 +69,7 @@ func TestReadsFollowOneRedirectToTheActiveNode(t *testing.T) {
 	tls := httptest.NewTLSServer(http.HandlerFunc(standby))
 	t.Cleanup(tls.Close)
 	before := redirected.Load()
-	if _, err := storeAt(t, tls).GetCredential(admin, "svc", c.ID, 0); err == nil {
+	if _, err := storeAt(t, tls).GetCredential(admin, credgate.CredentialRead{Service: "svc", ID: c.ID}); err == nil {
 		t.Fatal("a read followed a redirect from https to http")
 	}
 	if redirected.Load() == before {

@@ -9,16 +9,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
 )
 
-// Rotation lock. A rotation that calls a token endpoint must happen once per
-// refresh token across all replicas, so rotations of a credential take
-// turns through a record in Vault written with check-and-set: the record's
-// KV version is the lock.
-type lockRecord struct {
-	Holder string    `json:"holder"`
-	Until  time.Time `json:"until"`
-}
+// Rotation lock. A rotation that calls a token endpoint must happen once
+// per refresh token across all replicas, so rotations of a credential take
+// turns through a lease (lease.go) at credential-locks/<credential>.
 
 // Default lock timing (Options.LockLease, Options.LockWait): a holder that
 // dies (its request failed while Vault was unreachable) frees the lock after
@@ -30,36 +26,20 @@ const (
 	DefaultLockWait  = 20 * time.Second
 )
 
+// lock waits for the rotation lock of cred and returns how to release it.
+// Errors: VERSION_CONFLICT when it is not had within LockWait, or the
+// store's, translated.
 func (k *session) lock(ctx context.Context, cred string) (release func(), err error) {
-	path := k.credLockPath(cred)
+	r := leaseRecord(k, "credential_lock", policy.Path(k.tenant, policy.FolderCredLocks, cred))
 	holder := uuid.NewString()
 	deadline := k.s.opts.Now().Add(k.s.opts.LockWait)
 	for {
-		cas := 0
-		var l lockRecord
-		meta, err := k.read(ctx, "credential_lock_read", path, &l)
+		_, _, err := takeLease(ctx, r, holder, k.s.opts.Now, k.s.opts.LockLease, nil)
 		switch {
 		case err == nil:
-			if l.Holder != "" && k.s.opts.Now().Before(l.Until) {
-				cas = -1 // held
-			} else {
-				cas = meta.Version
-			}
-		case !errors.Is(err, errNotFound):
+			return func() { _ = releaseLease(context.WithoutCancel(ctx), r, holder) }, nil
+		case !errors.Is(err, errHeld) && credgate.ErrorCode(err) != credgate.EVersionConflict:
 			return nil, translate(err, credgate.ECredentialNotFound)
-		}
-		if cas >= 0 {
-			data, _ := encode(lockRecord{Holder: holder, Until: k.s.opts.Now().Add(k.s.opts.LockLease)})
-			v, err := k.write(ctx, "credential_lock", path, data, cas)
-			if err == nil {
-				return func() {
-					free, _ := encode(lockRecord{})
-					_, _ = k.write(context.WithoutCancel(ctx), "credential_unlock", path, free, v)
-				}, nil
-			}
-			if !errors.Is(err, errConflict) {
-				return nil, translate(err, credgate.ECredentialNotFound)
-			}
 		}
 		if k.s.opts.Now().After(deadline) {
 			return nil, credgate.Errorf(credgate.EVersionConflict, "the credential is being rotated by another request; retry")

@@ -87,7 +87,7 @@ func (s *Store) ListServices(ctx context.Context, f credgate.ServiceFilter) (*cr
 	if err != nil {
 		return nil, err
 	}
-	ids, err := k.list(ctx, "service_list", policy.FolderServices+"/")
+	ids, err := k.list(ctx, "service_list", k.folder(policy.FolderServices))
 	if err != nil {
 		return nil, translate(err, credgate.ENotFound)
 	}
@@ -187,43 +187,24 @@ func (s *Store) CreateService(ctx context.Context, svc *credgate.Service) (*cred
 // behind by a service that no longer has that name is taken over.
 // Errors: SERVICE_ALREADY_EXISTS, or a translated Vault error.
 func (k *session) claimName(ctx context.Context, name, id string) error {
-	path := k.serviceNamePath(name)
-	data := map[string]any{"service_id": id}
-	for range maxCASRetries {
-		_, err := k.write(ctx, "service_name_claim", path, data, 0)
-		if err == nil {
-			return nil
+	r := jsonRecord[pointer](k, "service_name", k.serviceNamePath(name))
+	r.create = true
+	r.clone = func(p pointer) pointer { return p }
+	_, _, err := update(ctx, r, 0, func(claim *pointer) error {
+		if claim.ServiceID != "" && claim.ServiceID != id {
+			other, err := k.readService(ctx, claim.ServiceID)
+			switch {
+			case err == nil && strings.EqualFold(other.Name, name):
+				return credgate.Errorf(credgate.EServiceAlreadyExists, "a service named %q already exists", name)
+			case err != nil && !errors.Is(err, errNotFound):
+				return err
+			}
+			// A stale claim: its service is gone or renamed.
 		}
-		if !errors.Is(err, errConflict) {
-			return translate(err, credgate.EServiceNotFound)
-		}
-		var claim pointer
-		meta, err := k.read(ctx, "service_name_read", path, &claim)
-		if errors.Is(err, errNotFound) {
-			continue // released meanwhile: try the fresh claim again
-		}
-		if err != nil {
-			return translate(err, credgate.EServiceNotFound)
-		}
-		owner := claim.ServiceID
-		if owner == id {
-			return nil
-		}
-		other, err := k.readService(ctx, owner)
-		if err == nil && strings.EqualFold(other.Name, name) {
-			return credgate.Errorf(credgate.EServiceAlreadyExists, "a service named %q already exists", name)
-		}
-		if err != nil && !errors.Is(err, errNotFound) {
-			return translate(err, credgate.EServiceNotFound)
-		}
-		// Stale claim: its service is gone or renamed. Take it over.
-		if _, err := k.write(ctx, "service_name_claim", path, data, meta.Version); err == nil {
-			return nil
-		} else if !errors.Is(err, errConflict) {
-			return translate(err, credgate.EServiceNotFound)
-		}
-	}
-	return credgate.Errorf(credgate.EVersionConflict, "the service name is being changed by another request")
+		claim.ServiceID = id
+		return nil
+	})
+	return translate(err, credgate.EServiceNotFound)
 }
 
 // releaseName drops the claim on name if service id holds it. A claim left
@@ -285,95 +266,113 @@ type alsoWrite struct {
 	same  func(ctx context.Context, rec *serviceRecord) (bool, error)
 }
 
+// serviceRecordOf is service id as update reads and writes it: whatever
+// its state when any, else only while it is live (errNotFound once its
+// DELETE began).
+func (k *session) serviceRecordOf(id string, any bool) record[serviceRecord] {
+	return record[serviceRecord]{
+		read: func(ctx context.Context) (serviceRecord, int, error) {
+			read := k.readService
+			if any {
+				read = k.readServiceRecord
+			}
+			rec, err := read(ctx, id)
+			if err != nil {
+				return serviceRecord{}, 0, err
+			}
+			return *rec, rec.Version, nil
+		},
+		write: func(ctx context.Context, _ serviceRecord, next *serviceRecord, cas int) (int, error) {
+			stored := *next
+			stored.Version = 0 // the KV version is the version
+			data, err := encode(stored)
+			if err != nil {
+				return 0, err
+			}
+			return k.write(ctx, "service_write", k.servicePath(id), data, cas)
+		},
+		clone: func(r serviceRecord) serviceRecord {
+			r.Metadata = cloneMap(r.Metadata)
+			return r
+		},
+	}
+}
+
+// uncertain marks a write whose outcome is unknown (Vault failed while it
+// was made): what went before it is not taken back, and repeating the
+// request finishes it.
+type uncertain struct{ err error }
+
+func (e *uncertain) Error() string { return e.err.Error() }
+func (e *uncertain) Unwrap() error { return e.err }
+
 func (k *session) updateService(ctx context.Context, id string, ifMatch int, fn func(*credgate.Service) error, also *alsoWrite) (*credgate.Service, error) {
 	defer k.s.services.forget(k.tenant, id)
-	var undo func(context.Context)
-	done := false
-	abort := func(err error) (*credgate.Service, error) {
-		if undo != nil {
-			undo(context.WithoutCancel(ctx))
+	var undo func(context.Context) // takes back the also-write, once it is made
+	r := k.serviceRecordOf(id, false)
+	r.same = func(cur, next serviceRecord) bool {
+		if undo != nil || !reflect.DeepEqual(cur.Service, next.Service) {
+			return false
 		}
-		return nil, err
+		if also == nil {
+			return true
+		}
+		same, err := also.same(ctx, &cur)
+		return err == nil && same
 	}
-	for attempt := range maxCASRetries {
-		if err := casBackoff(ctx, attempt); err != nil {
-			return nil, err
-		}
-		old, err := k.readService(ctx, id)
-		if err != nil {
-			return abort(translate(err, credgate.EServiceNotFound))
-		}
-		next := old.Service
-		next.Metadata = cloneMap(old.Metadata)
-		if err := fn(&next); err != nil {
-			return abort(err)
-		}
-		next.ID, next.TenantID, next.CreatedAt, next.CreatedBy, next.Version = old.ID, old.TenantID, old.CreatedAt, old.CreatedBy, old.Version
-		next.UpdatedAt = old.UpdatedAt
-		if err := next.Validate(); err != nil {
-			return abort(err)
-		}
-		if err := credgate.CheckVersion(old.Version, ifMatch); err != nil {
-			if reflect.DeepEqual(next, old.Service) && !done {
-				if same := also == nil; same {
-					return &old.Service, nil
-				}
-				if same, serr := also.same(ctx, old); serr == nil && same {
-					return &old.Service, nil
-				}
-			}
-			return abort(err)
-		}
+	write := r.write
+	r.write = func(ctx context.Context, cur serviceRecord, next *serviceRecord, cas int) (int, error) {
 		next.UpdatedAt = k.s.opts.Now().UTC().Truncate(time.Second)
-		renamed := !strings.EqualFold(next.Name, old.Name)
+		renamed := !strings.EqualFold(next.Name, cur.Name)
 		if renamed {
 			if err := k.claimName(ctx, next.Name, id); err != nil {
-				return abort(err)
+				return 0, err
 			}
 		}
-		if also != nil && !done {
-			u, err := also.write(ctx, old)
+		if also != nil && undo == nil {
+			u, err := also.write(ctx, &cur)
 			if err != nil {
 				if renamed {
 					_ = k.releaseName(ctx, next.Name, id)
 				}
-				return nil, err
+				return 0, &uncertain{err}
 			}
-			undo, done = u, true
+			undo = u
 		}
-		rec := *old
-		rec.Service = next
-		rec.Version = 0
-		data, err := encode(rec)
-		if err != nil {
-			return abort(translate(err, credgate.EServiceNotFound))
+		version, err := write(ctx, cur, next, cas)
+		switch {
+		case err == nil:
+			if renamed {
+				_ = k.releaseName(ctx, cur.Name, id)
+			}
+			return version, nil
+		case renamed:
+			_ = k.releaseName(ctx, next.Name, id)
 		}
-		version, err := k.write(ctx, "service_write", k.servicePath(id), data, old.Version)
 		if errors.Is(err, errConflict) {
-			if renamed {
-				_ = k.releaseName(ctx, next.Name, id)
-			}
-			if ifMatch > 0 {
-				// Changed since the check: the condition no longer holds.
-				return abort(credgate.Errorf(credgate.EVersionConflict, "the service was changed by another request"))
-			}
-			continue
+			return 0, err
 		}
-		if err != nil {
-			// Vault may or may not have taken the write: nothing is taken
-			// back, and a retry of the request finishes it.
-			if renamed {
-				_ = k.releaseName(ctx, next.Name, id)
-			}
-			return nil, translate(err, credgate.EServiceNotFound)
-		}
-		if renamed {
-			_ = k.releaseName(ctx, old.Name, id)
-		}
-		next.Version = version
-		return &next, nil
+		return 0, &uncertain{err} // Vault may or may not have taken the write
 	}
-	return abort(credgate.Errorf(credgate.EVersionConflict, "the service is being changed by other requests; retry"))
+	out, version, err := update(ctx, r, ifMatch, func(rec *serviceRecord) error {
+		old := rec.Service
+		if err := fn(&rec.Service); err != nil {
+			return err
+		}
+		rec.ID, rec.TenantID, rec.CreatedAt, rec.CreatedBy, rec.Version = old.ID, old.TenantID, old.CreatedAt, old.CreatedBy, old.Version
+		rec.UpdatedAt = old.UpdatedAt
+		return rec.Validate()
+	})
+	if err != nil {
+		var u *uncertain
+		if undo != nil && !errors.As(err, &u) {
+			undo(context.WithoutCancel(ctx)) // the service was not written: nothing has changed
+		}
+		return nil, translate(err, credgate.EServiceNotFound)
+	}
+	svc := out.Service
+	svc.Version = version
+	return &svc, nil
 }
 
 func cloneMap(m map[string]any) map[string]any {
@@ -401,28 +400,20 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 		return err
 	}
 	defer k.s.services.forget(k.tenant, id)
-	rec, err := k.readServiceRecord(ctx, id)
+	rec, _, err := update(ctx, k.serviceRecordOf(id, true), ifMatch, func(r *serviceRecord) error {
+		if r.Deleting {
+			// A DELETE began already: repeating it (with the version it
+			// named, or the mark's) finishes it.
+			if ifMatch > 0 && ifMatch != r.DeleteOf && ifMatch != r.Version {
+				return credgate.CheckVersion(r.DeleteOf, ifMatch)
+			}
+			return errUnchanged
+		}
+		r.Deleting, r.DeleteOf = true, r.Version
+		return nil
+	})
 	if err != nil {
 		return translate(err, credgate.EServiceNotFound)
-	}
-	if !rec.Deleting {
-		if err := credgate.CheckVersion(rec.Version, ifMatch); err != nil {
-			return err
-		}
-		mark := *rec
-		mark.Deleting, mark.DeleteOf, mark.Version = true, rec.Version, 0
-		data, err := encode(mark)
-		if err == nil {
-			_, err = k.write(ctx, "service_write", k.servicePath(id), data, rec.Version)
-		}
-		if errors.Is(err, errConflict) {
-			return credgate.Errorf(credgate.EVersionConflict, "the service was changed by another request")
-		}
-		if err != nil {
-			return translate(err, credgate.EServiceNotFound)
-		}
-	} else if ifMatch > 0 && ifMatch != rec.DeleteOf && ifMatch != rec.Version {
-		return credgate.CheckVersion(rec.DeleteOf, ifMatch)
 	}
 	if err := k.removeCredentialsOf(ctx, id); err != nil {
 		return translate(err, credgate.EServiceNotFound)

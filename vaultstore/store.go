@@ -19,14 +19,28 @@ import (
 	"github.com/credgate/credgate/policy"
 )
 
-// Defaults of Options.
+// Defaults of Options (the mount and token role: policy.DefaultMount,
+// policy.DefaultTokenRole).
 const (
-	DefaultMount         = "credgate"
-	DefaultTokenRole     = "credgate-caller"
-	DefaultServicePolicy = "credgate_service"
-	DefaultMaxTokenTTL   = 15 * time.Minute
-	DefaultTimeout       = 5 * time.Second
+	DefaultMaxTokenTTL = 15 * time.Minute
+	DefaultTimeout     = 5 * time.Second
 )
+
+// Identity is credgate's own Vault login (vaultlogin.Identity): the token
+// of credgate's own calls, and a new login when Vault refuses it.
+type Identity interface {
+	// Token is the current token; empty before the first login.
+	Token() string
+	// Refused is told that Vault refused token; it reports whether there
+	// is now another token to repeat the call with.
+	Refused(ctx context.Context, token string) bool
+	// Err says why there is no usable token, or nil.
+	Err() error
+	// LastErr is why the last login failed, or nil.
+	LastErr() error
+	// Method names the login method, for messages.
+	Method() string
+}
 
 // Options configures a Store.
 type Options struct {
@@ -36,7 +50,7 @@ type Options struct {
 	Client *api.Client
 	// Identity, when set, supplies credgate's own token and logs in again
 	// when Vault refuses it; otherwise Client's token is used as it is.
-	Identity  *Identity
+	Identity  Identity
 	Mount     string
 	TokenRole string
 	// MaxTokenTTL caps the life of a caller token; a token never outlives
@@ -135,11 +149,11 @@ func New(opts Options) (*Store, error) {
 		return nil, errors.New("vaultstore: no Vault client")
 	}
 	if opts.Mount == "" {
-		opts.Mount = DefaultMount
+		opts.Mount = policy.DefaultMount
 	}
 	opts.Mount = strings.Trim(opts.Mount, "/")
 	if opts.TokenRole == "" {
-		opts.TokenRole = DefaultTokenRole
+		opts.TokenRole = policy.DefaultTokenRole
 	}
 	if opts.MaxTokenTTL <= 0 {
 		opts.MaxTokenTTL = DefaultMaxTokenTTL
@@ -176,9 +190,6 @@ func New(opts Options) (*Store, error) {
 	}
 	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder(), services: services, vault: newVaultHTTP(opts.Client)}, nil
 }
-
-// Mount returns the KV v2 mount the store uses.
-func (s *Store) Mount() string { return s.opts.Mount }
 
 // observe times one Vault call.
 func (s *Store) observe(op string, start time.Time, err error) {
@@ -391,11 +402,6 @@ func (s *Store) ensurePolicy(ctx context.Context, tenant string, r policy.Role) 
 	}
 	s.policies.Add(name, sum)
 	return name, nil
-}
-
-// PolicyNames returns the Vault policies a token for p carries.
-func (s *Store) PolicyNames(p *credgate.Principal) []string {
-	return policy.Names(p.Tenant, p.Roles)
 }
 
 // Ready reports whether Vault is reachable and unsealed and credgate's own

@@ -2,16 +2,9 @@ package vaultstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -21,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/policy"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/conformance"
@@ -62,7 +56,7 @@ func mustEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{root: vault.Client(t), mount: fmt.Sprintf("cg-test-%d-%d", os.Getpid(), mountSeq.Add(1))}
 	ctx := context.Background()
-	res, err := vaultstore.Bootstrap(ctx, e.root, vaultstore.BootstrapOptions{Mount: e.mount, TokenRole: e.mount + "-caller", ServicePolicy: e.mount + "_service", IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, e.root, bootstrap.Options{Mount: e.mount, TokenRole: e.mount + "-caller", ServicePolicy: e.mount + "_service", IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,44 +100,6 @@ func principal(tenant, sub string, roles ...string) *credgate.Principal {
 
 func as(p *credgate.Principal) context.Context {
 	return credgate.WithRequestID(credgate.WithPrincipal(context.Background(), p), "req-"+p.Subject)
-}
-
-func TestBootstrapIsIdempotent(t *testing.T) {
-	// A Vault of its own: "created" on the first run needs a Vault that was
-	// never bootstrapped, whatever else ran before.
-	root := vaulttest.StartOwned(t).Client(t)
-	jwks := jwksServer(t) // Vault fetches it when the jwt method is configured
-	o := vaultstore.BootstrapOptions{Mount: "cg-idem", TokenRole: "cg-idem-caller", ServicePolicy: "cg-idem_service", AuditFile: os.DevNull,
-		Login: vaultstore.LoginRoles{AppRole: "cg-idem", JWT: "cg-idem", JWTJWKSURL: jwks, JWTIssuer: "https://issuer.example", JWTAudience: "vault", TTL: "30m"}}
-	first, err := vaultstore.Bootstrap(context.Background(), root, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for step, what := range first.Steps {
-		if what != "created" {
-			t.Errorf("first run: %s %s; want created", step, what)
-		}
-	}
-	for _, step := range []string{"auth method approle", "approle role cg-idem", "auth method jwt", "jwt config jwt", "jwt role cg-idem"} {
-		if first.Steps[step] == "" {
-			t.Errorf("no step %q: %v", step, first.Steps)
-		}
-	}
-	if first.AppRoleID == "" {
-		t.Error("no role id")
-	}
-	second, err := vaultstore.Bootstrap(context.Background(), root, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(second.Steps) != len(first.Steps) {
-		t.Fatalf("second run did %d steps, first %d", len(second.Steps), len(first.Steps))
-	}
-	for step, what := range second.Steps {
-		if what != "present" {
-			t.Errorf("second run: %s %s; want present", step, what)
-		}
-	}
 }
 
 func TestCallerTokenCarriesOnlyItsPoliciesAndNamesTheCaller(t *testing.T) {
@@ -285,7 +241,7 @@ func TestUpdateNeverLosesConcurrentUpdates(t *testing.T) {
 func TestSealedOrUnreachableVaultIsBackendUnavailable(t *testing.T) {
 	own := vaulttest.StartOwned(t)
 	root := own.Client(t)
-	res, err := vaultstore.Bootstrap(context.Background(), root, vaultstore.BootstrapOptions{IssueToken: true})
+	res, err := bootstrap.Bootstrap(context.Background(), root, bootstrap.Options{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,21 +305,4 @@ func TestTenantsDifferingOnlyInCaseStayApart(t *testing.T) {
 	if _, err := c.Logical().Read(e.mount + "/data/tenants/acme/services/okta"); err == nil {
 		t.Fatal("tenant Acme's token reads tenant acme's service")
 	}
-}
-
-// jwksServer serves a JWKS of one RSA key and returns its URL.
-func jwksServer(t *testing.T) string {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
-		"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
-		"n": base64.RawURLEncoding.EncodeToString(key.N.Bytes()),
-		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes()),
-	}}})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
-	t.Cleanup(srv.Close)
-	return srv.URL
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,7 +47,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *credgate.Webhook) (*credga
 	if err != nil {
 		return nil, err
 	}
-	ids, err := k.list(ctx, "webhook_list", policy.FolderWebhooks+"/")
+	ids, err := k.list(ctx, "webhook_list", k.folder(policy.FolderWebhooks))
 	if err != nil {
 		return nil, translate(err, credgate.ENotFound)
 	}
@@ -71,20 +72,50 @@ func (s *Store) CreateWebhook(ctx context.Context, w *credgate.Webhook) (*credga
 	return &out, nil
 }
 
-func (k *session) readWebhook(ctx context.Context, id string) (*credgate.Webhook, error) {
-	var w credgate.Webhook
-	meta, err := k.read(ctx, "webhook_read", k.webhookPath(id), &w)
-	if err != nil {
-		if errors.Is(err, errNotFound) {
-			return nil, webhookNotFound
+// webhookRecord is subscription id of the session's tenant. A deleted
+// one (its record gone, or its data) is errNotFound.
+func (k *session) webhookRecord(id string) record[credgate.Webhook] {
+	r := jsonRecord[credgate.Webhook](k, "webhook", k.webhookPath(id))
+	read := r.read
+	r.read = func(ctx context.Context) (credgate.Webhook, int, error) {
+		w, v, err := read(ctx)
+		if err == nil && w.ID == "" {
+			err = errNotFound
 		}
-		return nil, translate(err, credgate.ENotFound)
+		w.Version = v
+		return w, v, err
 	}
-	if w.ID == "" { // deleted: the record is gone, or its data is
-		return nil, webhookNotFound
+	r.write = func(ctx context.Context, _ credgate.Webhook, next *credgate.Webhook, cas int) (int, error) {
+		next.UpdatedAt = k.s.opts.Now().UTC().Truncate(time.Second)
+		stored := *next
+		stored.Version = 0 // the KV version is the version
+		data, err := encode(stored)
+		if err != nil {
+			return 0, err
+		}
+		return k.write(ctx, "webhook_write", k.webhookPath(next.ID), data, cas)
 	}
-	w.Version = meta.Version
+	r.clone = func(w credgate.Webhook) credgate.Webhook {
+		w.EventTypes = slices.Clone(w.EventTypes)
+		return w
+	}
+	return r
+}
+
+func (k *session) readWebhook(ctx context.Context, id string) (*credgate.Webhook, error) {
+	w, _, err := k.webhookRecord(id).read(ctx)
+	if err != nil {
+		return nil, webhookError(err)
+	}
 	return &w, nil
+}
+
+// webhookError translates an error about a webhook.
+func webhookError(err error) error {
+	if errors.Is(err, errNotFound) {
+		return webhookNotFound
+	}
+	return translate(err, credgate.ENotFound)
 }
 
 // GetWebhook returns a subscription of the caller's tenant, with its
@@ -108,7 +139,7 @@ func (s *Store) ListWebhooks(ctx context.Context) ([]*credgate.Webhook, error) {
 }
 
 func (k *session) webhooks(ctx context.Context) ([]*credgate.Webhook, error) {
-	ids, err := k.list(ctx, "webhook_list", policy.FolderWebhooks+"/")
+	ids, err := k.list(ctx, "webhook_list", k.folder(policy.FolderWebhooks))
 	if err != nil {
 		return nil, translate(err, credgate.ENotFound)
 	}
@@ -133,52 +164,28 @@ func (k *session) webhooks(ctx context.Context) ([]*credgate.Webhook, error) {
 }
 
 // UpdateWebhook applies fn to subscription id and writes it, validated,
-// with check-and-set; ifMatch > 0 must be its version. The id, secret and
-// creation are kept. Errors: NOT_FOUND, VERSION_CONFLICT, VALIDATION_FAILED,
+// through the one read-modify-write (update): ifMatch > 0 must be its
+// version unless the change is in it already. The id, secret and creation
+// are kept. Errors: NOT_FOUND, VERSION_CONFLICT, VALIDATION_FAILED,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
 func (s *Store) UpdateWebhook(ctx context.Context, id string, ifMatch int, fn func(*credgate.Webhook) error) (*credgate.Webhook, error) {
 	k, err := s.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for attempt := range maxCASRetries {
-		if err := casBackoff(ctx, attempt); err != nil {
-			return nil, err
+	out, version, err := update(ctx, k.webhookRecord(id), ifMatch, func(w *credgate.Webhook) error {
+		old := *w
+		if err := fn(w); err != nil {
+			return err
 		}
-		old, err := k.readWebhook(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := credgate.CheckVersion(old.Version, ifMatch); err != nil {
-			return nil, err
-		}
-		next := *old
-		next.EventTypes = append([]string(nil), old.EventTypes...)
-		if err := fn(&next); err != nil {
-			return nil, err
-		}
-		next.ID, next.Secret, next.CreatedAt, next.CreatedBy = old.ID, old.Secret, old.CreatedAt, old.CreatedBy
-		if err := next.Validate(); err != nil {
-			return nil, err
-		}
-		next.UpdatedAt = s.opts.Now().UTC().Truncate(time.Second)
-		data, err := encode(next)
-		if err != nil {
-			return nil, err
-		}
-		next.Version, err = k.write(ctx, "webhook_write", k.webhookPath(id), data, old.Version)
-		if errors.Is(err, errConflict) {
-			if ifMatch > 0 {
-				return nil, credgate.Errorf(credgate.EVersionConflict, "the webhook was changed by another request")
-			}
-			continue
-		}
-		if err != nil {
-			return nil, translate(err, credgate.ENotFound)
-		}
-		return &next, nil
+		w.ID, w.Secret, w.CreatedAt, w.CreatedBy = old.ID, old.Secret, old.CreatedAt, old.CreatedBy
+		return w.Validate()
+	})
+	if err != nil {
+		return nil, webhookError(err)
 	}
-	return nil, credgate.Errorf(credgate.EVersionConflict, "the webhook is being changed by other requests; retry")
+	out.Version = version
+	return &out, nil
 }
 
 // DeleteWebhook removes subscription id and its delivery log; events not

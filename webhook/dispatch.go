@@ -67,6 +67,8 @@ type Dispatcher struct {
 	queue chan ref
 	mu    sync.Mutex
 	timed int // retry timers pending
+	// announcing bounds the announcements tried again in the background.
+	announcing chan struct{}
 }
 
 // ref names an event to try; hooks, when set, are the tenant's webhooks
@@ -93,7 +95,50 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Dispatcher{o: o, queue: make(chan ref, 1024)}, nil
+	return &Dispatcher{o: o, queue: make(chan ref, 1024), announcing: make(chan struct{}, maxAnnouncing)}, nil
+}
+
+// How an announcement is tried again: announceTries tries in all, the
+// second announceBackoff after the first, then doubling; at most
+// maxAnnouncing wait at once.
+const (
+	announceTries   = 3
+	announceBackoff = 200 * time.Millisecond
+	maxAnnouncing   = 256
+)
+
+// Announce publishes e, which tells of a change already made: the caller
+// (a request) waits for one try at most. When the store fails, e is tried
+// again in the background, so that a brief Vault hiccup loses nothing;
+// what still fails is logged as lost (the change stands).
+func (d *Dispatcher) Announce(ctx context.Context, e credgate.Event) {
+	ctx = context.WithoutCancel(ctx)
+	err := d.Publish(ctx, e)
+	if err == nil {
+		return
+	}
+	select {
+	case d.announcing <- struct{}{}:
+	default:
+		d.lost(e, err)
+		return
+	}
+	go func() {
+		defer func() { <-d.announcing }()
+		pause := announceBackoff
+		for range announceTries - 1 {
+			time.Sleep(pause)
+			if err = d.Publish(ctx, e); err == nil {
+				return
+			}
+			pause *= 2
+		}
+		d.lost(e, err)
+	}()
+}
+
+func (d *Dispatcher) lost(e credgate.Event, err error) {
+	d.o.Logger.Warn("publishing an event failed; the change stands, the event is lost", zap.String("event", e.Type), zap.String("request_id", e.Data.RequestID), zap.Error(err))
 }
 
 // Publish puts e into its tenant's outbox, with the webhooks that want it,

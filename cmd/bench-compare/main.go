@@ -34,8 +34,8 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/credgate/credgate/auth/oidctest"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/policy"
-	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/devvault"
 )
 
@@ -97,7 +97,7 @@ func run() error {
 		return err
 	}
 	root.SetToken(vault.RootToken)
-	boot, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{AuditFile: filepath.Join(dir, "audit.log"), IssueToken: true})
+	boot, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{AuditFile: filepath.Join(dir, "audit.log"), IssueToken: true})
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func run() error {
 	}
 	defer proxy.stop()
 
-	kvPath := "/v1/" + vaultstore.DefaultMount + "/data/tenants/" + tenant + "/credentials/stripe/" + cred.Data.ID
+	kvPath := "/v1/" + policy.DefaultMount + "/data/tenants/" + tenant + "/credentials/stripe/" + cred.Data.ID
 	bearer := http.Header{"Authorization": {"Bearer " + reader}}
 	targets := []target{
 		{name: "direct Vault", url: vault.Addr + kvPath, header: http.Header{"X-Vault-Token": {direct.Auth.ClientToken}}},

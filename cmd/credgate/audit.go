@@ -15,7 +15,8 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/audit"
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/policy"
 )
 
 const auditUsage = `usage: credgate audit [flags] [FILE ...]
@@ -46,8 +47,8 @@ func auditCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	jsonOut := fs.Bool("json", false, "JSON lines instead of a table (for a SIEM)")
 	summary := fs.Bool("summary", false, "per credential: reads, distinct actors, last read, denials, changes")
 	value := fs.Bool("value", false, "read a value from standard input and show only the requests that carried it (asks Vault for its HMAC: VAULT_ADDR, VAULT_TOKEN)")
-	device := fs.String("device", vaultstore.AuditDevicePath, "the audit device that wrote the log (for -value)")
-	mount := fs.String("mount", vaultstore.DefaultMount, "credgate's KV v2 mount")
+	device := fs.String("device", bootstrap.AuditDevicePath, "the audit device that wrote the log (for -value)")
+	mount := fs.String("mount", policy.DefaultMount, "credgate's KV v2 mount")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate/audit"
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/vaultstore/vaultidp"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
@@ -83,7 +83,7 @@ func startAuditStory(t *testing.T) *auditStory {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := &auditStory{t: t, vault: v, log: filepath.Join(dir, "vault-audit.log"), tokens: map[string]string{}, emails: map[string]string{}}
-	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{AuditFile: s.log, IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{AuditFile: s.log, IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/webhook"
 )
@@ -204,19 +205,19 @@ func (a VaultAuth) method(legacyTokenFile string) string {
 }
 
 // LoginMethod returns credgate's login method; Validate has checked it.
-func (v VaultConfig) LoginMethod() vaultstore.LoginMethod {
+func (v VaultConfig) LoginMethod() vaultlogin.LoginMethod {
 	a := v.Auth
 	switch a.method(v.TokenFile) {
 	case authTokenFile:
-		return vaultstore.TokenFile{Path: cmp.Or(a.TokenFile, v.TokenFile)}
+		return vaultlogin.TokenFile{Path: cmp.Or(a.TokenFile, v.TokenFile)}
 	case authAppRole:
-		return &vaultstore.AppRole{Mount: a.Mount, RoleID: a.RoleID, RoleIDFile: a.RoleIDFile, SecretIDFile: a.SecretIDFile, SecretIDWrapped: a.SecretIDWrapped}
+		return &vaultlogin.AppRole{Mount: a.Mount, RoleID: a.RoleID, RoleIDFile: a.RoleIDFile, SecretIDFile: a.SecretIDFile, SecretIDWrapped: a.SecretIDWrapped}
 	case authJWT:
-		return vaultstore.JWT{Mount: a.Mount, Role: a.Role, Path: a.JWTFile}
+		return vaultlogin.JWT{Mount: a.Mount, Role: a.Role, Path: a.JWTFile}
 	case authKubernetes:
-		return vaultstore.Kubernetes{Mount: a.Mount, Role: a.Role, Path: a.JWTFile}
+		return vaultlogin.Kubernetes{Mount: a.Mount, Role: a.Role, Path: a.JWTFile}
 	}
-	return vaultstore.StaticToken{Token: v.Token}
+	return vaultlogin.StaticToken{Token: v.Token}
 }
 
 // validate reports what is missing for the chosen method.
@@ -289,8 +290,8 @@ func DefaultConfig() Config {
 		ShutdownGrace: 20 * time.Second,
 		ShutdownDrain: 2 * time.Second,
 		Vault: VaultConfig{
-			Mount:       vaultstore.DefaultMount,
-			TokenRole:   vaultstore.DefaultTokenRole,
+			Mount:       policy.DefaultMount,
+			TokenRole:   policy.DefaultTokenRole,
 			MaxTokenTTL: vaultstore.DefaultMaxTokenTTL,
 			Timeout:     vaultstore.DefaultTimeout,
 			// What a replica remembers of a service, at most this long.

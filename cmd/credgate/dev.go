@@ -15,7 +15,9 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore/devvault"
 	"github.com/credgate/credgate/vaultstore/vaultidp"
 )
@@ -23,20 +25,20 @@ import (
 func bootstrapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := vaultstore.BootstrapOptions{}
-	fs.StringVar(&o.Mount, "mount", vaultstore.DefaultMount, "KV v2 mount for credgate's records")
-	fs.StringVar(&o.TokenRole, "token-role", vaultstore.DefaultTokenRole, "token role for per-caller batch tokens")
-	fs.StringVar(&o.ServicePolicy, "service-policy", vaultstore.DefaultServicePolicy, "name of credgate's own policy")
+	o := bootstrap.Options{}
+	fs.StringVar(&o.Mount, "mount", policy.DefaultMount, "KV v2 mount for credgate's records")
+	fs.StringVar(&o.TokenRole, "token-role", policy.DefaultTokenRole, "token role for per-caller batch tokens")
+	fs.StringVar(&o.ServicePolicy, "service-policy", policy.DefaultServicePolicy, "name of credgate's own policy")
 	fs.StringVar(&o.AuditFile, "audit-file", "", "enable a file audit device writing to this path")
 	fs.BoolVar(&o.IssueToken, "issue-token", false, "print a periodic token with credgate's policy for `credgate serve`")
 	tokenFile := fs.String("token-file", "", "with -issue-token: write the token to this file (mode 0600) instead of printing it")
 	l := &o.Login
 	fs.StringVar(&l.AppRole, "approle", "", "write an AppRole role of this name for credgate's own login")
-	fs.StringVar(&l.AppRoleMount, "approle-mount", vaultstore.DefaultAppRoleMount, "mount of the approle auth method")
+	fs.StringVar(&l.AppRoleMount, "approle-mount", vaultlogin.DefaultAppRoleMount, "mount of the approle auth method")
 	roleIDFile := fs.String("role-id-file", "", "with -approle: write the role id to this file")
 	secretIDFile := fs.String("secret-id-file", "", "with -approle: write a new secret id to this file (mode 0600)")
 	fs.StringVar(&l.JWT, "jwt-role", "", "write a jwt role of this name for credgate's own login")
-	fs.StringVar(&l.JWTMount, "jwt-mount", vaultstore.DefaultJWTMount, "mount of the jwt auth method")
+	fs.StringVar(&l.JWTMount, "jwt-mount", vaultlogin.DefaultJWTMount, "mount of the jwt auth method")
 	fs.StringVar(&l.JWTDiscoveryURL, "jwt-discovery-url", "", "OIDC discovery URL the jwt method trusts")
 	fs.StringVar(&l.JWTJWKSURL, "jwt-jwks-url", "", "JWKS URL the jwt method trusts (instead of discovery)")
 	fs.StringVar(&l.JWTIssuer, "jwt-issuer", "", "bound issuer of credgate's JWTs")
@@ -54,7 +56,7 @@ func bootstrapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if c.Token() == "" {
 		return errors.New("bootstrap needs an administrator's token in VAULT_TOKEN")
 	}
-	res, err := vaultstore.Bootstrap(ctx, c, o)
+	res, err := bootstrap.Bootstrap(ctx, c, o)
 	if err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func bootstrapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 		}
 		if *secretIDFile != "" {
-			id, err := vaultstore.IssueSecretID(ctx, c, l.AppRoleMount, l.AppRole)
+			id, err := bootstrap.IssueSecretID(ctx, c, l.AppRoleMount, l.AppRole)
 			if err != nil {
 				return err
 			}
@@ -168,7 +170,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{AuditFile: auditFile, IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{AuditFile: auditFile, IssueToken: true})
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate/auth/oidctest"
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
 
@@ -33,7 +33,7 @@ func TestFailoverOfTheActiveVaultNode(t *testing.T) {
 	ctx := context.Background()
 	root := cluster.Client(0)
 	root.SetAddress(lb.URL)
-	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/credgate/credgate/auth/oidctest"
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
 
@@ -58,9 +58,9 @@ func TestOwnLoginStaysValidAndItsFailureIsNeverTheCallersFault(t *testing.T) {
 	n := time.Now().UnixNano()
 	mount, policyName := fmt.Sprintf("cg-login-%d", n), fmt.Sprintf("credgate_login_%d", n)
 	approleMount, jwtMount := fmt.Sprintf("approle-%d", n), fmt.Sprintf("jwt-%d", n)
-	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{
 		Mount: mount, ServicePolicy: policyName,
-		Login: vaultstore.LoginRoles{
+		Login: bootstrap.LoginRoles{
 			AppRole: "credgate", AppRoleMount: approleMount,
 			JWT: "credgate", JWTMount: jwtMount, JWTJWKSURL: iss.URL + "/keys", JWTIssuer: iss.URL,
 			JWTAudience: "vault-login", JWTSubject: "system:serviceaccount:credgate:credgate",
@@ -104,7 +104,7 @@ func TestOwnLoginStaysValidAndItsFailureIsNeverTheCallersFault(t *testing.T) {
 
 	secretIDFile := filepath.Join(dir, "secret-id")
 	freshSecretID := func(t *testing.T) {
-		id, err := vaultstore.IssueSecretID(ctx, root, approleMount, "credgate")
+		id, err := bootstrap.IssueSecretID(ctx, root, approleMount, "credgate")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/httpapi/ratelimit"
 	"github.com/credgate/credgate/tokenrefresh"
+	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore"
 )
 
@@ -169,7 +170,7 @@ type Main struct {
 	ln       net.Listener
 	srv      *http.Server
 	store    *vaultstore.Store
-	identity *vaultstore.Identity
+	identity *vaultlogin.Identity
 	redis    *redis.Client
 	// draining is set when Close begins: /readyz fails and keep-alives end.
 	draining atomic.Bool
@@ -192,7 +193,7 @@ func (m *Main) Run(ctx context.Context) error {
 		named = append(named, t)
 	}
 	metrics := httpapi.NewMetrics(named)
-	identity, err := vaultstore.NewIdentity(vaultstore.IdentityOptions{
+	identity, err := vaultlogin.NewIdentity(vaultlogin.IdentityOptions{
 		Method: cfg.Vault.LoginMethod(), Client: vc, Report: m.reportLogin(metrics),
 	})
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore/devvault"
 	"github.com/credgate/credgate/vaultstore/vaultidp"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
@@ -98,7 +99,7 @@ func TestMainServesAndClosesGracefully(t *testing.T) {
 	root := v.Client(t)
 	ctx := context.Background()
 	mount := fmt.Sprintf("cg-main-%d", time.Now().UnixNano())
-	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{Mount: mount, IssueToken: true})
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{Mount: mount, IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestVaultAuthMethodIsChosenAndChecked(t *testing.T) {
 			t.Errorf("%s with %v: %s, want %s", c.yaml, c.env, got, c.want)
 		}
 	}
-	if p := load("vault: {auth: {method: kubernetes, role: credgate}}", nil).Vault.LoginMethod().(vaultstore.Kubernetes); p.Role != "credgate" {
+	if p := load("vault: {auth: {method: kubernetes, role: credgate}}", nil).Vault.LoginMethod().(vaultlogin.Kubernetes); p.Role != "credgate" {
 		t.Errorf("kubernetes: %+v", p)
 	}
 	refused := map[string]string{

@@ -29,7 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate/auth/oidctest"
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/vaultstore/devvault"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
@@ -87,7 +87,7 @@ func TestTLSToClientsAndToVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	root.SetToken(v.RootToken)
-	res, err := vaultstore.Bootstrap(context.Background(), root, vaultstore.BootstrapOptions{IssueToken: true})
+	res, err := bootstrap.Bootstrap(context.Background(), root, bootstrap.Options{IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestSIGTERMDuringABurstLosesNothing(t *testing.T) {
 	}
 	v := vaulttest.Start(t)
 	mount := fmt.Sprintf("cg-term-%d", time.Now().UnixNano())
-	res, err := vaultstore.Bootstrap(context.Background(), v.Client(t), vaultstore.BootstrapOptions{Mount: mount, IssueToken: true})
+	res, err := bootstrap.Bootstrap(context.Background(), v.Client(t), bootstrap.Options{Mount: mount, IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
 )
 
 // Store is what the suite calls: vaultstore.Store's record methods.
@@ -30,7 +31,7 @@ type Store interface {
 	UpdateService(ctx context.Context, id string, ifMatch int, fn func(*credgate.Service) error, creds *credgate.PrimaryUpdate) (*credgate.Service, error)
 	DeleteService(ctx context.Context, id string, ifMatch int) error
 	CreateCredential(ctx context.Context, c *credgate.Credential) (*credgate.Credential, error)
-	GetCredential(ctx context.Context, service, cred string, version int) (*credgate.Credential, error)
+	GetCredential(ctx context.Context, r credgate.CredentialRead) (*credgate.Credential, error)
 	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	DeleteCredential(ctx context.Context, cred string, ifMatch int) (string, error)
@@ -114,13 +115,17 @@ func (f *fixture) cred(t *testing.T, name, key string) *credgate.Credential {
 }
 
 func (f *fixture) path(api, folder, name string) string {
-	return f.e.Mount + "/" + api + "/tenants/" + f.tenant + "/" + folder + "/" + name
+	l, p := policy.Layout{Mount: f.e.Mount}, policy.Path(f.tenant, folder, name)
+	if api == "metadata" {
+		return l.Metadata(p)
+	}
+	return l.Data(p)
 }
 
 // stored reads a credential's KV data and custom_metadata as root.
 func (f *fixture) stored(t *testing.T, id string) (data map[string]any, version int, custom map[string]any) {
 	t.Helper()
-	sec, err := f.e.Root.Logical().Read(f.path("data", "credentials/svc", id))
+	sec, err := f.e.Root.Logical().Read(f.path("data", policy.FolderCredentials, "svc/"+id))
 	if err != nil || sec == nil {
 		t.Fatalf("reading %s: %v", id, err)
 	}
@@ -177,11 +182,11 @@ func testRecordLayout(t *testing.T, e *Env) {
 			t.Fatalf("custom_metadata %s holds the value", k)
 		}
 	}
-	idx, err := e.Root.Logical().Read(f.path("data", "credential-index", c.ID))
+	idx, err := e.Root.Logical().Read(f.path("data", policy.FolderCredIndex, c.ID))
 	if err != nil || idx == nil || idx.Data["data"].(map[string]any)["service_id"] != "svc" {
 		t.Fatalf("index: %v %v", idx, err)
 	}
-	got, err := e.Store.GetCredential(f.reader, "svc", c.ID, 0)
+	got, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc", ID: c.ID})
 	if err != nil || got.Secrets["apiKey"] != key || got.Description != "about live" || got.Version != 1 {
 		t.Fatalf("read: %+v %v", got, err)
 	}
@@ -195,7 +200,7 @@ func testViewer(t *testing.T, e *Env) {
 	if d == nil || d.CredentialName != "live" || d.Description != "about live" || d.Metadata["team"] != "billing" || len(d.Secrets) != 0 {
 		t.Fatalf("viewer's description: %+v", d)
 	}
-	_, err := e.Store.GetCredential(f.viewer, "svc", c.ID, 0)
+	_, err := e.Store.GetCredential(f.viewer, credgate.CredentialRead{Service: "svc", ID: c.ID})
 	wantCode(t, err, credgate.EInsufficientPermissions)
 	// Vault itself refuses the viewer's token the values.
 	p := credgate.PrincipalFrom(f.viewer)
@@ -208,12 +213,12 @@ func testViewer(t *testing.T, e *Env) {
 		t.Fatal(err)
 	}
 	vc.SetToken(tok)
-	_, err = vc.Logical().Read(f.path("data", "credentials/svc", c.ID))
+	_, err = vc.Logical().Read(f.path("data", policy.FolderCredentials, "svc/"+c.ID))
 	var re *api.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != 403 {
 		t.Fatalf("the viewer's Vault token on the values: %v; want 403", err)
 	}
-	if _, err := vc.Logical().Read(f.path("metadata", "credentials/svc", c.ID)); err != nil {
+	if _, err := vc.Logical().Read(f.path("metadata", policy.FolderCredentials, "svc/"+c.ID)); err != nil {
 		t.Fatalf("the viewer's Vault token on the description: %v", err)
 	}
 }
@@ -289,7 +294,7 @@ func testProjectionRepair(t *testing.T, e *Env) {
 	// A writer wrote version 2 and died before projecting it.
 	data, _, _ := f.stored(t, c.ID)
 	data["info"].(map[string]any)["description"] = "written, not projected"
-	if _, err := e.Root.Logical().Write(f.path("data", "credentials/svc", c.ID), map[string]any{"data": data, "options": map[string]any{"cas": 1}}); err != nil {
+	if _, err := e.Root.Logical().Write(f.path("data", policy.FolderCredentials, "svc/"+c.ID), map[string]any{"data": data, "options": map[string]any{"cas": 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if d := f.described(t, c.ID); d.Version != 1 {
@@ -360,7 +365,7 @@ func testIfMatch(t *testing.T, e *Env) {
 	wantCode(t, e.Store.DeleteService(f.admin, "svc", 9), credgate.EVersionConflict)
 	_, err = e.Store.DeleteCredential(f.admin, c.ID, 1)
 	wantCode(t, err, credgate.EVersionConflict)
-	if _, err := e.Store.GetCredential(f.reader, "svc", c.ID, 0); err != nil {
+	if _, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc", ID: c.ID}); err != nil {
 		t.Fatalf("after stale deletes: %v", err)
 	}
 }
@@ -370,7 +375,7 @@ func testConcurrentUpdates(t *testing.T, e *Env) {
 	c := f.cred(t, "live", "k0")
 	const n = 8
 	f.updateConcurrently(t, c.ID, n, func(i int, c *credgate.Credential) { c.Metadata[fmt.Sprint("writer-", i)] = true })
-	got, err := e.Store.GetCredential(f.admin, "svc", c.ID, 0)
+	got, err := e.Store.GetCredential(f.admin, credgate.CredentialRead{Service: "svc", ID: c.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +424,7 @@ func testDeadLock(t *testing.T, e *Env) {
 	c := f.cred(t, "live", "k0")
 	hold := func(d time.Duration) {
 		t.Helper()
-		_, err := e.Root.Logical().Write(f.path("data", "credential-locks", c.ID), map[string]any{
+		_, err := e.Root.Logical().Write(f.path("data", policy.FolderCredLocks, c.ID), map[string]any{
 			"data": map[string]any{"holder": "a rotation that died", "until": time.Now().Add(d).UTC().Format(time.RFC3339Nano)},
 		})
 		if err != nil {
@@ -456,27 +461,27 @@ func testValueProvesStatus(t *testing.T, e *Env) {
 	older := f.cred(t, "older", "k-older")
 	time.Sleep(1100 * time.Millisecond) // createdAt has second resolution
 	newer := f.cred(t, "newer", "k-newer")
-	if got, err := e.Store.GetCredential(f.reader, "svc", "", 0); err != nil || got.ID != newer.ID {
+	if got, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc"}); err != nil || got.ID != newer.ID {
 		t.Fatalf("default read: %v %v", got, err)
 	}
 	// The newer one is revoked in its values, while its description still
 	// says active (its writer died before projecting).
 	data, _, _ := f.stored(t, newer.ID)
 	data["info"].(map[string]any)["status"] = credgate.CredRevoked
-	if _, err := e.Root.Logical().Write(f.path("data", "credentials/svc", newer.ID), map[string]any{"data": data, "options": map[string]any{"cas": 1}}); err != nil {
+	if _, err := e.Root.Logical().Write(f.path("data", policy.FolderCredentials, "svc/"+newer.ID), map[string]any{"data": data, "options": map[string]any{"cas": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := e.Store.GetCredential(f.reader, "svc", "", 0)
+	got, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc"})
 	if err != nil || got.ID != older.ID {
 		t.Fatalf("default read with a revoked newest: %v %v; want the older one", got, err)
 	}
-	_, err = e.Store.GetCredential(f.reader, "svc", newer.ID, 0)
+	_, err = e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc", ID: newer.ID})
 	var ce *credgate.Error
 	if !errors.As(err, &ce) || ce.Code != credgate.ECredentialNotFound || ce.Status != credgate.CredRevoked {
 		t.Fatalf("read of the revoked one: %v", err)
 	}
 	// Its earlier version, active when written, is not served either.
-	if _, err := e.Store.GetCredential(f.admin, "svc", newer.ID, 1); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+	if _, err := e.Store.GetCredential(f.admin, credgate.CredentialRead{Service: "svc", ID: newer.ID, Version: 1, History: true}); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
 		t.Fatalf("read of version 1 of the revoked one: %v", err)
 	}
 }
@@ -486,16 +491,16 @@ func testIncarnation(t *testing.T, e *Env) {
 	old := f.cred(t, "old", "k-old")
 	// The service record goes, its credentials stay (as if a DELETE were cut
 	// short), and a new service gets the same id.
-	if _, err := e.Root.Logical().Delete(f.path("metadata", "services", "svc")); err != nil {
+	if _, err := e.Root.Logical().Delete(f.path("metadata", policy.FolderServices, "svc")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Store.CreateService(f.admin, &credgate.Service{ID: "svc", Name: "Svc again", Status: credgate.StatusActive}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Store.GetCredential(f.reader, "svc", old.ID, 0); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+	if _, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc", ID: old.ID}); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
 		t.Fatalf("the earlier service's credential read through the new one: %v", err)
 	}
-	if _, err := e.Store.GetCredential(f.reader, "svc", "", 0); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+	if _, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc"}); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
 		t.Fatalf("the new service's default read: %v", err)
 	}
 	if page, err := e.Store.ListCredentials(f.viewer, credgate.CredentialFilter{IntegrationID: "svc"}); err != nil || len(page.Credentials) != 0 {
@@ -509,13 +514,13 @@ func testDeleteFinishes(t *testing.T, e *Env) {
 	f := newFixture(t, e)
 	c := f.cred(t, "live", "k0")
 	// A DELETE stopped after removing the values: the index is left.
-	if _, err := e.Root.Logical().Delete(f.path("metadata", "credentials/svc", c.ID)); err != nil {
+	if _, err := e.Root.Logical().Delete(f.path("metadata", policy.FolderCredentials, "svc/"+c.ID)); err != nil {
 		t.Fatal(err)
 	}
 	if svc, err := e.Store.DeleteCredential(f.admin, c.ID, 0); err != nil || svc != c.IntegrationID {
 		t.Fatalf("repeating the DELETE: %v", err)
 	}
-	for _, p := range []string{f.path("data", "credential-index", c.ID), f.path("data", "credential-locks", c.ID)} {
+	for _, p := range []string{f.path("data", policy.FolderCredIndex, c.ID), f.path("data", policy.FolderCredLocks, c.ID)} {
 		if sec, _ := e.Root.Logical().Read(p); sec != nil {
 			t.Fatalf("%s is left", p)
 		}
@@ -530,18 +535,18 @@ func testDeleteFinishes(t *testing.T, e *Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := e.Root.Logical().Read(f.path("data", "services", "svc"))
+	sec, err := e.Root.Logical().Read(f.path("data", policy.FolderServices, "svc"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := sec.Data["data"].(map[string]any)
 	rec["deleting"], rec["delete_of"] = true, svc.Version
-	if _, err := e.Root.Logical().Write(f.path("data", "services", "svc"), map[string]any{"data": rec}); err != nil {
+	if _, err := e.Root.Logical().Write(f.path("data", policy.FolderServices, "svc"), map[string]any{"data": rec}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.Store.GetService(f.admin, "svc")
 	wantCode(t, err, credgate.EServiceNotFound)
-	_, err = e.Store.GetCredential(f.reader, "svc", c2.ID, 0)
+	_, err = e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc", ID: c2.ID})
 	wantCode(t, err, credgate.EServiceNotFound)
 	_, err = e.Store.UpdateCredential(f.admin, c2.ID, 0, func(c *credgate.Credential) error { return nil })
 	wantCode(t, err, credgate.ECredentialNotFound)
@@ -550,8 +555,8 @@ func testDeleteFinishes(t *testing.T, e *Env) {
 	if err := e.Store.DeleteService(f.admin, "svc", svc.Version); err != nil {
 		t.Fatalf("finishing the DELETE with its If-Match: %v", err)
 	}
-	for _, folder := range []string{"services", "credentials/svc", "credential-index", "service-names"} {
-		if sec, _ := e.Root.Logical().List(f.e.Mount + "/metadata/tenants/" + f.tenant + "/" + folder); sec != nil {
+	for _, folder := range []string{"services", policy.FolderCredentials, "svc/" + policy.FolderCredIndex, "service-names"} {
+		if sec, _ := e.Root.Logical().List(policy.Layout{Mount: f.e.Mount}.Metadata(policy.FolderPath(f.tenant, folder))); sec != nil {
 			t.Fatalf("left under %s: %v", folder, sec.Data["keys"])
 		}
 	}

@@ -1,4 +1,4 @@
-package vaultstore
+package bootstrap
 
 import (
 	"cmp"
@@ -9,18 +9,20 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/credgate/credgate/vaultlogin"
 )
 
 // LoginRoles says which roles for credgate's own login Bootstrap writes.
-// Every role gives credgate's policy (BootstrapOptions.ServicePolicy) and
+// Every role gives credgate's policy (Options.ServicePolicy) and
 // nothing else, with tokens renewable up to MaxTTL.
 type LoginRoles struct {
 	// AppRole is the name of an AppRole role to write; the approle method
-	// is enabled at AppRoleMount (default DefaultAppRoleMount) if needed.
+	// is enabled at AppRoleMount (default vaultlogin.DefaultAppRoleMount) if needed.
 	AppRole      string
 	AppRoleMount string
 	// JWT is the name of a jwt role to write; the jwt method is enabled at
-	// JWTMount (default DefaultJWTMount) if needed and, when
+	// JWTMount (default vaultlogin.DefaultJWTMount) if needed and, when
 	// JWTDiscoveryURL or JWTJWKSURL is set, configured to trust it.
 	JWT             string
 	JWTMount        string
@@ -35,7 +37,7 @@ type LoginRoles struct {
 
 // writeLoginRoles is Bootstrap's part for LoginRoles. It records the
 // AppRole's role id in res.AppRoleID.
-func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res *BootstrapResult) error {
+func writeLoginRoles(ctx context.Context, c *api.Client, o Options, res *Result) error {
 	r := o.Login
 	ttl, err := time.ParseDuration(cmp.Or(r.TTL, "1h"))
 	if err != nil {
@@ -52,7 +54,7 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 		"token_type":     "service",
 	}
 	if r.AppRole != "" {
-		mount := strings.Trim(cmp.Or(r.AppRoleMount, DefaultAppRoleMount), "/")
+		mount := strings.Trim(cmp.Or(r.AppRoleMount, vaultlogin.DefaultAppRoleMount), "/")
 		if err := enableAuth(ctx, c, mount, "approle", res); err != nil {
 			return err
 		}
@@ -72,7 +74,7 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 		if r.JWTAudience == "" {
 			return fmt.Errorf("jwt role %s: an audience is required", r.JWT)
 		}
-		mount := strings.Trim(cmp.Or(r.JWTMount, DefaultJWTMount), "/")
+		mount := strings.Trim(cmp.Or(r.JWTMount, vaultlogin.DefaultJWTMount), "/")
 		if err := enableAuth(ctx, c, mount, "jwt", res); err != nil {
 			return err
 		}
@@ -108,7 +110,7 @@ func writeLoginRoles(ctx context.Context, c *api.Client, o BootstrapOptions, res
 // IssueSecretID returns a new secret id of an AppRole role (for a file
 // credgate reads at login).
 func IssueSecretID(ctx context.Context, c *api.Client, mount, role string) (string, error) {
-	mount = strings.Trim(cmp.Or(mount, DefaultAppRoleMount), "/")
+	mount = strings.Trim(cmp.Or(mount, vaultlogin.DefaultAppRoleMount), "/")
 	sec, err := c.Logical().WriteWithContext(ctx, "auth/"+mount+"/role/"+role+"/secret-id", nil)
 	if err != nil {
 		return "", fmt.Errorf("issuing a secret id for %s: %w", role, err)
@@ -123,7 +125,7 @@ func IssueSecretID(ctx context.Context, c *api.Client, mount, role string) (stri
 	return id, nil
 }
 
-func enableAuth(ctx context.Context, c *api.Client, mount, typ string, res *BootstrapResult) error {
+func enableAuth(ctx context.Context, c *api.Client, mount, typ string, res *Result) error {
 	step := "auth method " + mount
 	auths, err := c.Sys().ListAuthWithContext(ctx)
 	if err != nil {

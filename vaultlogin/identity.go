@@ -1,4 +1,4 @@
-package vaultstore
+package vaultlogin
 
 import (
 	"bytes"
@@ -121,7 +121,7 @@ func (id *Identity) Login(ctx context.Context) error {
 }
 
 func (id *Identity) login(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, LoginTimeout)
 	defer cancel()
 	start := id.now()
 	auth, err := id.method.Login(ctx, id.client)
@@ -179,7 +179,7 @@ func (id *Identity) waitRelogin(ctx context.Context) bool {
 	id.mu.Lock()
 	wait := reloginInterval - id.now().Sub(id.tried)
 	id.mu.Unlock()
-	return wait <= 0 || sleep(ctx, wait)
+	return wait <= 0 || pause(ctx, wait)
 }
 
 // Run keeps credgate logged in until ctx ends: it logs in (with backoff
@@ -195,7 +195,7 @@ func (id *Identity) Run(ctx context.Context) {
 		id.mu.Unlock()
 		if auth == nil || failed {
 			if err := id.Login(ctx); err != nil {
-				if !sleep(ctx, backoff) {
+				if !pause(ctx, backoff) {
 					return
 				}
 				backoff = min(2*backoff, 10*time.Second)
@@ -210,7 +210,7 @@ func (id *Identity) Run(ctx context.Context) {
 			if !id.waitRelogin(ctx) {
 				return
 			}
-			if err := id.Login(ctx); err != nil && !sleep(ctx, backoff) {
+			if err := id.Login(ctx); err != nil && !pause(ctx, backoff) {
 				return
 			}
 		}
@@ -270,5 +270,18 @@ func (id *Identity) watch(ctx context.Context, auth *api.SecretAuth, fresh <-cha
 				return true
 			}
 		}
+	}
+}
+
+// LoginTimeout bounds one login.
+const LoginTimeout = 5 * time.Second
+
+// pause waits d or until ctx ends, and reports whether ctx is still live.
+func pause(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return ctx.Err() == nil
 	}
 }

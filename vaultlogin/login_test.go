@@ -1,4 +1,4 @@
-package vaultstore_test
+package vaultlogin_test
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 )
 
@@ -46,7 +47,7 @@ func TestKubernetesLoginSendsVaultsDocumentedRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ClearToken()
-	m := vaultstore.Kubernetes{Mount: "k8s-prod", Role: "credgate", Path: saToken}
+	m := vaultlogin.Kubernetes{Mount: "k8s-prod", Role: "credgate", Path: saToken}
 
 	for _, tok := range []string{"sa-token-1", "sa-token-2"} {
 		if err := os.WriteFile(saToken, []byte(tok+"\n"), 0o600); err != nil {
@@ -68,7 +69,7 @@ func TestKubernetesLoginSendsVaultsDocumentedRequest(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "expired-sa-token") || !strings.Contains(err.Error(), "auth/k8s-prod/login") {
 		t.Fatalf("a refused login: %v", err)
 	}
-	if (vaultstore.Kubernetes{}).Name() != "kubernetes" || vaultstore.DefaultServiceAccountToken != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
+	if (vaultlogin.Kubernetes{}).Name() != "kubernetes" || vaultlogin.DefaultServiceAccountToken != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
 		t.Fatal("kubernetes defaults changed")
 	}
 }
@@ -83,7 +84,7 @@ func TestAppRoleWithAWrappedSecretID(t *testing.T) {
 	ctx := context.Background()
 	mount := "approle-wrapped-" + time.Now().Format("150405.000000")
 	mount = strings.ReplaceAll(mount, ".", "")
-	res, err := vaultstore.Bootstrap(ctx, root, vaultstore.BootstrapOptions{Login: vaultstore.LoginRoles{AppRole: "credgate", AppRoleMount: mount}})
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{Login: bootstrap.LoginRoles{AppRole: "credgate", AppRoleMount: mount}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestAppRoleWithAWrappedSecretID(t *testing.T) {
 		t.Fatal(err)
 	}
 	anon.ClearToken()
-	m := &vaultstore.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
+	m := &vaultlogin.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
 	var tokens []string
 	for i, renew := range []bool{true, false, true} {
 		if renew {
@@ -128,7 +129,7 @@ func TestAppRoleWithAWrappedSecretID(t *testing.T) {
 	}
 	// Unwrapped without the cache, the second login fails: the wrapping
 	// token was spent by the first.
-	plain := &vaultstore.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
+	plain := &vaultlogin.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
 	if _, err := plain.Login(ctx, anon); err == nil {
 		t.Fatal("a spent wrapping token was accepted")
 	}

@@ -1,4 +1,4 @@
-package vaultstore
+package vaultlogin
 
 import (
 	"cmp"
@@ -65,7 +65,7 @@ func lookupToken(ctx context.Context, c *api.Client, tok string) (*api.SecretAut
 	if tok == "" {
 		return nil, errors.New("no token")
 	}
-	c = bind(c, tok, "")
+	c = c.WithRequestCallbacks(func(r *api.Request) { r.ClientToken = tok })
 	sec, err := c.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("looking up the token: %w", err)

@@ -1,4 +1,4 @@
-package vaultstore
+package bootstrap
 
 import (
 	"context"
@@ -9,13 +9,14 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
 )
 
-// BootstrapOptions says what Bootstrap sets up.
-type BootstrapOptions struct {
-	Mount         string // KV v2 mount; default DefaultMount
-	TokenRole     string // token role for caller tokens; default DefaultTokenRole
-	ServicePolicy string // credgate's own policy; default DefaultServicePolicy
+// Options says what Bootstrap sets up.
+type Options struct {
+	Mount         string // KV v2 mount; default policy.DefaultMount
+	TokenRole     string // token role for caller tokens; default policy.DefaultTokenRole
+	ServicePolicy string // credgate's own policy; default policy.DefaultServicePolicy
 	// AuditFile, when set, enables a file audit device writing there.
 	AuditFile string
 	// IssueToken asks for a token carrying ServicePolicy, for credgate serve.
@@ -24,9 +25,9 @@ type BootstrapOptions struct {
 	Login LoginRoles
 }
 
-// BootstrapResult says what Bootstrap did; each step is "created",
+// Result says what Bootstrap did; each step is "created",
 // "updated" or "present".
-type BootstrapResult struct {
+type Result struct {
 	Steps map[string]string
 	// Token is the token issued for credgate when IssueToken was set.
 	Token string
@@ -41,18 +42,18 @@ const AuditDevicePath = "credgate-file"
 // the KV v2 mount, credgate's own policy, the token role for per-caller batch
 // tokens, the audited X-Request-Id header and, when asked, a file audit
 // device and the roles credgate logs in with (AppRole, JWT). It is idempotent: running it twice changes nothing the second time.
-func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*BootstrapResult, error) {
+func Bootstrap(ctx context.Context, c *api.Client, o Options) (*Result, error) {
 	if o.Mount == "" {
-		o.Mount = DefaultMount
+		o.Mount = policy.DefaultMount
 	}
 	o.Mount = strings.Trim(o.Mount, "/")
 	if o.TokenRole == "" {
-		o.TokenRole = DefaultTokenRole
+		o.TokenRole = policy.DefaultTokenRole
 	}
 	if o.ServicePolicy == "" {
-		o.ServicePolicy = DefaultServicePolicy
+		o.ServicePolicy = policy.DefaultServicePolicy
 	}
-	res := &BootstrapResult{Steps: map[string]string{}}
+	res := &Result{Steps: map[string]string{}}
 
 	mounts, err := c.Sys().ListMountsWithContext(ctx)
 	if err != nil {
@@ -73,7 +74,7 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 		res.Steps["kv mount "+o.Mount] = "created"
 	}
 
-	if err := putPolicy(ctx, c, o.ServicePolicy, ServicePolicy(o), res); err != nil {
+	if err := putPolicy(ctx, c, o.ServicePolicy, policy.Layout{Mount: o.Mount}.ServicePolicy(o.TokenRole), res); err != nil {
 		return nil, err
 	}
 
@@ -141,41 +142,7 @@ func Bootstrap(ctx context.Context, c *api.Client, o BootstrapOptions) (*Bootstr
 	return res, nil
 }
 
-// ServicePolicy renders credgate's own policy: mint caller tokens through
-// the token role, manage the credgate-* role policies, keep bookkeeping
-// metadata (lastAccessedAt), have Vault generate random values, and look
-// itself up. It grants no read of any secret value.
-func ServicePolicy(o BootstrapOptions) string {
-	return fmt.Sprintf(`# credgate's own identity; written by credgate bootstrap.
-path "auth/token/create/%[1]s" {
-  capabilities = ["update"]
-}
-path "sys/policies/acl/credgate-*" {
-  capabilities = ["create", "read", "update"]
-}
-path "%[2]s/metadata/tenants/*" {
-  capabilities = ["read", "patch"]
-}
-# The monitor: which tenants exist (their ids only), and its lease.
-path "%[2]s/metadata/tenants/" {
-  capabilities = ["list"]
-}
-path "%[2]s/data/system/*" {
-  capabilities = ["create", "read", "update"]
-}
-path "sys/tools/random*" {
-  capabilities = ["update"]
-}
-path "auth/token/lookup-self" {
-  capabilities = ["read"]
-}
-path "auth/token/renew-self" {
-  capabilities = ["update"]
-}
-`, o.TokenRole, o.Mount)
-}
-
-func putPolicy(ctx context.Context, c *api.Client, name, text string, res *BootstrapResult) error {
+func putPolicy(ctx context.Context, c *api.Client, name, text string, res *Result) error {
 	old, err := c.Sys().GetPolicyWithContext(ctx, name)
 	if err != nil {
 		return fmt.Errorf("reading policy %q: %w", name, err)
@@ -195,7 +162,7 @@ func putPolicy(ctx context.Context, c *api.Client, name, text string, res *Boots
 // writeIfChanged writes data to path unless every field already reads back
 // the same, so that a second bootstrap reports "present". view, when set,
 // picks the fields out of what Vault reads back.
-func writeIfChanged(ctx context.Context, c *api.Client, readPath, path string, data map[string]any, step string, res *BootstrapResult, view func(map[string]any) map[string]any) error {
+func writeIfChanged(ctx context.Context, c *api.Client, readPath, path string, data map[string]any, step string, res *Result, view func(map[string]any) map[string]any) error {
 	cur, err := c.Logical().ReadWithContext(ctx, readPath)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", step, err)

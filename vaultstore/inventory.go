@@ -1,0 +1,171 @@
+package vaultstore
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// The inventory: descriptions of credentials, never values, read from their
+// projections (projection.go), a service at a time.
+
+// serviceAndList reads the live service and the descriptions of its
+// credentials, in the inventory's order, as read at now.
+// Errors: SERVICE_NOT_FOUND, or a translated Vault error.
+func (k *session) serviceAndList(ctx context.Context, service string, now time.Time) (*serviceRecord, []*credgate.Credential, error) {
+	var rec *serviceRecord
+	var serr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rec, serr = k.readService(ctx, service) })
+	infos, err := k.listCreds(ctx, service)
+	wg.Wait()
+	if serr != nil {
+		return nil, nil, missing(service, true, serr)
+	}
+	if err != nil {
+		return nil, nil, translate(err, credgate.ECredentialNotFound)
+	}
+	list := liveOf(rec, infos, now)
+	credgate.SortInventory(list)
+	return rec, list, nil
+}
+
+// liveOf is the credentials of infos that are rec's own, live, as read at
+// now.
+func liveOf(rec *serviceRecord, infos []*credInfo, now time.Time) []*credgate.Credential {
+	list := []*credgate.Credential{}
+	for _, info := range infos {
+		if info.belongsTo(rec) {
+			c := info.Credential
+			c.ReadAt = now
+			list = append(list, &c)
+		}
+	}
+	return list
+}
+
+// listCreds returns the projected descriptions of the credentials kept under
+// service. A credential without a version (its creation did not finish) is
+// left out.
+func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, error) {
+	ids, err := k.list(ctx, "credential_list", k.credFolder(service))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*credInfo, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, id))
+			if err != nil {
+				if !errors.Is(err, errNotFound) {
+					errs[i] = err
+				}
+				return
+			}
+			if info, ok := fromProjection(meta.CustomMetadata); ok {
+				info.ID = id
+				out[i] = info
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	list := out[:0]
+	for _, info := range out {
+		if info != nil {
+			list = append(list, info)
+		}
+	}
+	return list, nil
+}
+
+// ListCredentials is the tenant's inventory: descriptions of its
+// credentials (never values) that f selects, in the order of
+// credgate.CredentialPosition, one page of f.Limit at a time. Services are
+// read a few at a time, each with its credentials' projections (one list
+// and one metadata read per credential), so a page costs what it covers.
+// Errors: SERVICE_NOT_FOUND (f.IntegrationID), INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
+func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	services := []string{f.IntegrationID}
+	if f.IntegrationID == "" {
+		if services, err = k.list(ctx, "service_list", k.folder(policy.FolderServices)); err != nil {
+			return nil, translate(err, credgate.ENotFound)
+		}
+	}
+	if f.After != nil {
+		services = services[sort.SearchStrings(services, f.After.IntegrationID):]
+	}
+	now := s.opts.Now()
+	page := &credgate.CredentialPage{Credentials: []*credgate.Credential{}}
+	const batch = 8
+	for off := 0; off < len(services); off += batch {
+		chunk := services[off:min(off+batch, len(services))]
+		lists := make([][]*credgate.Credential, len(chunk))
+		errs := make([]error, len(chunk))
+		var wg sync.WaitGroup
+		for i, svc := range chunk {
+			wg.Go(func() { _, lists[i], errs[i] = k.serviceAndList(ctx, svc, now) })
+		}
+		wg.Wait()
+		for i, list := range lists {
+			if errs[i] != nil {
+				if f.IntegrationID == "" && credgate.ErrorCode(errs[i]) == credgate.EServiceNotFound {
+					continue // deleted while we listed
+				}
+				return nil, errs[i]
+			}
+			for j, c := range list {
+				if f.After != nil && c.IntegrationID == f.After.IntegrationID && !f.After.Precedes(c) {
+					continue
+				}
+				if !f.Matches(c, now) {
+					continue
+				}
+				page.Credentials = append(page.Credentials, c)
+				if len(page.Credentials) == f.Limit {
+					if j+1 < len(list) || off+i+1 < len(services) {
+						page.Next = credgate.PositionOf(c)
+					}
+					return page, nil
+				}
+			}
+		}
+	}
+	return page, nil
+}
+
+// DescribePrimary describes, without values, the credential a read of
+// service without a credential id serves. Errors: SERVICE_NOT_FOUND,
+// CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
+func (s *Store) DescribePrimary(ctx context.Context, service string) (*credgate.Credential, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	_, list, err := k.serviceAndList(ctx, service, now)
+	if err != nil {
+		return nil, err
+	}
+	if c := credgate.PickServable(list, now); c != nil {
+		return c, nil
+	}
+	return nil, credgate.Errorf(credgate.ECredentialNotFound, "No servable credential exists for integration ID: %s (none is active or expired)", service)
+}
