@@ -1,0 +1,205 @@
+package monitor
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+)
+
+// recorder is a store and publisher that records what examine asks of
+// them; refresh answers what the test sets.
+type recorder struct {
+	mu        sync.Mutex
+	updates   []int // ifMatch of each UpdateCredential
+	refreshes []int // ifMatch of each RefreshCredential
+	watches   []credgate.Watch
+	events    []credgate.Event
+	refresh   func(c *credgate.Credential) (*credgate.Credential, error)
+}
+
+func (r *recorder) Tenants(context.Context) ([]string, error) { return nil, nil }
+func (r *recorder) HoldLease(context.Context, string, string, time.Duration, *string) (bool, string, error) {
+	return true, "", nil
+}
+func (r *recorder) ReleaseLease(context.Context, string, string) {}
+func (r *recorder) ListCredentials(context.Context, credgate.CredentialFilter) (*credgate.CredentialPage, error) {
+	return &credgate.CredentialPage{}, nil
+}
+func (r *recorder) SaveWatch(_ context.Context, _ string, c *credgate.Credential) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watches = append(r.watches, credgate.WatchOf(c))
+	return nil
+}
+func (r *recorder) UpdateCredential(_ context.Context, _ string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.updates = append(r.updates, ifMatch)
+	c := &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: ifMatch}
+	if err := fn(c); err != nil {
+		return nil, err
+	}
+	c.Version++
+	return c, nil
+}
+func (r *recorder) RefreshCredential(_ context.Context, _ string, ifMatch int, _ credgate.RefreshGrant) (*credgate.Credential, error) {
+	r.mu.Lock()
+	r.refreshes = append(r.refreshes, ifMatch)
+	f := r.refresh
+	r.mu.Unlock()
+	return f(&credgate.Credential{ID: "cred-1", Version: ifMatch})
+}
+func (r *recorder) Publish(_ context.Context, e credgate.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return nil
+}
+
+func (r *recorder) types() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+func examiner(t *testing.T, r *recorder) *Monitor {
+	t.Helper()
+	m, err := New(Options{Store: r, Events: r, Logger: zap.NewNop(), Interval: 10 * time.Second, RefreshBackoff: time.Minute, Now: func() time.Time { return now },
+		Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
+			return nil, nil, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func at(d time.Duration) *time.Time { t := now.Add(d); return &t }
+
+func ctxOf() context.Context {
+	return credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal("acme"))
+}
+
+// TestExamineDoesWhatIsDueAndNothingElse: each credential is given the one
+// thing it is due, on condition that it is still the version the scan
+// read, and a credential with nothing due costs nothing.
+func TestExamineDoesWhatIsDueAndNothingElse(t *testing.T) {
+	t.Run("nothing due", func(t *testing.T) {
+		r := &recorder{}
+		examiner(t, r).examine(ctxOf(), "acme", &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 3, ExpiresAt: at(90 * 24 * time.Hour)})
+		if len(r.events)+len(r.updates)+len(r.refreshes)+len(r.watches) != 0 {
+			t.Fatalf("events %v, updates %v, refreshes %v, watches %v", r.types(), r.updates, r.refreshes, r.watches)
+		}
+	})
+	t.Run("revokeAt reached", func(t *testing.T) {
+		r := &recorder{}
+		examiner(t, r).examine(ctxOf(), "acme", &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 3, RevokeAt: at(-time.Minute)})
+		if len(r.updates) != 1 || r.updates[0] != 3 {
+			t.Fatalf("updates with ifMatch %v; want one, on version 3", r.updates)
+		}
+		if len(r.events) != 1 || r.events[0].Type != credgate.EventRevoked || r.events[0].Data.Reason != "revokeAt" {
+			t.Fatalf("events %+v", r.events)
+		}
+	})
+	t.Run("the previous version's end", func(t *testing.T) {
+		r := &recorder{}
+		c := &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 4, PreviousVersion: 3, PreviousRevokeAt: at(-time.Second)}
+		m := examiner(t, r)
+		m.examine(ctxOf(), "acme", c)
+		if len(r.events) != 1 || r.events[0].Data.Version != 3 || r.events[0].Data.Reason != "previousRevokeAt" {
+			t.Fatalf("events %+v", r.events)
+		}
+		if len(r.watches) != 1 || r.watches[0].PreviousRevoked != 3 {
+			t.Fatalf("watches %+v; want the end recorded", r.watches)
+		}
+		m.examine(ctxOf(), "acme", c) // c carries the recorded end now
+		if len(r.events) != 1 {
+			t.Fatalf("announced twice: %v", r.types())
+		}
+	})
+	t.Run("an expiry notice, once", func(t *testing.T) {
+		r := &recorder{}
+		c := &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 2, ExpiresAt: at(6 * 24 * time.Hour)}
+		m := examiner(t, r)
+		m.examine(ctxOf(), "acme", c)
+		m.examine(ctxOf(), "acme", c)
+		if len(r.events) != 1 || r.events[0].Type != credgate.EventExpiring || r.events[0].Data.ThresholdDays != 7 {
+			t.Fatalf("events %+v; want one 7-day notice", r.events)
+		}
+		if len(r.watches) != 1 || len(r.updates)+len(r.refreshes) != 0 {
+			t.Fatalf("watches %v, updates %v, refreshes %v", r.watches, r.updates, r.refreshes)
+		}
+	})
+}
+
+// TestExamineRefreshesOnConditionAndBacksOff: a due autoRefresh credential
+// is refreshed on condition of the version read; a refresh that fails is
+// recorded with a growing pause and announced; one that lost the race is
+// left alone.
+func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
+	due := func() *credgate.Credential {
+		return &credgate.Credential{ID: "cred-1", AuthType: credgate.AuthOAuth2Bearer, Status: credgate.CredActive, Version: 5, AutoRefresh: true,
+			ExpiresAt: at(2 * time.Minute), TokenEndpoint: "https://idp.example/token", Secrets: credgate.Secrets{"refreshToken": "rt"}}
+	}
+	r := &recorder{refresh: func(c *credgate.Credential) (*credgate.Credential, error) {
+		return &credgate.Credential{ID: c.ID, Version: c.Version + 1, Status: credgate.CredActive, ExpiresAt: at(90 * 24 * time.Hour)}, nil
+	}}
+	examiner(t, r).examine(ctxOf(), "acme", due())
+	if len(r.refreshes) != 1 || r.refreshes[0] != 5 || len(r.events) != 1 || r.events[0].Type != credgate.EventRefreshed {
+		t.Fatalf("refreshes %v, events %v; want one on version 5 and credential.refreshed", r.refreshes, r.types())
+	}
+
+	r = &recorder{refresh: func(*credgate.Credential) (*credgate.Credential, error) {
+		return nil, &credgate.Error{Code: credgate.EUpstreamError, UpstreamError: "invalid_grant"}
+	}}
+	m := examiner(t, r)
+	c := due()
+	m.examine(ctxOf(), "acme", c) // (it is due an expiry notice too: 2 minutes left)
+	failed := func() []credgate.Event {
+		var out []credgate.Event
+		for _, e := range r.events {
+			if e.Type == credgate.EventRefreshFailed {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	if w := r.watches[0]; w.Refresh == nil || w.Refresh.Failures != 1 || w.Refresh.LastError != "UPSTREAM_ERROR: invalid_grant" || len(failed()) != 1 {
+		t.Fatalf("watches %+v, events %v", r.watches, r.types())
+	}
+	if next := r.watches[0].Refresh.NextAttemptAt.Sub(now); next != time.Minute {
+		t.Fatalf("next attempt %s after the failure; want the backoff, 1m", next)
+	}
+	m.examine(ctxOf(), "acme", c) // before the next attempt: not tried
+	if len(r.refreshes) != 1 {
+		t.Fatalf("%d refreshes before the next attempt was due", len(r.refreshes))
+	}
+	now = now.Add(2 * time.Minute) // past the next attempt: fails again
+	defer func() { now = now.Add(-2 * time.Minute) }()
+	m.examine(ctxOf(), "acme", c)
+	last := c.Refresh
+	if len(r.refreshes) != 2 || last.Failures != 2 || last.NextAttemptAt.Sub(now) != 2*time.Minute || len(failed()) != 2 || failed()[1].Data.Failures != 2 {
+		t.Fatalf("second failure: %+v, events %v; want 2 failures and the pause doubled", last, r.types())
+	}
+
+	r = &recorder{refresh: func(*credgate.Credential) (*credgate.Credential, error) {
+		return nil, credgate.Errorf(credgate.EVersionConflict, "changed meanwhile")
+	}}
+	lost := due()
+	examiner(t, r).examine(ctxOf(), "acme", lost)
+	if lost.Refresh != nil || slices.Contains(r.types(), credgate.EventRefreshFailed) || slices.Contains(r.types(), credgate.EventRefreshed) {
+		t.Fatalf("a refresh another replica made: %+v, events %v", lost.Refresh, r.types())
+	}
+}
