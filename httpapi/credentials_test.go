@@ -485,9 +485,7 @@ func TestOAuth2Rotation(t *testing.T) {
 	}
 
 	// A refused refresh is 502 and writes nothing.
-	ts.mu.Lock()
-	ts.refuse = true
-	ts.mu.Unlock()
+	ts.Refuse(true)
 	bad := a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, nil)
 	wantEnvelopeError(t, bad, 502, "UPSTREAM_ERROR")
 	noSecrets(t, bad, rt, at, ts.ClientSecret)
@@ -498,10 +496,8 @@ func TestOAuth2Rotation(t *testing.T) {
 	if after["version"] != float64(2) || after["refreshToken"] != rt {
 		t.Fatalf("a refused refresh changed the credential: version %v", after["version"])
 	}
-	ts.mu.Lock()
-	ts.refuse = false
-	ts.grants = map[string]int{}
-	ts.mu.Unlock()
+	ts.Refuse(false)
+	ts.ResetCounts()
 
 	// 20 rotations at once, spread over two replicas (two credgate
 	// instances with their own caches, one Vault): one grant per refresh

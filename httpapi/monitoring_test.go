@@ -353,9 +353,7 @@ func TestFailingAutoRefreshIsMarked(t *testing.T) {
 	tok := token(t, "alice", ten, "integration_admin")
 	ts := startTokenServer(t)
 	first := ts.login(t)
-	ts.mu.Lock()
-	ts.refuse = true
-	ts.mu.Unlock()
+	ts.Refuse(true)
 	rec := startReceiver(t, 0)
 	rec.subscribe(a, tok, credgate.EventRefreshFailed)
 	a.mustCreate(tok, map[string]any{"id": "hubspot", "name": "HubSpot"})

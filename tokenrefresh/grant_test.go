@@ -6,99 +6,22 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4/manage"
-	"github.com/go-oauth2/oauth2/v4/models"
-	"github.com/go-oauth2/oauth2/v4/server"
-	"github.com/go-oauth2/oauth2/v4/store"
-	"golang.org/x/oauth2"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
+	"github.com/credgate/credgate/tokenrefresh/oauthtest"
 )
 
-// provider is a real OAuth2 authorization server (go-oauth2) on loopback
-// that records how each refresh grant authenticated its client.
-type provider struct {
-	*httptest.Server
-	srv *server.Server
+const clientSecret = "client-secret-for-tests"
 
-	mu     sync.Mutex
-	grants int
-	basic  []bool // per grant: the client authenticated with HTTP Basic
-}
-
-const (
-	clientID     = "credgate-client"
-	clientSecret = "client-secret-for-tests"
-)
-
-func startProvider(t *testing.T, refresh *manage.RefreshingConfig) *provider {
+func startProvider(t *testing.T, refresh *manage.RefreshingConfig) *oauthtest.Server {
 	t.Helper()
-	manager := manage.NewDefaultManager()
-	manager.MustTokenStorage(store.NewMemoryTokenStore())
-	clients := store.NewClientStore()
-	if err := clients.Set(clientID, &models.Client{ID: clientID, Secret: clientSecret, Domain: "http://127.0.0.1"}); err != nil {
-		t.Fatal(err)
-	}
-	manager.MapClientStorage(clients)
-	manager.SetPasswordTokenCfg(&manage.Config{AccessTokenExp: time.Hour, RefreshTokenExp: 24 * time.Hour, IsGenerateRefresh: true})
-	manager.SetRefreshTokenCfg(refresh)
-	p := &provider{srv: server.NewDefaultServer(manager)}
-	p.srv.SetClientInfoHandler(server.ClientBasicHandler)
-	p.srv.SetPasswordAuthorizationHandler(func(context.Context, string, string, string) (string, error) { return "alice", nil })
-	mux := http.NewServeMux()
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err == nil && r.Form.Get("grant_type") == "refresh_token" {
-			_, _, basic := r.BasicAuth()
-			p.mu.Lock()
-			p.grants++
-			p.basic = append(p.basic, basic)
-			p.mu.Unlock()
-		}
-		_ = p.srv.HandleTokenRequest(w, r)
-	})
-	mux.HandleFunc("/check", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := p.srv.ValidationBearerToken(r); err != nil {
-			http.Error(w, "invalid", http.StatusUnauthorized)
-		}
-	})
-	p.Server = httptest.NewServer(mux)
-	t.Cleanup(p.Close)
-	return p
-}
-
-// login gets a first token with the password grant.
-func (p *provider) login(t *testing.T) *oauth2.Token {
-	t.Helper()
-	conf := &oauth2.Config{ClientID: clientID, ClientSecret: clientSecret, Endpoint: oauth2.Endpoint{TokenURL: p.URL + "/token", AuthStyle: oauth2.AuthStyleInHeader}}
-	tok, err := conf.PasswordCredentialsToken(context.Background(), "alice", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func (p *provider) accepts(t *testing.T, access string) bool {
-	t.Helper()
-	req, _ := http.NewRequest("GET", p.URL+"/check", nil)
-	req.Header.Set("Authorization", "Bearer "+access)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	return res.StatusCode == 200
-}
-
-func (p *provider) counts() (int, []bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.grants, append([]bool(nil), p.basic...)
+	return oauthtest.Start(t, clientSecret, oauthtest.Options{Refresh: refresh})
 }
 
 // client is an outbound client that may call the test's loopback servers.
@@ -111,9 +34,9 @@ func client(t *testing.T, allow ...string) *http.Client {
 	return g.Client(5 * time.Second)
 }
 
-func credential(endpoint, refresh string) *credgate.Credential {
+func credential(p *oauthtest.Server, endpoint, refresh string) *credgate.Credential {
 	return &credgate.Credential{ID: "cred-1", AuthType: credgate.AuthOAuth2Bearer, TokenEndpoint: endpoint,
-		Secrets: credgate.Secrets{"accessToken": "old", "refreshToken": refresh, "clientId": clientID, "clientSecret": clientSecret}}
+		Secrets: credgate.Secrets{"accessToken": "old", "refreshToken": refresh, "clientId": p.ClientID, "clientSecret": p.ClientSecret}}
 }
 
 // TestGrantRefreshesAgainstARealServer: the grant is a refresh-token
@@ -121,23 +44,23 @@ func credential(endpoint, refresh string) *credgate.Credential {
 // server's and the expiry is the one it gave.
 func TestGrantRefreshesAgainstARealServer(t *testing.T) {
 	p := startProvider(t, manage.DefaultRefreshTokenCfg)
-	first := p.login(t)
+	first := p.Login(t)
 	before := time.Now()
-	got, exp, err := tokenrefresh.Grant(client(t, "127.0.0.1/32"))(context.Background(), credential(p.URL+"/token", first.RefreshToken))
+	got, exp, err := tokenrefresh.Grant(client(t, "127.0.0.1/32"))(context.Background(), credential(p, p.URL+"/token", first.RefreshToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["accessToken"] == "" || got["accessToken"] == first.AccessToken || !p.accepts(t, got["accessToken"]) {
+	if got["accessToken"] == "" || got["accessToken"] == first.AccessToken || !p.Accepts(t, got["accessToken"]) {
 		t.Fatalf("new access token %q is not one the server issued", got["accessToken"])
 	}
 	if got["refreshToken"] == "" || got["refreshToken"] == first.RefreshToken {
 		t.Fatalf("refresh token %q: want the server's new one", got["refreshToken"])
 	}
-	if exp == nil || exp.Before(before.Add(time.Hour-time.Minute)) || exp.After(time.Now().Add(time.Hour+time.Minute)) {
-		t.Fatalf("expiry %v; want about an hour from now (the server's default)", exp)
+	if exp == nil || exp.Before(before.Add(2*time.Hour-time.Minute)) || exp.After(time.Now().Add(2*time.Hour+time.Minute)) {
+		t.Fatalf("expiry %v; want about two hours from now (go-oauth2's expires_in)", exp)
 	}
-	if n, basic := p.counts(); n != 1 || !basic[0] {
-		t.Fatalf("%d grants, HTTP Basic %v; want one, with Basic", n, basic)
+	if basic := p.BasicAuth(); len(basic) != 1 || !basic[0] {
+		t.Fatalf("HTTP Basic per grant: %v; want one grant, with Basic", basic)
 	}
 }
 
@@ -145,13 +68,13 @@ func TestGrantRefreshesAgainstARealServer(t *testing.T) {
 // no new refresh token leaves the old one in place.
 func TestGrantKeepsARefreshTokenTheServerDoesNotReplace(t *testing.T) {
 	p := startProvider(t, &manage.RefreshingConfig{IsGenerateRefresh: false, IsRemoveAccess: true})
-	first := p.login(t)
-	got, _, err := tokenrefresh.Grant(client(t, "127.0.0.1/32"))(context.Background(), credential(p.URL+"/token", first.RefreshToken))
+	first := p.Login(t)
+	got, _, err := tokenrefresh.Grant(client(t, "127.0.0.1/32"))(context.Background(), credential(p, p.URL+"/token", first.RefreshToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["refreshToken"] != first.RefreshToken || !p.accepts(t, got["accessToken"]) {
-		t.Fatalf("refresh token %q (want the old one kept), access accepted %v", got["refreshToken"], p.accepts(t, got["accessToken"]))
+	if got["refreshToken"] != first.RefreshToken || !p.Accepts(t, got["accessToken"]) {
+		t.Fatalf("refresh token %q (want the old one kept), access accepted %v", got["refreshToken"], p.Accepts(t, got["accessToken"]))
 	}
 }
 
@@ -184,8 +107,8 @@ func TestGrantFailuresSayOnlyWhatAClientMayHear(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, _ := p.counts()
-			_, _, err := tokenrefresh.Grant(client(t, tt.allow...))(context.Background(), credential(tt.endpoint, "rt-unknown"))
+			before := len(p.BasicAuth())
+			_, _, err := tokenrefresh.Grant(client(t, tt.allow...))(context.Background(), credential(p, tt.endpoint, "rt-unknown"))
 			var ce *credgate.Error
 			if !errors.As(err, &ce) || ce.Code != tt.code || ce.UpstreamError != tt.upstream {
 				t.Fatalf("%v; want %s with upstream error %q", err, tt.code, tt.upstream)
@@ -194,7 +117,7 @@ func TestGrantFailuresSayOnlyWhatAClientMayHear(t *testing.T) {
 			if !strings.Contains(said, tt.say) || strings.Contains(said+ce.Error(), "secret-detail-42") {
 				t.Fatalf("says %q (cause %v); want %q and nothing the server said", said, ce.Err, tt.say)
 			}
-			if after, _ := p.counts(); tt.code == credgate.EValidationFailed && after != before {
+			if after := len(p.BasicAuth()); tt.code == credgate.EValidationFailed && after != before {
 				t.Fatal("a refused address was called")
 			}
 		})
