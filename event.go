@@ -22,10 +22,14 @@ const (
 	EventExpiring      = "credential.expiring"
 	EventExpired       = "credential.expired"
 	EventAccessDenied  = "credential.access_denied"
+	EventGrantCreated  = "grant.created"
+	EventGrantDeleted  = "grant.deleted"
+	EventGrantExpired  = "grant.expired"
 )
 
 // EventTypes lists the event types.
-var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied}
+var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied,
+	EventGrantCreated, EventGrantDeleted, EventGrantExpired}
 
 // SystemSubject is the actor of what credgate does by itself (refresh,
 // scheduled revocation, expiry notices); it is also the subject Vault's
@@ -58,6 +62,9 @@ type EventData struct {
 	Reason string `json:"reason,omitempty"`
 	// Failures counts the refreshes that failed in a row.
 	Failures int `json:"failures,omitempty"`
+	// Grant is the grant a grant.* event is about, without secrets (a
+	// grant holds none).
+	Grant *Grant `json:"grant,omitempty"`
 }
 
 // EventActor is who caused an event.
@@ -79,6 +86,14 @@ func NewEvent(ctx context.Context, typ string, c *Credential) Event {
 		e.Data.IntegrationID, e.Data.CredentialID, e.Data.Version = c.IntegrationID, c.ID, c.Version
 		e.Data.ExpiresAt = c.ExpiresAt
 	}
+	return e
+}
+
+// NewGrantEvent returns an event of typ about g, caused by the caller in
+// ctx.
+func NewGrantEvent(ctx context.Context, typ string, g *Grant) Event {
+	e := NewEvent(ctx, typ, nil)
+	e.Data.Grant = g
 	return e
 }
 

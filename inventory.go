@@ -18,6 +18,8 @@ type CredentialFilter struct {
 	ExpiresBefore time.Time // only credentials with an expiresAt before this
 	After         *CredentialPosition
 	Limit         int
+	// Visible is ServiceFilter.Visible for the integrations listed.
+	Visible func(integration string) bool
 }
 
 // CredentialPage is one page of the inventory; Next is nil on the last page.

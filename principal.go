@@ -18,12 +18,27 @@ type Principal struct {
 	TenantName string
 	Issuer     string
 	// Roles are credgate roles (policy.Role names), already mapped from the
-	// identity provider's role names and sorted.
+	// identity provider's role names and sorted: tenant-wide.
 	Roles []string
+	// Groups are the values of the issuer's groups claim, which grants
+	// may name.
+	Groups []string
+	// Grants are the grants in force for this caller in its tenant
+	// (ApplicableGrants): roles on named integrations only. They are
+	// resolved for each request, never taken from the token.
+	Grants []Grant
 	// Expiry is when the token that proved this principal expires.
 	Expiry time.Time
 	// Claims are the verified token's claims, for /debug/auth.
 	Claims map[string]any
+}
+
+// WithGrants returns a copy of p carrying grants: a principal a verified
+// token proved is shared by that token's requests and never changed.
+func (p *Principal) WithGrants(grants []Grant) *Principal {
+	c := *p
+	c.Grants = grants
+	return &c
 }
 
 // Actor returns the principal as the actor of a change.

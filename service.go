@@ -45,6 +45,11 @@ type ServiceFilter struct {
 	Status string
 	Limit  int
 	After  string // list ids strictly after this one (the cursor)
+	// Visible, when set, is the only services the caller may see (a
+	// caller whose access is grants on named integrations): the others
+	// are left out as if they did not exist, and the store does not ask
+	// the caller's own token for the list of every id.
+	Visible func(id string) bool
 }
 
 // ServicePage is one page of a listing; Next is empty on the last page.
