@@ -28,6 +28,7 @@ const (
 	FolderWebhooks     = "webhooks"   // subscriptions, with their signing secrets
 	FolderDeliveries   = "deliveries" // a delivery log per subscription
 	FolderOutbox       = "outbox"     // events not yet delivered everywhere
+	FolderAccess       = "access"     // the tenant's grants (one record)
 )
 
 // tenantsRoot is the folder every tenant's records are under; systemRoot
@@ -76,7 +77,7 @@ path "auth/token/create/%[1]s" {
   capabilities = ["update"]
 }
 path "sys/policies/acl/credgate-*" {
-  capabilities = ["create", "read", "update"]
+  capabilities = ["create", "read", "update", "delete"]
 }
 path %[2]q {
   capabilities = ["read", "patch"]

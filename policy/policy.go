@@ -23,6 +23,8 @@ const (
 	// WebhooksManage: the tenant's webhook subscriptions, their delivery
 	// logs and its event outbox.
 	WebhooksManage Permission = "webhooks:manage"
+	// GrantsManage: the tenant's grants and the review of who may do what.
+	GrantsManage Permission = "grants:manage"
 )
 
 // Role is a credgate role: a named set of permissions.
@@ -36,7 +38,7 @@ const (
 )
 
 var rolePermissions = map[Role][]Permission{
-	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage},
+	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage, GrantsManage},
 	CredentialReader:  {ServicesRead, CredentialsMetaRead, CredentialsRead},
 	IntegrationViewer: {ServicesRead, CredentialsMetaRead},
 }
@@ -139,52 +141,76 @@ func Names(tenant string, roles []string) []string {
 	return out
 }
 
-type grant struct {
+// rule is what a permission needs of one folder of the tenant's records.
+type rule struct {
 	folder string
 	api    string // "data" or "metadata"
 	caps   []string
+	// scope is how a grant on named integrations renders the rule:
+	// byRecord, the folder holds a record per integration (services/<id>);
+	// byFolder, a folder per integration (credentials/<id>/...);
+	// byTenant, the folder's records are keyed by something else (a
+	// credential id, a name's hash), so the rule stays tenant-wide;
+	// notGranted, tenant-wide roles only (listing a folder, reading the
+	// credential index: what a grant does not cover is not shown to it).
+	scope scope
 }
 
-var permissionGrants = map[Permission][]grant{
+type scope int
+
+const (
+	byRecord scope = iota
+	byFolder
+	byTenant
+	notGranted
+)
+
+var permissionRules = map[Permission][]rule{
 	ServicesRead: {
-		{FolderServices, "data", []string{"read"}},
-		{FolderServices, "metadata", []string{"read", "list"}},
+		{FolderServices, "data", []string{"read"}, byRecord},
+		{FolderServices, "metadata", []string{"read"}, byRecord},
+		{FolderServices, "metadata", []string{"list"}, notGranted},
 	},
 	ServicesWrite: {
-		{FolderServices, "data", []string{"create", "read", "update"}},
-		{FolderServices, "metadata", []string{"delete"}},
-		{FolderServiceNames, "data", []string{"create", "read", "update"}},
-		{FolderServiceNames, "metadata", []string{"delete"}},
+		{FolderServices, "data", []string{"create", "read", "update"}, byRecord},
+		{FolderServices, "metadata", []string{"delete"}, byRecord},
+		{FolderServiceNames, "data", []string{"create", "read", "update"}, byTenant},
+		{FolderServiceNames, "metadata", []string{"delete"}, byTenant},
 		// Deleting a service removes its credentials.
-		{FolderCredentials, "metadata", []string{"list", "delete"}},
-		{FolderCredIndex, "metadata", []string{"delete"}},
-		{FolderCredLocks, "metadata", []string{"delete"}},
+		{FolderCredentials, "metadata", []string{"list", "delete"}, byFolder},
+		{FolderCredIndex, "metadata", []string{"delete"}, byTenant},
+		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
 	},
 	CredentialsMetaRead: {
-		{FolderCredentials, "metadata", []string{"read", "list"}},
-		{FolderCredIndex, "data", []string{"read"}},
+		{FolderCredentials, "metadata", []string{"read", "list"}, byFolder},
+		{FolderCredIndex, "data", []string{"read"}, notGranted},
 	},
 	CredentialsRead: {
-		{FolderCredentials, "data", []string{"read"}},
+		{FolderCredentials, "data", []string{"read"}, byFolder},
 	},
 	CredentialsWrite: {
-		{FolderCredentials, "data", []string{"create", "read", "update"}},
+		{FolderCredentials, "data", []string{"create", "read", "update"}, byFolder},
 		// patch: the descriptive fields are merged into custom_metadata;
 		// create: a new credential's description is written first.
-		{FolderCredentials, "metadata", []string{"create", "read", "list", "update", "patch", "delete"}},
-		{FolderCredIndex, "data", []string{"create", "read", "update"}},
-		{FolderCredIndex, "metadata", []string{"delete"}},
+		{FolderCredentials, "metadata", []string{"create", "read", "list", "update", "patch", "delete"}, byFolder},
+		// A new credential's index entry (its check-and-set reads it).
+		{FolderCredIndex, "data", []string{"create", "read", "update"}, byTenant},
+		{FolderCredIndex, "metadata", []string{"delete"}, byTenant},
 		// The rotation lock: a record whose KV version is the lock.
-		{FolderCredLocks, "data", []string{"create", "read", "update"}},
-		{FolderCredLocks, "metadata", []string{"delete"}},
+		{FolderCredLocks, "data", []string{"create", "read", "update"}, byTenant},
+		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
 	},
 	WebhooksManage: {
-		{FolderWebhooks, "data", []string{"create", "read", "update"}},
-		{FolderWebhooks, "metadata", []string{"list", "delete"}},
-		{FolderDeliveries, "data", []string{"create", "read", "update"}},
-		{FolderDeliveries, "metadata", []string{"delete"}},
-		{FolderOutbox, "data", []string{"create", "read", "update"}},
-		{FolderOutbox, "metadata", []string{"list", "delete"}},
+		{FolderWebhooks, "data", []string{"create", "read", "update"}, notGranted},
+		{FolderWebhooks, "metadata", []string{"list", "delete"}, notGranted},
+		{FolderDeliveries, "data", []string{"create", "read", "update"}, notGranted},
+		{FolderDeliveries, "metadata", []string{"delete"}, notGranted},
+		{FolderOutbox, "data", []string{"create", "read", "update"}, notGranted},
+		{FolderOutbox, "metadata", []string{"list", "delete"}, notGranted},
+	},
+	GrantsManage: {
+		{FolderAccess, "data", []string{"create", "read", "update"}, notGranted},
+		{FolderAccess, "metadata", []string{"read"}, notGranted},
 	},
 }
 
@@ -192,28 +218,45 @@ var permissionGrants = map[Permission][]grant{
 // and nothing outside tenants/<tenant>/ of the mount. tenant must be valid
 // (credgate.ValidID): it is put into the policy's paths as it is.
 func (l Layout) Render(tenant string, r Role) string {
-	caps := map[string]map[string]bool{}
+	caps := capabilities{}
 	for _, p := range r.Permissions() {
-		for _, g := range permissionGrants[p] {
-			path := l.Data(FolderPath(tenant, g.folder) + "*")
-			if g.api == "metadata" {
-				path = l.Metadata(FolderPath(tenant, g.folder) + "*")
-			}
-			if caps[path] == nil {
-				caps[path] = map[string]bool{}
-			}
-			for _, c := range g.caps {
-				caps[path][c] = true
-			}
+		for _, ru := range permissionRules[p] {
+			caps.add(l.path(ru, FolderPath(tenant, ru.folder)+"*"), ru.caps)
 		}
 	}
+	return caps.hcl(fmt.Sprintf("credgate role %s for tenant %q", r, tenant))
+}
+
+// capabilities are a policy's paths with their capabilities.
+type capabilities map[string]map[string]bool
+
+func (c capabilities) add(path string, caps []string) {
+	if c[path] == nil {
+		c[path] = map[string]bool{}
+	}
+	for _, cp := range caps {
+		c[path][cp] = true
+	}
+}
+
+// hcl renders c as a Vault ACL policy, sorted, under a comment saying
+// what it is.
+func (c capabilities) hcl(what string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# credgate role %s for tenant %q; written by credgate, do not edit.\n", r, tenant)
-	for _, path := range slices.Sorted(maps.Keys(caps)) {
-		list := slices.Sorted(maps.Keys(caps[path]))
+	fmt.Fprintf(&b, "# %s; written by credgate, do not edit.\n", what)
+	for _, path := range slices.Sorted(maps.Keys(c)) {
+		list := slices.Sorted(maps.Keys(c[path]))
 		fmt.Fprintf(&b, "path %q {\n  capabilities = [%s]\n}\n", path, quoteAll(list))
 	}
 	return b.String()
+}
+
+// path is the API path of logical path p for what r reads or writes.
+func (l Layout) path(r rule, p string) string {
+	if r.api == "metadata" {
+		return l.Metadata(p)
+	}
+	return l.Data(p)
 }
 
 func quoteAll(ss []string) string {
