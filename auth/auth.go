@@ -43,6 +43,14 @@ type IssuerConfig struct {
 	// only when it is the one issuer configured.
 	Tenants       []string
 	TenantPattern string
+	// Tenant binds the issuer to one tenant: its tokens act in it and
+	// need no tenant claim (workload identity: Kubernetes service-account
+	// tokens, CI OIDC tokens, SPIFFE JWT-SVIDs); a token that carries a
+	// tenant claim naming another tenant is refused.
+	Tenant string
+	// GroupsClaim names the claim (dotted paths allowed) holding the
+	// groups a grant may name; empty: none.
+	GroupsClaim string
 }
 
 // Options configures a Verifier. Zero values take the defaults below.
@@ -129,8 +137,11 @@ func New(opts Options) (*Verifier, error) {
 		if c.TenantNameClaim == "" {
 			c.TenantNameClaim = DefaultTenantNameClaim
 		}
-		if len(opts.Issuers) > 1 && len(c.Tenants) == 0 && c.TenantPattern == "" {
-			return nil, fmt.Errorf("auth: issuer %q: with several issuers, each must say which tenants it may assert (tenants or tenant_pattern)", c.URL)
+		if len(opts.Issuers) > 1 && len(c.Tenants) == 0 && c.TenantPattern == "" && c.Tenant == "" {
+			return nil, fmt.Errorf("auth: issuer %q: with several issuers, each must say which tenants it may assert (tenant, tenants or tenant_pattern)", c.URL)
+		}
+		if c.Tenant != "" && (len(c.Tenants) > 0 || c.TenantPattern != "" || !credgate.ValidID(c.Tenant)) {
+			return nil, fmt.Errorf("auth: issuer %q: tenant binds it to one valid tenant id, and goes without tenants and tenant_pattern", c.URL)
 		}
 		pattern, err := compileTenantPattern(c.TenantPattern)
 		if err != nil {

@@ -51,11 +51,19 @@ func (i *issuer) principal(claims map[string]any, now time.Time) (*credgate.Prin
 		return nil, unauthorized("token has no subject")
 	}
 	tenant, _ := lookup(claims, i.cfg.TenantClaim).(string)
-	if !credgate.ValidID(tenant) {
-		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "token carries no valid tenant in claim %q", i.cfg.TenantClaim)
-	}
-	if !i.mayAssert(tenant) {
+	switch {
+	case i.cfg.Tenant != "" && tenant != "" && tenant != i.cfg.Tenant:
 		return nil, unauthorized("the token's issuer may not assert its tenant")
+	case i.cfg.Tenant != "":
+		tenant = i.cfg.Tenant // the issuer speaks for one tenant
+	case !credgate.ValidID(tenant):
+		return nil, credgate.Errorf(credgate.EInsufficientPermissions, "token carries no valid tenant in claim %q", i.cfg.TenantClaim)
+	case !i.mayAssert(tenant):
+		return nil, unauthorized("the token's issuer may not assert its tenant")
+	}
+	var groups []string
+	if i.cfg.GroupsClaim != "" {
+		groups = stringList(lookup(claims, i.cfg.GroupsClaim))
 	}
 	return &credgate.Principal{
 		Subject:    sub,
@@ -66,6 +74,7 @@ func (i *issuer) principal(claims map[string]any, now time.Time) (*credgate.Prin
 		Tenant:     tenant,
 		TenantName: i.tenantName(claims, tenant),
 		Roles:      i.opts.RoleMap.Map(stringList(lookup(claims, i.cfg.RolesClaim))),
+		Groups:     groups,
 	}, nil
 }
 

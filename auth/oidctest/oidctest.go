@@ -105,6 +105,22 @@ func (i *Issuer) Claims(subject, tenant string, roles ...string) map[string]any 
 	}
 }
 
+// ServiceAccountClaims returns the claims of a Kubernetes service-account
+// token (a projected token of the cluster's OIDC issuer) for name in
+// namespace: sub system:serviceaccount:<namespace>:<name>, and no tenant,
+// roles, name or e-mail claim.
+func (i *Issuer) ServiceAccountClaims(namespace, name string) map[string]any {
+	now := time.Now()
+	return map[string]any{
+		"iss": i.URL, "aud": []string{i.Audience}, "sub": "system:serviceaccount:" + namespace + ":" + name,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"kubernetes.io": map[string]any{
+			"namespace":      namespace,
+			"serviceaccount": map[string]any{"name": name, "uid": "0f4c4a1e-9a57-4f39-9a83-6c8b5a2b7f10"},
+		},
+	}
+}
+
 // Sign signs claims with the issuer's published key.
 func (i *Issuer) Sign(tb testing.TB, claims map[string]any) string {
 	tb.Helper()
