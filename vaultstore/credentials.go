@@ -266,15 +266,40 @@ func (s *Store) locate(ctx context.Context, cred string) (*session, string, erro
 	if err != nil {
 		return nil, "", err
 	}
+	svc, err := k.serviceOf(ctx, cred)
+	return k, svc, err
+}
+
+// LocateCredential returns the service credential cred belongs to, so
+// that the caller's access to it can be checked first.
+// Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
+func (s *Store) LocateCredential(ctx context.Context, cred string) (string, error) {
+	_, svc, err := s.locate(ctx, cred)
+	return svc, err
+}
+
+// serviceOf reads the index entry of cred. The index is keyed by
+// credential id, so a token can only reach all of it or none: a caller
+// whose token has no index read (its access is grants on named
+// integrations: policy.RenderGrant never grants it) has it read by the
+// system session, and learns only the one service it asked about.
+func (k *session) serviceOf(ctx context.Context, cred string) (string, error) {
+	reader := k
+	if !policy.Allowed(credgate.PrincipalFrom(ctx).Roles, policy.CredentialsMetaRead) {
+		sys, err := k.s.systemSession(ctx, k.tenant)
+		if err != nil {
+			return "", err
+		}
+		reader = sys
+	}
 	var idx pointer
-	if _, err := k.read(ctx, "credential_index_read", k.credIndexPath(cred), &idx); err != nil {
-		return nil, "", translate(err, credgate.ECredentialNotFound)
+	if _, err := reader.read(ctx, "credential_index_read", k.credIndexPath(cred), &idx); err != nil {
+		return "", translate(err, credgate.ECredentialNotFound)
 	}
-	svc := idx.ServiceID
-	if !credgate.ValidID(svc) {
-		return nil, "", translate(errNotFound, credgate.ECredentialNotFound)
+	if !credgate.ValidID(idx.ServiceID) {
+		return "", translate(errNotFound, credgate.ECredentialNotFound)
 	}
-	return k, svc, nil
+	return idx.ServiceID, nil
 }
 
 // UpdateCredential applies fn to the current credential cred, with its

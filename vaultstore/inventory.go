@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/credgate/credgate"
-	"github.com/credgate/credgate/policy"
 )
 
 // The inventory: descriptions of credentials, never values, read from their
@@ -104,10 +103,13 @@ func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter
 		return nil, err
 	}
 	services := []string{f.IntegrationID}
-	if f.IntegrationID == "" {
-		if services, err = k.list(ctx, "service_list", k.folder(policy.FolderServices)); err != nil {
+	switch {
+	case f.IntegrationID == "":
+		if services, err = k.serviceIDs(ctx, f.Visible); err != nil {
 			return nil, translate(err, credgate.ENotFound)
 		}
+	case f.Visible != nil && !f.Visible(f.IntegrationID):
+		return nil, missing(f.IntegrationID, true, errNotFound) // as if it did not exist
 	}
 	if f.After != nil {
 		services = services[sort.SearchStrings(services, f.After.IntegrationID):]

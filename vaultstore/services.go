@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -87,7 +88,7 @@ func (s *Store) ListServices(ctx context.Context, f credgate.ServiceFilter) (*cr
 	if err != nil {
 		return nil, err
 	}
-	ids, err := k.list(ctx, "service_list", k.folder(policy.FolderServices))
+	ids, err := k.serviceIDs(ctx, f.Visible)
 	if err != nil {
 		return nil, translate(err, credgate.ENotFound)
 	}
@@ -128,6 +129,22 @@ func (s *Store) ListServices(ctx context.Context, f credgate.ServiceFilter) (*cr
 		}
 	}
 	return page, nil
+}
+
+// serviceIDs lists the ids of the session's tenant's services, sorted: all
+// of them, or with visible only those (listed by credgate's system
+// session: a caller whose token reaches only some services is not given
+// the list of every id).
+func (k *session) serviceIDs(ctx context.Context, visible func(string) bool) ([]string, error) {
+	if visible == nil {
+		return k.list(ctx, "service_list", k.folder(policy.FolderServices))
+	}
+	sys, err := k.s.systemSession(ctx, k.tenant)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := sys.list(ctx, "service_list", sys.folder(policy.FolderServices))
+	return slices.DeleteFunc(ids, func(id string) bool { return !visible(id) }), err
 }
 
 // CreateService stores svc, new, in the caller's tenant. Its id must be

@@ -277,22 +277,36 @@ func refusedOwn(err error) bool {
 // tokenMargin is how long before expiry a cached caller token is replaced.
 const tokenMargin = 15 * time.Second
 
+// principalKey is what a caller token is cached by: who the caller is,
+// its roles and the grants it was minted for, so that a token is only
+// ever used for the grant set its policies were rendered from.
 func principalKey(p *credgate.Principal) string {
 	h := sha256.New()
 	for _, part := range []string{p.Issuer, p.Subject, p.Tenant, p.Email, p.Name, strings.Join(p.Roles, ",")} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
+	for _, g := range p.Grants {
+		h.Write([]byte(grantNote(g)))
+		h.Write([]byte{0})
+	}
 	return string(h.Sum(nil))
 }
 
-// TokenFor returns the Vault batch token for p: minted through the token role
-// with only the policies of p's roles in p's tenant, metadata naming p, and a
-// life no longer than p's JWT. Tokens are cached; concurrent first requests
-// of one principal mint one token.
+// grantNote is g as a caller token's metadata names it, for credgate
+// audit: id:role:pattern|pattern.
+func grantNote(g credgate.Grant) string {
+	return g.ID + ":" + g.Role + ":" + strings.Join(g.Integrations, "|")
+}
+
+// TokenFor returns the Vault batch token for p: minted through the token
+// role with only the policies of p's roles in p's tenant and of p's
+// grants, metadata naming p (and its grants), and a life no longer than
+// p's JWT or any of its grants. Tokens are cached by principalKey;
+// concurrent first requests of one principal mint one token.
 func (s *Store) TokenFor(ctx context.Context, p *credgate.Principal) (string, error) {
-	if !slices.ContainsFunc(p.Roles, func(r string) bool { return policy.Known(policy.Role(r)) }) {
-		return "", credgate.Errorf(credgate.EInsufficientPermissions, "the caller holds no credgate role")
+	if !slices.ContainsFunc(p.Roles, func(r string) bool { return policy.Known(policy.Role(r)) }) && len(p.Grants) == 0 {
+		return "", credgate.Errorf(credgate.EInsufficientPermissions, "the caller holds no credgate role and no grant")
 	}
 	key := principalKey(p)
 	now := s.opts.Now()
@@ -329,7 +343,7 @@ func (s *Store) reportTokenCache(hit bool) {
 func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerToken, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	names := make([]string, 0, len(p.Roles))
+	names := make([]string, 0, len(p.Roles)+len(p.Grants))
 	for _, r := range p.Roles {
 		if !policy.Known(policy.Role(r)) {
 			continue
@@ -340,18 +354,30 @@ func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerTok
 		}
 		names = append(names, name)
 	}
+	notes := make([]string, 0, len(p.Grants))
 	now := s.opts.Now()
+	until := p.Expiry // when the token must end: the JWT's end, or the first grant's
+	for _, g := range p.Grants {
+		name, err := s.ensureGrantPolicy(ctx, p.Tenant, g)
+		if err != nil {
+			return callerToken{}, err
+		}
+		names, notes = append(names, name), append(notes, grantNote(g))
+		if g.ExpiresAt != nil && (until.IsZero() || g.ExpiresAt.Before(until)) {
+			until = *g.ExpiresAt
+		}
+	}
 	ttl := s.opts.MaxTokenTTL
 	if !p.Expiry.IsZero() && p.Expiry.Sub(now) < ttl {
-		ttl = p.Expiry.Sub(now)
+		ttl = max(p.Expiry.Sub(now), 30*time.Second) // long enough for the request at hand
 	}
-	if ttl < 30*time.Second {
-		ttl = 30 * time.Second // a token must live long enough for the request at hand
+	if !until.IsZero() && until.Sub(now) < ttl {
+		ttl = max(until.Sub(now), time.Second) // a grant's end is exact, at Vault too
 	}
 	req := &api.TokenCreateRequest{
 		Policies:        names,
 		NoDefaultPolicy: true,
-		TTL:             fmt.Sprintf("%ds", int(ttl.Seconds())),
+		TTL:             fmt.Sprintf("%ds", max(int(ttl.Seconds()), 1)),
 		Type:            "batch",
 		DisplayName:     "credgate",
 		Metadata: map[string]string{
@@ -360,6 +386,7 @@ func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerTok
 			"name":   p.Name,
 			"tenant": p.Tenant,
 			"roles":  strings.Join(p.Roles, ","),
+			"grants": strings.Join(notes, ","),
 		},
 	}
 	var secret *api.Secret
@@ -375,18 +402,22 @@ func (s *Store) mintToken(ctx context.Context, p *credgate.Principal) (callerTok
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return callerToken{}, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: errors.New("vault returned no token")}
 	}
-	until := now.Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
-	if !p.Expiry.IsZero() && p.Expiry.Before(until) {
-		until = p.Expiry
+	valid := now.Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+	if !until.IsZero() && until.Before(valid) {
+		valid = until
 	}
-	return callerToken{token: secret.Auth.ClientToken, validUntil: until.Add(-tokenMargin)}, nil
+	return callerToken{token: secret.Auth.ClientToken, validUntil: valid.Add(-tokenMargin)}, nil
 }
 
 // ensurePolicy writes the policy for (tenant, role) unless this process
 // already wrote the same text, and returns its name.
 func (s *Store) ensurePolicy(ctx context.Context, tenant string, r policy.Role) (string, error) {
-	name := policy.Name(tenant, r)
-	text := s.layout.Render(tenant, r)
+	return s.ensure(ctx, policy.Name(tenant, r), s.layout.Render(tenant, r))
+}
+
+// ensure writes policy name with text unless this process already wrote
+// the same text, and returns name.
+func (s *Store) ensure(ctx context.Context, name, text string) (string, error) {
 	sum := sha256.Sum256([]byte(text))
 	if old, ok := s.policies.Get(name); ok && old == sum {
 		return name, nil
