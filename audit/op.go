@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
 )
 
 // Operations, in credgate's words.
@@ -43,6 +44,9 @@ type Op struct {
 	Client      string    `json:"client,omitempty"`
 	// Path is the Vault path of a call credgate did not make (--all).
 	Path string `json:"path,omitempty"`
+	// Grant names the grant the caller's access came from, when its
+	// tenant-wide roles do not reach the integration.
+	Grant string `json:"grant,omitempty"`
 }
 
 // byCredgate reports whether credgate made the operation.
@@ -61,6 +65,7 @@ type call struct {
 type group struct {
 	first, last           time.Time
 	tenant, sub, email    string
+	roles, grants         string // the caller token's metadata: its roles and grants
 	requestID, client     string
 	calls                 []call
 	mint                  bool
@@ -168,7 +173,46 @@ func (g *group) op() Op {
 	default:
 		o.Operation = OpBookkeeping
 	}
+	o.Grant = g.grantUsed(o)
 	return o
+}
+
+// grantUsed names the grant o's caller reached o's integration through:
+// none when its tenant-wide roles grant what o needs (or o names no
+// integration), else the first of its token's grants whose role grants it
+// and which names the integration. The token's metadata lists its grants
+// as id:role:pattern|pattern, comma-separated (vaultstore's grantNote).
+func (g *group) grantUsed(o Op) string {
+	if o.Integration == "" || g.grants == "" {
+		return ""
+	}
+	var p policy.Permission
+	switch o.Operation {
+	case OpReadValues:
+		p = policy.CredentialsRead
+	case OpReadMetadata, OpList:
+		p = policy.CredentialsMetaRead
+	case OpCreate, OpUpdate, OpRotate, OpDelete:
+		p = policy.CredentialsWrite
+		if o.Credential == "" {
+			p = policy.ServicesWrite
+		}
+	default:
+		return ""
+	}
+	a := policy.Access{Roles: strings.Split(g.roles, ",")}
+	for _, note := range strings.Split(g.grants, ",") {
+		id, rest, _ := strings.Cut(note, ":")
+		role, patterns, _ := strings.Cut(rest, ":")
+		a.Scopes = append(a.Scopes, policy.Scope{ID: id, Role: policy.Role(role), Integrations: strings.Split(patterns, "|")})
+	}
+	if a.Tenantwide(p) {
+		return ""
+	}
+	if through := a.Through(p, o.Integration); len(through) > 0 {
+		return through[0].ID
+	}
+	return ""
 }
 
 // denial reports whether a Vault error is a refusal of the caller.

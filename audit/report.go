@@ -27,7 +27,7 @@ func NewTable(w io.Writer) *Table {
 }
 
 func (t *Table) header() {
-	fmt.Fprintln(t.tw, "TIME\tTENANT\tSUBJECT\tEMAIL\tOPERATION\tINTEGRATION\tCREDENTIAL\tVERSION\tOUTCOME\tREQUEST ID\tCLIENT")
+	fmt.Fprintln(t.tw, "TIME\tTENANT\tSUBJECT\tEMAIL\tOPERATION\tINTEGRATION\tCREDENTIAL\tVERSION\tOUTCOME\tREQUEST ID\tCLIENT\tGRANT")
 }
 
 // Write adds o.
@@ -49,8 +49,8 @@ func (t *Table) Write(o Op) error {
 	if o.Path != "" {
 		what += " " + o.Path
 	}
-	_, err := fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Time.UTC().Format(time.RFC3339),
-		dash(o.Tenant), dash(o.Subject), dash(o.Email), what, dash(o.Integration), dash(o.Credential), dash(version), o.Outcome, dash(o.RequestID), dash(o.Client))
+	_, err := fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Time.UTC().Format(time.RFC3339),
+		dash(o.Tenant), dash(o.Subject), dash(o.Email), what, dash(o.Integration), dash(o.Credential), dash(version), o.Outcome, dash(o.RequestID), dash(o.Client), dash(o.Grant))
 	return err
 }
 

@@ -165,8 +165,10 @@ func (s *Scanner) add(e *entry, hit bool) {
 	}
 	mint := strings.HasPrefix(e.Request.Path, "auth/token/create/") && len(e.Response.Auth.Metadata) > 0
 	if mint {
-		key += "\x00mint"
+		// A request can mint two tokens (its caller's, and credgate's own
+		// system principal's to read the tenant's grants): one group each.
 		md = e.Response.Auth.Metadata
+		key += "\x00mint\x00" + md["sub"]
 	}
 	g := s.open[key]
 	if g == nil {
@@ -178,6 +180,7 @@ func (s *Scanner) add(e *entry, hit bool) {
 	g.hit = g.hit || hit
 	if md["tenant"] != "" && g.tenant == "" {
 		g.tenant, g.sub, g.email = strings.Clone(md["tenant"]), strings.Clone(md["sub"]), strings.Clone(md["email"])
+		g.roles, g.grants = strings.Clone(md["roles"]), strings.Clone(md["grants"])
 	}
 	if mint {
 		g.mint = true

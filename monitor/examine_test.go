@@ -31,6 +31,9 @@ func (r *recorder) ReleaseLease(context.Context, string, string) {}
 func (r *recorder) ListCredentials(context.Context, credgate.CredentialFilter) (*credgate.CredentialPage, error) {
 	return &credgate.CredentialPage{}, nil
 }
+func (r *recorder) ExpireGrants(context.Context, string, time.Time) ([]credgate.Grant, error) {
+	return nil, nil
+}
 func (r *recorder) SaveWatch(_ context.Context, _ string, c *credgate.Credential) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

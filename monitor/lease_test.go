@@ -39,6 +39,9 @@ func (s *leaseStore) Tenants(context.Context) ([]string, error) {
 func (s *leaseStore) ListCredentials(context.Context, credgate.CredentialFilter) (*credgate.CredentialPage, error) {
 	return &credgate.CredentialPage{}, nil
 }
+func (s *leaseStore) ExpireGrants(context.Context, string, time.Time) ([]credgate.Grant, error) {
+	return nil, nil
+}
 func (s *leaseStore) SaveWatch(context.Context, string, *credgate.Credential) error { return nil }
 func (s *leaseStore) UpdateCredential(context.Context, string, int, func(*credgate.Credential) error) (*credgate.Credential, error) {
 	return nil, nil

@@ -25,6 +25,9 @@ type Store interface {
 	SaveWatch(ctx context.Context, tenant string, c *credgate.Credential) error
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	RefreshCredential(ctx context.Context, cred string, ifMatch int, grant credgate.RefreshGrant) (*credgate.Credential, error)
+	// ExpireGrants removes tenant's grants that expired at now (their
+	// Vault policies first) and returns them.
+	ExpireGrants(ctx context.Context, tenant string, now time.Time) ([]credgate.Grant, error)
 }
 
 // Publisher publishes events (webhook.Dispatcher).
@@ -269,7 +272,25 @@ func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, 
 	m.mu.Lock()
 	p.Inventory[tenant] = counts
 	m.mu.Unlock()
+	m.expireGrants(sys, tenant)
 	return seen, nil
+}
+
+// expireGrants removes tenant's expired grants and announces each once.
+// (A caller's own check stops counting a grant the moment it expires, and
+// a caller token never outlives its grants; this is the clean-up.)
+func (m *Monitor) expireGrants(ctx context.Context, tenant string) {
+	gone, err := m.o.Store.ExpireGrants(ctx, tenant, m.o.Now())
+	if err != nil {
+		m.o.Logger.Warn("monitor: removing expired grants failed", zap.String("tenant", tenant), zap.Error(err))
+	}
+	for _, g := range gone {
+		e := credgate.NewGrantEvent(ctx, credgate.EventGrantExpired, &g)
+		e.OnceID(credgate.EventGrantExpired, g.ID)
+		if err := m.o.Events.Publish(ctx, e); err != nil {
+			m.o.Logger.Warn("monitor: publishing an expired grant failed", zap.String("grant_id", g.ID), zap.Error(err))
+		}
+	}
 }
 
 // lookahead is how far ahead a pass refreshes: a credential due before the
