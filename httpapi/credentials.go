@@ -31,6 +31,10 @@ func (h *handlers) createCredential(c *gin.Context) {
 		fail(c, credgate.FieldErrors{"previousRevokeAt": "goes with rotate"}.Err())
 		return
 	}
+	if !may(c.Request.Context(), policy.CredentialsWrite, *in.IntegrationID) {
+		fail(c, refused(policy.CredentialsWrite, *in.IntegrationID))
+		return
+	}
 	cred := &credgate.Credential{IntegrationID: *in.IntegrationID, Status: credgate.CredActive, Metadata: map[string]any{}}
 	if in.ID != nil {
 		id, ok := credgate.CanonicalCredentialID(*in.ID)
@@ -70,7 +74,7 @@ func (h *handlers) getCredential(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	read := credgate.CredentialRead{Service: service, History: h.may(ctx, policy.CredentialsWrite, service)}
+	read := credgate.CredentialRead{Service: service, History: may(ctx, policy.CredentialsWrite, service)}
 	if v, ok := c.GetQuery("credentialId"); ok {
 		id, ok := credgate.CanonicalCredentialID(v)
 		if !ok {
@@ -132,7 +136,8 @@ func (h *handlers) listCredentials(c *gin.Context) {
 // authType, expiresBefore (RFC 3339), expiringWithin (30d, 12h, 90m: an
 // expiresAt before now plus that, expired ones included), limit, cursor.
 func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, error) {
-	f := credgate.CredentialFilter{IntegrationID: c.Query("integrationId"), Status: c.Query("status"), AuthType: c.Query("authType"), Limit: defaultListLimit}
+	f := credgate.CredentialFilter{IntegrationID: c.Query("integrationId"), Status: c.Query("status"), AuthType: c.Query("authType"), Limit: defaultListLimit,
+		Visible: visible(c.Request.Context(), policy.CredentialsMetaRead)}
 	if _, ok := c.GetQuery("integrationId"); ok && f.IntegrationID == "" {
 		return f, invalidParam("integrationId must be a valid service id")
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/grants"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
@@ -172,6 +173,8 @@ type apiOptions struct {
 	// monitor, when set, runs this instance's webhook dispatcher and
 	// expiry monitor, as credgate serve does.
 	monitor *monitorSetup
+	// configured are grants from configuration, by tenant.
+	configured map[string][]credgate.Grant
 }
 
 // monitorSetup times an instance's monitor for a test.
@@ -186,6 +189,7 @@ type testAPI struct {
 	url        string
 	metrics    *httpapi.Metrics
 	store      *vaultstore.Store
+	grants     *grants.Resolver
 	vaultCalls atomic.Int64
 	mu         sync.Mutex
 	ops        map[string]int // Vault calls by operation
@@ -264,9 +268,13 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if o.monitor != nil {
 		events = a.startMonitoring(guard, log, o.monitor)
 	}
+	a.grants, err = grants.New(grants.Options{Store: a.store, Configured: o.configured})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := httpapi.New(httpapi.Options{
-		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access,
-		Webhooks: a.store, Events: events,
+		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store,
+		Webhooks: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
@@ -401,6 +409,17 @@ func (a *testAPI) mustCreate(tok string, body map[string]any) reply {
 		a.t.Fatalf("create %v: %d %s", body, r.Status, r.Raw)
 	}
 	return r
+}
+
+// grantStore is the store's grants with the configured ones beside them, as
+// credgate serve wires them.
+type grantStore struct {
+	*vaultstore.Store
+	configured *grants.Resolver
+}
+
+func (g grantStore) Configured(tenant string) []credgate.Grant {
+	return g.configured.Configured(tenant)
 }
 
 // noAuth refuses everyone; for building a handler whose routes are listed.

@@ -126,6 +126,11 @@ func (s *fuzzStore) CreateCredential(_ context.Context, c *credgate.Credential) 
 	return c, nil
 }
 
+func (s *fuzzStore) LocateCredential(_ context.Context, cred string) (string, error) {
+	c, err := s.credential("", cred)
+	return c.IntegrationID, err
+}
+
 func (s *fuzzStore) GetCredential(_ context.Context, r credgate.CredentialRead) (*credgate.Credential, error) {
 	c, err := s.credential(r.Service, r.ID)
 	if err != nil {
@@ -241,7 +246,7 @@ func (fuzzEndpoints) CheckURL(context.Context, string) (string, error) {
 func fuzzHandler(f *testing.F) (http.Handler, func(*testing.T)) {
 	st := newFuzzStore()
 	h, err := httpapi.New(httpapi.Options{
-		Services: st, Credentials: st, Primary: st, Rotator: st, Auth: fuzzAuth{}, Logger: nopLogger(),
+		Services: st, Credentials: st, Primary: st, Rotator: st, Locator: st, Auth: fuzzAuth{}, Logger: nopLogger(),
 		Endpoints: fuzzEndpoints{},
 		Refresh: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
 			return nil, nil, &credgate.Error{Code: credgate.EUpstreamError, Message: "refused", UpstreamError: "invalid_grant"}

@@ -45,16 +45,38 @@ type debugAuthResponse struct {
 	Issuer        string         `json:"issuer"`
 	Tenant        string         `json:"tenant"`
 	Roles         []string       `json:"roles"`
+	Groups        []string       `json:"groups,omitempty"`
 	VaultPolicies []string       `json:"vault_policies"`
 	ExpiresAt     time.Time      `json:"expires_at"`
 	Claims        map[string]any `json:"claims"`
+	// Grants are the grants in force for the caller, each with the Vault
+	// policy it renders (its name and text).
+	Grants []debugGrant `json:"grants"`
 }
 
-// debugAuth shows what credgate made of the caller's token; never the token.
-func debugAuth(c *gin.Context) {
+type debugGrant struct {
+	credgate.Grant
+	VaultPolicy     string `json:"vault_policy"`
+	VaultPolicyText string `json:"vault_policy_text"`
+}
+
+// debugAuth shows what credgate made of the caller's token; never the
+// token.
+func (h *handlers) debugAuth(c *gin.Context) {
 	p := credgate.PrincipalFrom(c.Request.Context())
-	c.JSON(http.StatusOK, debugAuthResponse{
+	out := debugAuthResponse{
 		Subject: p.Subject, Name: p.Name, Email: p.Email, Issuer: p.Issuer, Tenant: p.Tenant,
-		Roles: p.Roles, VaultPolicies: policy.Names(p.Tenant, p.Roles), ExpiresAt: p.Expiry.UTC(), Claims: p.Claims,
-	})
+		Roles: p.Roles, Groups: p.Groups, VaultPolicies: policy.Names(p.Tenant, p.Roles), ExpiresAt: p.Expiry.UTC(), Claims: p.Claims,
+		Grants: []debugGrant{},
+	}
+	var texts map[string]string
+	if h.grants != nil {
+		texts = h.grants.GrantPolicies(p)
+	}
+	for _, g := range p.Grants {
+		name := policy.GrantPolicyName(p.Tenant, g.ID)
+		out.VaultPolicies = append(out.VaultPolicies, name)
+		out.Grants = append(out.Grants, debugGrant{Grant: g, VaultPolicy: name, VaultPolicyText: texts[name]})
+	}
+	c.JSON(http.StatusOK, out)
 }

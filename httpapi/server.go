@@ -103,6 +103,16 @@ type Options struct {
 	// Events, when set, is told about every change of a credential and
 	// every refused read of its values.
 	Events EventPublisher
+	// Locator finds a credential's integration, for callers whose access
+	// is grants.
+	Locator CredentialLocator
+	// GrantResolver, when set, puts each caller's grants on it.
+	GrantResolver GrantResolver
+	// Grants, when set, serves /api/v1/grants and the access reviews.
+	Grants GrantStore
+	// RoleMap is the configured role map, for the access reviews; default
+	// policy.DefaultRoleMap.
+	RoleMap policy.RoleMap
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -110,8 +120,8 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // New returns the HTTP handler of the API.
 func New(o Options) (http.Handler, error) {
-	if o.Services == nil || o.Credentials == nil || o.Primary == nil || o.Rotator == nil || o.Refresh == nil || o.Endpoints == nil || o.Auth == nil || o.Logger == nil {
-		return nil, errors.New("httpapi: Services, Credentials, Primary, Rotator, Refresh, Endpoints, Auth and Logger are required")
+	if o.Services == nil || o.Credentials == nil || o.Primary == nil || o.Rotator == nil || o.Refresh == nil || o.Endpoints == nil || o.Auth == nil || o.Logger == nil || o.Locator == nil {
+		return nil, errors.New("httpapi: Services, Credentials, Primary, Rotator, Refresh, Endpoints, Auth, Locator and Logger are required")
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -150,29 +160,45 @@ func New(o Options) (http.Handler, error) {
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
 	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints,
-		webhooks: o.Webhooks, events: o.Events, log: o.Logger}
-	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics, o.Logger))
-	authed.GET("/debug/auth", debugAuth)
+		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver}
+	if h.roleMap == nil {
+		h.roleMap = policy.DefaultRoleMap()
+	}
+	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics, o.Logger), resolveGrants(o.GrantResolver))
+	authed.GET("/debug/auth", h.debugAuth)
 
+	// Routes whose :id is an integration check the permission on it;
+	// collections check that the caller holds it somewhere and narrow to
+	// where; routes whose :id is a credential find its integration first.
 	svc := authed.Group("/api/v1/services")
-	svc.GET("", require(policy.ServicesRead), h.listServices)
-	svc.POST("", require(policy.ServicesWrite), h.createService)
-	svc.GET("/:id", require(policy.ServicesRead), h.getService)
-	svc.PUT("/:id", require(policy.ServicesWrite), h.putService)
-	svc.PATCH("/:id", require(policy.ServicesWrite), h.patchService)
-	svc.DELETE("/:id", require(policy.ServicesWrite), h.deleteService)
+	svc.GET("", requireSome(policy.ServicesRead), h.listServices)
+	svc.POST("", requireSome(policy.ServicesWrite), h.createService)
+	svc.GET("/:id", requireOn(policy.ServicesRead), h.getService)
+	svc.PUT("/:id", requireOn(policy.ServicesWrite), h.putService)
+	svc.PATCH("/:id", requireOn(policy.ServicesWrite), h.patchService)
+	svc.DELETE("/:id", requireOn(policy.ServicesWrite), h.deleteService)
 	svc.GET("/:id/credentials", h.requireValues(), h.getServiceCredentials)
-	svc.PUT("/:id/credentials", require(policy.CredentialsWrite), h.putServiceCredentials)
-	svc.GET("/:id/credentials/versions", require(policy.CredentialsMetaRead), h.serviceCredentialVersions)
+	svc.PUT("/:id/credentials", requireOn(policy.CredentialsWrite), h.putServiceCredentials)
+	svc.GET("/:id/credentials/versions", requireOn(policy.CredentialsMetaRead), h.serviceCredentialVersions)
 
 	cred := authed.Group("/api/v1/credentials")
-	cred.GET("", require(policy.CredentialsMetaRead), h.listCredentials)
-	cred.POST("", require(policy.CredentialsWrite), h.createCredential)
+	cred.GET("", requireSome(policy.CredentialsMetaRead), h.listCredentials)
+	cred.POST("", requireSome(policy.CredentialsWrite), h.createCredential)
 	cred.GET("/:id", h.requireValues(), h.getCredential) // :id is the integrationId here
-	cred.PATCH("/:id", require(policy.CredentialsWrite), h.patchCredential)
-	cred.DELETE("/:id", require(policy.CredentialsWrite), h.deleteCredential)
-	cred.GET("/:id/versions", require(policy.CredentialsMetaRead), h.credentialVersions)
-	cred.POST("/:id/rotate", require(policy.CredentialsWrite), h.rotateCredential)
+	cred.PATCH("/:id", h.requireOnCredential(policy.CredentialsWrite), h.patchCredential)
+	cred.DELETE("/:id", h.requireOnCredential(policy.CredentialsWrite), h.deleteCredential)
+	cred.GET("/:id/versions", h.requireOnCredential(policy.CredentialsMetaRead), h.credentialVersions)
+	cred.POST("/:id/rotate", h.requireOnCredential(policy.CredentialsWrite), h.rotateCredential)
+
+	if o.Grants != nil {
+		svc.GET("/:id/access", require(policy.GrantsManage), h.serviceAccess)
+		cred.GET("/:id/access", require(policy.GrantsManage), h.credentialAccess)
+		gr := authed.Group("/api/v1/grants", require(policy.GrantsManage))
+		gr.GET("", h.listGrants)
+		gr.POST("", h.createGrant)
+		gr.GET("/:id", h.getGrant)
+		gr.DELETE("/:id", h.deleteGrant)
+	}
 
 	if o.Webhooks != nil {
 		wh := authed.Group("/api/v1/webhooks", require(policy.WebhooksManage))
@@ -200,6 +226,10 @@ func New(o Options) (http.Handler, error) {
 }
 
 type handlers struct {
+	locate    CredentialLocator
+	grants    GrantStore
+	resolver  GrantResolver
+	roleMap   policy.RoleMap
 	services  ServiceStore
 	creds     CredentialStore
 	primary   PrimaryCredentials

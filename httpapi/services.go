@@ -68,7 +68,7 @@ type listServicesResponse struct {
 }
 
 func (h *handlers) listServices(c *gin.Context) {
-	f := credgate.ServiceFilter{Type: c.Query("type"), Status: c.Query("status"), Limit: defaultListLimit}
+	f := credgate.ServiceFilter{Type: c.Query("type"), Status: c.Query("status"), Limit: defaultListLimit, Visible: visible(c.Request.Context(), policy.ServicesRead)}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {
@@ -146,6 +146,10 @@ func (h *handlers) createService(c *gin.Context) {
 		svc.ID = *in.ID
 	} else {
 		svc.ID = newServiceID()
+	}
+	if !may(c.Request.Context(), policy.ServicesWrite, svc.ID) {
+		fail(c, refused(policy.ServicesWrite, svc.ID))
+		return
 	}
 	if err := in.apply(svc); err != nil {
 		fail(c, err)
@@ -231,8 +235,8 @@ func (h *handlers) putService(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if creds != nil && !policy.Allowed(credgate.PrincipalFrom(c.Request.Context()).Roles, policy.CredentialsWrite) {
-		fail(c, credgate.Errorf(credgate.EInsufficientPermissions, "setting credentials needs the %s permission", policy.CredentialsWrite))
+	if creds != nil && !may(c.Request.Context(), policy.CredentialsWrite, id) {
+		fail(c, refused(policy.CredentialsWrite, id))
 		return
 	}
 	out, err := h.services.UpdateService(c.Request.Context(), id, version, func(svc *credgate.Service) error {
