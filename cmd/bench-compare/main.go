@@ -142,6 +142,15 @@ func run() error {
 	if err := call(cg.url, "GET", "/api/v1/credentials/stripe", reader, "", nil); err != nil {
 		return err
 	}
+	// An application with no role, granted credential_reader on stripe
+	// only: its reads go through its grant.
+	app, err := mint("bench-app")
+	if err != nil {
+		return err
+	}
+	if err := call(cg.url, "POST", "/api/v1/grants", admin, `{"subject":"bench-app","role":"credential_reader","integrations":["stripe"]}`, nil); err != nil {
+		return err
+	}
 	readerPolicy := policy.Name(tenant, policy.CredentialReader)
 	direct, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{readerPolicy}, NoDefaultPolicy: true, Type: "batch", TTL: "2h"})
 	if err != nil {
@@ -166,6 +175,7 @@ func run() error {
 		{name: "vault proxy", url: proxy.url + kvPath, header: http.Header{}},
 		{name: "credgate GET /api/v1/credentials/{id}?credentialId=…", url: cg.url + "/api/v1/credentials/stripe?credentialId=" + cred.Data.ID, header: bearer, credgate: true},
 		{name: "credgate GET /api/v1/credentials/{id} (seed 002)", url: cg.url + "/api/v1/credentials/stripe", header: bearer, credgate: true},
+		{name: "credgate GET /api/v1/credentials/{id} by a caller with a grant", url: cg.url + "/api/v1/credentials/stripe", header: http.Header{"Authorization": {"Bearer " + app}}, credgate: true},
 		{name: "credgate GET /api/v1/services/{id}/credentials (seed 000)", url: cg.url + "/api/v1/services/stripe/credentials", header: bearer, credgate: true},
 		{name: "credgate GET /api/v1/services/{id}", url: cg.url + "/api/v1/services/stripe", header: bearer, credgate: true},
 	}

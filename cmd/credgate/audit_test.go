@@ -308,3 +308,37 @@ func TestAuditReadsRotatedFilesAndSkipsMalformedLines(t *testing.T) {
 		t.Error("reading standard input differs from reading the file")
 	}
 }
+
+// TestAuditNamesTheGrantAReadCameThrough: a workload with no role, granted
+// credential_reader on stripe, reads it; credgate audit attributes that
+// read to the grant, and a read through a tenant-wide role to none.
+func TestAuditNamesTheGrantAReadCameThrough(t *testing.T) {
+	s := startAuditStory(t)
+	s.token("gina", "acme") // no roles
+	var sub struct {
+		Subject string `json:"subject"`
+	}
+	b, _ := json.Marshal(s.do("gina", "GET", "/debug/auth", "r-gina-whoami", nil, 200))
+	_ = json.Unmarshal(b, &sub)
+	g := s.do("alice", "POST", "/api/v1/grants", "r-alice-grant", map[string]any{"subject": sub.Subject, "role": "credential_reader", "integrations": []string{"stripe"}}, 201)
+	grant := g["data"].(map[string]any)["id"].(string)
+	s.do("gina", "GET", "/api/v1/credentials/stripe", "r-gina-read", nil, 200)
+	s.do("bob", "GET", "/api/v1/credentials/stripe", "r-bob-read-3", nil, 200)
+	out, _ := s.run("", "-json", "-tenant", "acme", s.log)
+	found := map[string]string{}
+	for _, o := range ops(t, out) {
+		if o.Operation == audit.OpReadValues {
+			found[o.RequestID] = o.Grant
+		}
+	}
+	if g, ok := found["r-gina-read"]; !ok || g != grant {
+		t.Fatalf("gina's read: grant %q (found %v); want %s", g, ok, grant)
+	}
+	if g, ok := found["r-bob-read-3"]; !ok || g != "" {
+		t.Fatalf("bob's read through his role: grant %q (found %v); want none", g, ok)
+	}
+	table, _ := s.run("", "-tenant", "acme", "-request-id", "r-gina-read", s.log)
+	if !strings.Contains(table, "GRANT") || !strings.Contains(table, grant) {
+		t.Fatalf("the table does not name the grant:\n%s", table)
+	}
+}

@@ -41,6 +41,7 @@ type Config struct {
 	Outbound       OutboundConfig  `yaml:"outbound"`
 	Monitor        MonitorConfig   `yaml:"monitor"`
 	Webhooks       WebhooksConfig  `yaml:"webhooks"`
+	Grants         []GrantConfig   `yaml:"grants"`
 }
 
 // MonitorConfig times the scan of every credential (expiry notices,
@@ -275,9 +276,26 @@ type IssuerConfig struct {
 	RolesClaim      string   `yaml:"roles_claim"`
 	TenantNameClaim string   `yaml:"tenant_name_claim"`
 	// Tenants and TenantPattern bind the issuer to the tenants it may
-	// assert; required of each issuer when there are several.
+	// assert; required of each issuer when there are several (or Tenant).
 	Tenants       []string `yaml:"tenants"`
 	TenantPattern string   `yaml:"tenant_pattern"`
+	// Tenant binds the issuer to one tenant, whose tokens then need no
+	// tenant claim (workload identity).
+	Tenant string `yaml:"tenant"`
+	// GroupsClaim names the claim of groups that grants may name.
+	GroupsClaim string `yaml:"groups_claim"`
+}
+
+// GrantConfig is a grant kept in configuration (in git, by a platform
+// team): a role on named integrations for one subject or group of tenant.
+type GrantConfig struct {
+	Tenant       string     `yaml:"tenant"`
+	Subject      string     `yaml:"subject"`
+	Group        string     `yaml:"group"`
+	Role         string     `yaml:"role"`
+	Integrations []string   `yaml:"integrations"`
+	ExpiresAt    *time.Time `yaml:"expires_at"`
+	Description  string     `yaml:"description"`
 }
 
 // DefaultConfig returns the configuration credgate runs with when nothing
@@ -417,8 +435,11 @@ func (c Config) Validate() error {
 		if len(iss.Audiences) == 0 || slicesHasEmpty(iss.Audiences) {
 			bad("auth.issuers[%d].audiences: at least one, none empty", i)
 		}
-		if len(c.Auth.Issuers) > 1 && len(iss.Tenants) == 0 && iss.TenantPattern == "" {
-			bad("auth.issuers[%d]: with several issuers, each must say which tenants it may assert (tenants or tenant_pattern)", i)
+		if len(c.Auth.Issuers) > 1 && len(iss.Tenants) == 0 && iss.TenantPattern == "" && iss.Tenant == "" {
+			bad("auth.issuers[%d]: with several issuers, each must say which tenants it may assert (tenant, tenants or tenant_pattern)", i)
+		}
+		if iss.Tenant != "" && (!validTenant(iss.Tenant) || len(iss.Tenants) > 0 || iss.TenantPattern != "") {
+			bad("auth.issuers[%d].tenant: one valid tenant id, without tenants or tenant_pattern", i)
 		}
 		for _, t := range iss.Tenants {
 			if !validTenant(t) {
@@ -480,10 +501,50 @@ func (c Config) Validate() error {
 		}
 		checkDays("monitor.tenant_thresholds."+t, days)
 	}
+	if _, err := c.grants(time.Now()); err != nil {
+		errs = append(errs, err)
+	}
 	if w := c.Webhooks; w.Timeout < time.Second || w.Backoff < time.Second || w.MaxBackoff < w.Backoff || w.RetryFor < w.Backoff || w.MaxAttempts < 1 {
 		bad("webhooks: timeout and backoff at least 1s, max_backoff and retry_for at least backoff, max_attempts at least 1")
 	}
 	return errors.Join(errs...)
+}
+
+// grants returns the configured grants by tenant, validated at now.
+func (c Config) grants(now time.Time) (map[string][]credgate.Grant, error) {
+	out := map[string][]credgate.Grant{}
+	var errs []error
+	for i, gc := range c.Grants {
+		// An expiry that passed is kept (the grant is simply not in force):
+		// a configuration must not stop serving when a date comes.
+		g := credgate.Grant{Subject: gc.Subject, Group: gc.Group, Role: gc.Role, Integrations: gc.Integrations,
+			Description: gc.Description, Source: credgate.GrantFromConfig, Version: 1, CreatedBy: credgate.Actor{ID: "configuration"}}
+		if !validTenant(gc.Tenant) {
+			errs = append(errs, fmt.Errorf("grants[%d].tenant: %q is not a valid tenant id", i, gc.Tenant))
+		}
+		if gc.ExpiresAt != nil && gc.ExpiresAt.Sub(now) > credgate.MaxGrantLife {
+			errs = append(errs, fmt.Errorf("grants[%d].expires_at: at most 10 years away", i))
+		}
+		if err := g.Validate(now, func(r string) bool { return policy.Known(policy.Role(r)) }); err != nil {
+			var ce *credgate.Error
+			if errors.As(err, &ce) {
+				err = errors.New(ce.Fields.Sentence())
+			}
+			errs = append(errs, fmt.Errorf("grants[%d]: %w", i, err))
+			continue
+		}
+		if gc.ExpiresAt != nil {
+			t := gc.ExpiresAt.UTC()
+			g.ExpiresAt = &t
+		}
+		g.ID = credgate.ConfigGrantID(gc.Tenant, g)
+		if slices.ContainsFunc(out[gc.Tenant], func(x credgate.Grant) bool { return x.ID == g.ID }) {
+			errs = append(errs, fmt.Errorf("grants[%d]: the same grant twice", i))
+			continue
+		}
+		out[gc.Tenant] = append(out[gc.Tenant], g)
+	}
+	return out, errors.Join(errs...)
 }
 
 func (c Config) roleMap() policy.RoleMap {

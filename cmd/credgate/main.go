@@ -28,7 +28,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/grants"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/httpapi/ratelimit"
 	"github.com/credgate/credgate/tokenrefresh"
@@ -237,9 +239,17 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	configured, err := cfg.grants(time.Now())
+	if err != nil {
+		return err
+	}
+	resolver, err := grants.New(grants.Options{Store: store, Configured: configured})
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.New(httpapi.Options{
-		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store,
-		Webhooks: store, Events: mon.events,
+		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store,
+		Webhooks: store, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(),
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -287,6 +297,17 @@ func (m *Main) Run(ctx context.Context) error {
 	go identity.Run(bg)
 	mon.run(bg, !cfg.Monitor.Disabled)
 	return nil
+}
+
+// grantStore is the store's grants with the configured ones beside them,
+// as the grant routes see them.
+type grantStore struct {
+	*vaultstore.Store
+	configured *grants.Resolver
+}
+
+func (g grantStore) Configured(tenant string) []credgate.Grant {
+	return g.configured.Configured(tenant)
 }
 
 // reportLogin logs credgate's own logins to Vault and counts them.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -330,5 +331,64 @@ func TestVaultAuthMethodIsChosenAndChecked(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want %q", yaml, err, want)
 		}
+	}
+}
+
+// TestREADMEWorkloadIdentityExamplesPassCheckConfig runs every
+// configuration example of the README's Least privilege section through
+// `credgate serve -check-config`, and checks each binds an issuer to its
+// tenant and loads its grants; a broken variant of one is refused.
+func TestREADMEWorkloadIdentityExamplesPassCheckConfig(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## Least privilege\n")
+	if !ok {
+		t.Fatal("the README has no Least privilege section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var blocks []string
+	for rest := section; ; {
+		var block string
+		if _, rest, ok = strings.Cut(rest, "```yaml\n"); !ok {
+			break
+		}
+		block, rest, _ = strings.Cut(rest, "```")
+		blocks = append(blocks, block)
+	}
+	if len(blocks) < 5 {
+		t.Fatalf("%d yaml examples in the Least privilege section; want Kubernetes, GitHub Actions, GitLab CI, SPIFFE and a mixed one", len(blocks))
+	}
+	t.Setenv("VAULT_ADDR", "https://vault.example.com:8200")
+	t.Setenv("VAULT_TOKEN", "s.example")
+	check := func(block string) error {
+		path := filepath.Join(t.TempDir(), "credgate.yaml")
+		if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		return run(context.Background(), []string{"serve", "-config", path, "-check-config"}, &stdout, &stderr)
+	}
+	for i, block := range blocks {
+		if err := check(block); err != nil {
+			t.Errorf("example %d: %v\n%s", i+1, err, block)
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "credgate.yaml")
+		_ = os.WriteFile(path, []byte(block), 0o600)
+		cfg, err := LoadConfig(path, os.Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bound := slices.ContainsFunc(cfg.Auth.Issuers, func(iss IssuerConfig) bool { return iss.Tenant == "acme" })
+		grants, err := cfg.grants(time.Now())
+		if !bound || err != nil || len(grants["acme"]) == 0 {
+			t.Errorf("example %d: an issuer bound to acme %v, grants %v (%v)", i+1, bound, grants, err)
+		}
+	}
+	broken := strings.Replace(blocks[0], "      tenant: acme\n", "      tenant: acme\n      tenants: [acme]\n", 1)
+	if err := check(broken); err == nil || !strings.Contains(err.Error(), "tenant") {
+		t.Fatalf("an issuer with both tenant and tenants: %v", err)
 	}
 }
