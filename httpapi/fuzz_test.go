@@ -98,7 +98,7 @@ func (s *fuzzStore) UpdateService(_ context.Context, id string, ifMatch int, fn 
 		return nil, err
 	}
 	if creds != nil {
-		if _, err := s.SetPrimaryCredential(context.Background(), id, 0, *creds); err != nil {
+		if _, _, err := s.SetPrimaryCredential(context.Background(), id, 0, *creds); err != nil {
 			return nil, err
 		}
 	}
@@ -188,22 +188,22 @@ func (s *fuzzStore) CredentialVersions(_ context.Context, cred string) ([]credga
 	return []credgate.CredentialVersion{{Version: c.Version, CreatedAt: c.CreatedAt, Change: credgate.ChangeCreated, Current: true}}, nil
 }
 
-func (s *fuzzStore) SetPrimaryCredential(_ context.Context, service string, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, error) {
+func (s *fuzzStore) SetPrimaryCredential(_ context.Context, service string, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, string, error) {
 	c, err := s.credential(service, "")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if u.CredentialID != "" {
 		s.ids("", u.CredentialID)
 	}
 	u.Apply(&c)
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := credgate.CheckVersion(c.Version, ifMatch); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return &c, nil
+	return &c, credgate.EventRotated, nil
 }
 
 func (s *fuzzStore) DescribePrimary(_ context.Context, service string) (*credgate.Credential, error) {

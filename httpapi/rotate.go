@@ -49,16 +49,19 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	var out *credgate.Credential
+	seen := 0 // the version new values were set on
 	switch {
 	case generate && in.hasSecrets():
 		err = credgate.FieldErrors{"generate": "send new values or generate, not both"}.Err()
 	case generate:
 		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
+			seen = cr.Version
 			cr.KeepPrevious(keep)
 			return cr.Generate(func() (string, error) { return h.rotator.RandomSecret(ctx) })
 		})
 	case in.hasSecrets():
 		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
+			seen = cr.Version
 			cr.KeepPrevious(keep)
 			return in.apply(cr)
 		})
@@ -71,7 +74,9 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	h.publish(ctx, credgate.EventRotated, out)
+	if out.Version != seen { // not when the values were in the credential already
+		h.publish(ctx, credgate.EventRotated, out)
+	}
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusOK, "Credential rotated successfully", viewOf(ctx, out, maskSecrets))
 }

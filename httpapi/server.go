@@ -38,7 +38,9 @@ type CredentialStore interface {
 // PrimaryCredentials is what the services family needs to see a service's
 // credentials as one: its primary credential (credgate.PickServable).
 type PrimaryCredentials interface {
-	SetPrimaryCredential(ctx context.Context, service string, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, error)
+	// SetPrimaryCredential answers the event its write is (created,
+	// rotated, or "" when the values were in place already).
+	SetPrimaryCredential(ctx context.Context, service string, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, string, error)
 	DescribePrimary(ctx context.Context, service string) (*credgate.Credential, error)
 }
 

@@ -139,15 +139,13 @@ func (h *handlers) putServiceCredentials(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	out, err := h.primary.SetPrimaryCredential(ctx, id, version, *u)
+	out, event, err := h.primary.SetPrimaryCredential(ctx, id, version, *u)
 	if err != nil {
 		fail(c, inServiceTerms(err))
 		return
 	}
-	if out.Version == 1 {
-		h.publish(ctx, credgate.EventCreated, out)
-	} else {
-		h.publish(ctx, credgate.EventRotated, out)
+	if event != "" {
+		h.publish(ctx, event, out)
 	}
 	c.Header("ETag", etag(out.Version))
 	c.JSON(http.StatusOK, serviceCredentialsOf(out, maskSecrets))

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/credgate/credgate"
 )
 
 // Every write is validated whole before anything is written, and every
@@ -264,4 +267,40 @@ func TestEveryRecordFollowsOneRuleOfConditionalWrites(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAWriteThatChangesNothingAnnouncesNothing: the same services-family
+// PUT repeated, or a rotation to the values a credential has, writes no
+// version and sends no event; the first PUT is a creation and a changed one
+// a rotation.
+func TestAWriteThatChangesNothingAnnouncesNothing(t *testing.T) {
+	a, _ := replicas(t, &clock{})
+	tok, _ := adminWithService(t, a, "crm")
+	rec := startReceiver(t, 0)
+	rec.subscribe(a, tok, credgate.EventCreated, credgate.EventRotated)
+	put := func(key string) reply {
+		return a.do("PUT", "/api/v1/services/crm/credentials", tok, map[string]any{"credentials": map[string]string{"api_key": key}})
+	}
+	k1, k2 := secret("k1-"+randHex(6)), secret("k2-"+randHex(6))
+	for i, want := range []struct {
+		key     string
+		version float64
+	}{{k1, 1}, {k1, 1}, {k2, 2}} {
+		if r := put(want.key); r.Status != 200 || r.Body["version"] != want.version {
+			t.Fatalf("PUT %d: %d %s; want version %v", i+1, r.Status, r.Raw, want.version)
+		}
+	}
+	id := a.do("GET", "/api/v1/services/crm/credentials", tok, nil).str("credential_id")
+	if r := wantEnvelope(t, a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, map[string]any{"apiKey": k2}), 200); r["version"] != float64(2) {
+		t.Fatalf("a rotation to the values it has: version %v", r["version"])
+	}
+	time.Sleep(time.Second) // deliveries of anything still on its way
+	eventually(t, 10*time.Second, "one created and one rotated", func() bool {
+		return len(rec.events(credgate.EventCreated)) == 1 && len(rec.events(credgate.EventRotated)) == 1
+	})
+	time.Sleep(500 * time.Millisecond)
+	if c, r := len(rec.events(credgate.EventCreated)), len(rec.events(credgate.EventRotated)); c != 1 || r != 1 {
+		t.Fatalf("%d created and %d rotated events; want one of each", c, r)
+	}
+	rec.check()
 }

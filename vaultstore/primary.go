@@ -24,47 +24,49 @@ func (k *session) credsOf(ctx context.Context, rec *serviceRecord) ([]*credgate.
 // SetPrimaryCredential sets u on the primary credential of service as a new
 // version, or makes a new one (u.NewPrimary) when the service has none that
 // is servable. With ifMatch > 0 the primary credential must be at that
-// version. The result is validated before anything is written.
+// version. The result is validated before anything is written. It says
+// which event the write is (credgate.EventCreated, EventRotated when the
+// values changed, or "" when they did not).
 // Errors: SERVICE_NOT_FOUND, CREDENTIAL_NOT_FOUND (ifMatch > 0 and no
 // credential), VERSION_CONFLICT, VALIDATION_FAILED,
 // INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE.
-func (s *Store) SetPrimaryCredential(ctx context.Context, service string, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, error) {
+func (s *Store) SetPrimaryCredential(ctx context.Context, service string, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, string, error) {
 	k, err := s.session(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	rec, err := k.readService(ctx, service)
 	if err != nil {
-		return nil, translate(err, credgate.EServiceNotFound)
+		return nil, "", translate(err, credgate.EServiceNotFound)
 	}
-	out, _, err := k.setPrimary(ctx, rec, ifMatch, u)
-	return out, err
+	out, event, _, err := k.setPrimary(ctx, rec, ifMatch, u)
+	return out, event, err
 }
 
 // setPrimary does SetPrimaryCredential for rec and returns how to take the
 // write back.
-func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, func(context.Context), error) {
+func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch int, u credgate.PrimaryUpdate) (*credgate.Credential, string, func(context.Context), error) {
 	list, err := k.credsOf(ctx, rec)
 	if err != nil {
-		return nil, nil, translate(err, credgate.ECredentialNotFound)
+		return nil, "", nil, translate(err, credgate.ECredentialNotFound)
 	}
 	pick := credgate.PickServable(list, k.s.opts.Now())
 	if u.CredentialID != "" && (pick == nil || pick.ID != u.CredentialID) {
-		return nil, nil, credgate.Errorf(credgate.EVersionConflict, "the service's credentials are no longer credential %s; read them again", u.CredentialID)
+		return nil, "", nil, credgate.Errorf(credgate.EVersionConflict, "the service's credentials are no longer credential %s; read them again", u.CredentialID)
 	}
 	if pick == nil {
 		if ifMatch > 0 {
-			return nil, nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no credentials to match If-Match")
+			return nil, "", nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no credentials to match If-Match")
 		}
 		c := u.NewPrimary(rec.ID)
 		if err := c.Validate(); err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		out, err := k.createCred(ctx, rec, c)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
-		return out, func(ctx context.Context) { _ = k.removeCred(ctx, rec.ID, out.ID, true) }, nil
+		return out, credgate.EventCreated, func(ctx context.Context) { _ = k.removeCred(ctx, rec.ID, out.ID, true) }, nil
 	}
 	var before credgate.Secrets
 	var beforeExpiry *time.Time
@@ -74,7 +76,7 @@ func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch in
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	undo := func(ctx context.Context) {
 		_, _ = k.updateCred(ctx, rec.ID, pick.ID, out.Version, func(c *credgate.Credential) error {
@@ -82,7 +84,11 @@ func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch in
 			return nil
 		})
 	}
-	return out, undo, nil
+	event := ""
+	if credgate.ChangeOf(before, out.Secrets) == credgate.ChangeRotated {
+		event = credgate.EventRotated
+	}
+	return out, event, undo, nil
 }
 
 // holdsPrimary reports whether the primary credential of rec already holds
@@ -122,7 +128,7 @@ func sameTime(a, b *time.Time) bool {
 func (k *session) primaryWrite(u credgate.PrimaryUpdate) *alsoWrite {
 	return &alsoWrite{
 		write: func(ctx context.Context, rec *serviceRecord) (func(context.Context), error) {
-			_, undo, err := k.setPrimary(ctx, rec, 0, u)
+			_, _, undo, err := k.setPrimary(ctx, rec, 0, u)
 			return undo, err
 		},
 		same: func(ctx context.Context, rec *serviceRecord) (bool, error) { return k.holdsPrimary(ctx, rec, u) },
