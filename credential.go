@@ -235,6 +235,19 @@ func (c *Credential) RevocationDue(now time.Time) bool {
 	return c.Status != CredRevoked && c.EffectiveStatus(now) == CredRevoked
 }
 
+// CheckSuccessor is the rule of what a change may make of old (c is what
+// it makes) at now:
+// revoked is final. A credential that reads as revoked (stored so, or past
+// its revokeAt) stays revoked: no change sets it active or inactive again
+// or moves its revokeAt; new values are a new credential. Its descriptive
+// fields may still change. Errors: VALIDATION_FAILED naming status.
+func (c *Credential) CheckSuccessor(old *Credential, now time.Time) error {
+	if old.EffectiveStatus(now) == CredRevoked && c.EffectiveStatus(now) != CredRevoked {
+		return FieldErrors{"status": "stays revoked: revoked is final; store a new credential for new values"}.Err()
+	}
+	return nil
+}
+
 // Servable is the rule of which values are served: an active or expired
 // credential's (expired ones so a client can see it and rotate), never a
 // revoked or inactive one's, whichever version is asked for.
@@ -269,15 +282,18 @@ type CredentialRead struct {
 
 // MayRead is the rule of which versions of c (read at c.ReadAt) r may
 // reach: the current one; the previous one a rotation keeps servable until
-// its PreviousRevokeAt; with History, every earlier version kept.
+// its PreviousRevokeAt, and never after, whoever asks (revoked is final);
+// with History, the other earlier versions kept.
 // Errors: CREDENTIAL_NOT_FOUND naming the revoked status, for the previous
 // version after its PreviousRevokeAt; INSUFFICIENT_PERMISSIONS.
 func (r CredentialRead) MayRead(c *Credential) error {
 	switch {
-	case r.Version == 0 || r.Version == c.Version || c.ServesVersion(r.Version, c.ReadAt) || r.History:
+	case r.Version == 0 || r.Version == c.Version || c.ServesVersion(r.Version, c.ReadAt):
 		return nil
 	case r.Version == c.PreviousVersion && c.PreviousRevokeAt != nil:
-		return &Error{Code: ECredentialNotFound, Message: fmt.Sprintf("version %d of credential %s was served until its previousRevokeAt; read the current one", r.Version, c.ID), Status: CredRevoked}
+		return &Error{Code: ECredentialNotFound, Message: fmt.Sprintf("version %d of credential %s was revoked at its previousRevokeAt; read the current one", r.Version, c.ID), Status: CredRevoked}
+	case r.History:
+		return nil
 	}
 	return Errorf(EInsufficientPermissions, "reading an earlier version of credential %s needs the credentials:write permission", c.ID)
 }
@@ -439,6 +455,9 @@ func (u PrimaryUpdate) Apply(c *Credential) {
 	}
 }
 
+// maxWithin bounds lead times: ten years.
+const maxWithin = 3650 * 24 * time.Hour
+
 // ParseWithin reads a lead time such as 30d, 12h or 90m (days, hours,
 // minutes; a whole positive number, at most 3650 days).
 func ParseWithin(s string) (time.Duration, error) {
@@ -447,7 +466,8 @@ func ParseWithin(s string) (time.Duration, error) {
 	}
 	n, err := strconv.Atoi(s[:len(s)-1])
 	unit := map[byte]time.Duration{'d': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute}[s[len(s)-1]]
-	if err != nil || n < 1 || unit == 0 || time.Duration(n)*unit > 3650*24*time.Hour {
+	// n is compared before it is multiplied: a huge n would overflow.
+	if err != nil || n < 1 || unit == 0 || int64(n) > int64(maxWithin/unit) {
 		return 0, errors.New("a whole number of days, hours or minutes: 30d, 12h, 90m")
 	}
 	return time.Duration(n) * unit, nil

@@ -172,3 +172,37 @@ func TestCheckVersion(t *testing.T) {
 		t.Fatalf("stale: %v", err)
 	}
 }
+
+// TestRevokedIsFinal: no change makes a credential that reads as revoked
+// (stored so, or past its revokeAt) active or inactive again, and no role
+// reads the previous version after its previousRevokeAt.
+func TestRevokedIsFinal(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	past, future := now.Add(-time.Hour), now.Add(time.Hour)
+	for _, tt := range []struct {
+		name      string
+		old, next credgate.Credential
+		ok        bool
+	}{
+		{"reactivated", credgate.Credential{Status: credgate.CredRevoked}, credgate.Credential{Status: credgate.CredActive}, false},
+		{"made inactive", credgate.Credential{Status: credgate.CredRevoked}, credgate.Credential{Status: credgate.CredInactive}, false},
+		{"revokeAt passed, then cleared", credgate.Credential{Status: credgate.CredActive, RevokeAt: &past}, credgate.Credential{Status: credgate.CredActive}, false},
+		{"revokeAt passed, then moved on", credgate.Credential{Status: credgate.CredActive, RevokeAt: &past}, credgate.Credential{Status: credgate.CredActive, RevokeAt: &future}, false},
+		{"described anew", credgate.Credential{Status: credgate.CredRevoked}, credgate.Credential{Status: credgate.CredRevoked, Description: "gone"}, true},
+		{"revokeAt not yet come, cleared", credgate.Credential{Status: credgate.CredActive, RevokeAt: &future}, credgate.Credential{Status: credgate.CredActive}, true},
+		{"inactive, reactivated", credgate.Credential{Status: credgate.CredInactive}, credgate.Credential{Status: credgate.CredActive}, true},
+	} {
+		if err := tt.next.CheckSuccessor(&tt.old, now); (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	c := &credgate.Credential{ID: "cred-x", Version: 3, PreviousVersion: 2, PreviousRevokeAt: &past, ReadAt: now}
+	for _, r := range []credgate.CredentialRead{{Version: 2}, {Version: 2, History: true}} {
+		if err := r.MayRead(c); credgate.ErrorCode(err) != credgate.ECredentialNotFound {
+			t.Errorf("%+v reads the revoked previous version: %v", r, err)
+		}
+	}
+	if err := (credgate.CredentialRead{Version: 1, History: true}).MayRead(c); err != nil {
+		t.Errorf("an earlier version with History: %v", err)
+	}
+}

@@ -60,7 +60,8 @@ func TestInventoryOrderAndFilter(t *testing.T) {
 			t.Errorf("%s: %v %v", in, d, err)
 		}
 	}
-	for _, bad := range []string{"", "30", "d", "-1d", "0d", "1w", "3651d", "1.5d"} {
+	// 9223372036854775807m overflowed to -1 minute and passed.
+	for _, bad := range []string{"", "30", "d", "-1d", "0d", "1w", "3651d", "1.5d", "9223372036854775807m", "9223372036854775807d", "5256001m", "87601h"} {
 		if _, err := credgate.ParseWithin(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -206,7 +206,9 @@ func (v *Verifier) pick(raw, realm string) (*issuer, error) {
 	if realm != "" {
 		iss, ok := v.byName[realm]
 		if !ok {
-			return nil, unauthorized("unknown realm")
+			// The same answer as a bad token: a realm's name is not
+			// something to probe for.
+			return nil, unauthorized("token is invalid")
 		}
 		return iss, nil
 	}

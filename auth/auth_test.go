@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
@@ -128,8 +130,12 @@ func TestVerifySelectsIssuerByRealmOrIss(t *testing.T) {
 	if _, err := v.Verify(context.Background(), tokB, "realm-a"); codeOf(err) != credgate.EUnauthorized {
 		t.Fatalf("token of realm b under realm a: %v; want UNAUTHORIZED", err)
 	}
-	if _, err := v.Verify(context.Background(), tokB, "no-such-realm"); codeOf(err) != credgate.EUnauthorized {
-		t.Fatalf("unknown realm: %v; want UNAUTHORIZED", err)
+	// An unknown realm answers as a bad token does: no realm's name can be
+	// found by trying.
+	_, unknown := v.Verify(context.Background(), tokB, "no-such-realm")
+	_, bad := v.Verify(context.Background(), tokB+"x", "realm-b")
+	if codeOf(unknown) != credgate.EUnauthorized || unknown.Error() != bad.Error() {
+		t.Fatalf("unknown realm: %v; a bad token: %v", unknown, bad)
 	}
 }
 
@@ -304,6 +310,40 @@ func TestSubjectIsRequired(t *testing.T) {
 		if _, err := v.Verify(context.Background(), iss.Sign(t, c), ""); codeOf(err) != credgate.EUnauthorized {
 			t.Errorf("sub %#v: %v; want UNAUTHORIZED", sub, err)
 		}
+	}
+}
+
+// TestReservedAndUnprintableSubjectsAreRefused: credgate's own subject is
+// never a caller's (its events and audit entries would pass as credgate's),
+// nor is one that cannot be shown as text.
+func TestReservedAndUnprintableSubjectsAreRefused(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	for _, sub := range []string{credgate.SystemSubject, "bob\x1b[2J", "a\nb", strings.Repeat("s", 513)} {
+		if _, err := v.Verify(context.Background(), iss.Sign(t, iss.Claims(sub, "acme", "integration_admin")), ""); codeOf(err) != credgate.EUnauthorized {
+			t.Errorf("sub %q: %v; want UNAUTHORIZED", sub, err)
+		}
+	}
+}
+
+// TestClaimsShownAsTextLoseControlCharacters: a name or e-mail with
+// terminal escapes is kept without them (they would reach Vault's token
+// metadata, which refuses them, and every table that shows them).
+func TestClaimsShownAsTextLoseControlCharacters(t *testing.T) {
+	iss := oidctest.Start(t)
+	v := mustVerifier(t, auth.Options{Issuers: []auth.IssuerConfig{{URL: iss.URL, Audiences: []string{iss.Audience}}}})
+	c := iss.Claims("mallory", "acme", "integration_admin")
+	c["email"] = "x\x1b]0;PWNED\a\x1b[2J\x1b[1;31mFAKE\tCOLUMN\nNEWROW@evil.example"
+	c["name"] = "Mal\u0000lory\u009b31m" + strings.Repeat("é", 200)
+	p, err := v.Verify(context.Background(), iss.Sign(t, c), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Email != "x]0;PWNED[2J[1;31mFAKECOLUMNNEWROW@evil.example" {
+		t.Errorf("email %q", p.Email)
+	}
+	if strings.ContainsFunc(p.Name, unicode.IsControl) || !utf8.ValidString(p.Name) || len(p.Name) > 256 || !strings.HasPrefix(p.Name, "Mallory31m") {
+		t.Errorf("name %q", p.Name)
 	}
 }
 

@@ -46,9 +46,15 @@ func (i *issuer) principal(claims map[string]any, now time.Time) (*credgate.Prin
 		return nil, unauthorized("token is issued in the future")
 	}
 	sub, _ := claims["sub"].(string)
-	if strings.TrimSpace(sub) == "" {
+	switch {
+	case strings.TrimSpace(sub) == "":
 		// Vault's audit log must name somebody.
 		return nil, unauthorized("token has no subject")
+	case sub == credgate.SystemSubject:
+		// credgate's own: its events and audit entries name it.
+		return nil, unauthorized("token subject is reserved")
+	case strings.ContainsFunc(sub, unicode.IsControl) || len(sub) > 512:
+		return nil, unauthorized("token subject is not printable text")
 	}
 	tenant, _ := lookup(claims, i.cfg.TenantClaim).(string)
 	switch {
@@ -69,8 +75,8 @@ func (i *issuer) principal(claims map[string]any, now time.Time) (*credgate.Prin
 		Subject:    sub,
 		Expiry:     exp,
 		Claims:     claims,
-		Name:       firstString(claims, "name", "preferred_username"),
-		Email:      firstString(claims, "email"),
+		Name:       printable(firstString(claims, "name", "preferred_username")),
+		Email:      printable(firstString(claims, "email")),
 		Tenant:     tenant,
 		TenantName: i.tenantName(claims, tenant),
 		Roles:      i.opts.RoleMap.Map(stringList(lookup(claims, i.cfg.RolesClaim))),
@@ -183,6 +189,21 @@ func stringList(v any) []string {
 		return out
 	}
 	return nil
+}
+
+// printable drops control characters from a claim shown or kept as text
+// (in Vault's token metadata, in answers, in audit tables) and bounds it.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 256 {
+		s = strings.ToValidUTF8(s[:256], "")
+	}
+	return s
 }
 
 func firstString(claims map[string]any, names ...string) string {

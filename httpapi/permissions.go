@@ -149,20 +149,22 @@ func (h *handlers) requireOnCredential(p policy.Permission) gin.HandlerFunc {
 }
 
 // requireValues is requireOn(policy.CredentialsRead) for the routes that
-// answer values (:id is the service). A refusal is also an event, and is
-// put to Vault: the read is made with the caller's token, which Vault
-// refuses too, so that Vault's audit log, the record of who read what,
-// holds the attempt (credgate audit shows it as denied). The answer is
-// credgate's own 403 either way.
+// answer values (:id is the service). A refusal, and only a refusal, is
+// also an event, and is put to Vault: the read is made with the caller's
+// token, which Vault refuses too, so that Vault's audit log, the record of
+// who read what, holds the attempt (credgate audit shows it as denied). The
+// answer is credgate's own 403 either way. (The decision is made here, not
+// read off the request afterwards: a 404 or an outage of the read that
+// follows is no denial.)
 func (h *handlers) requireValues() gin.HandlerFunc {
-	check := requireOn(policy.CredentialsRead)
 	return func(c *gin.Context) {
-		check(c)
+		ctx := c.Request.Context()
 		service := c.Param("id")
-		if !c.IsAborted() || !credgate.ValidID(service) { // refused: the answer is written later
+		if !credgate.ValidID(service) || may(ctx, policy.CredentialsRead, service) {
+			c.Next()
 			return
 		}
-		ctx := c.Request.Context()
+		fail(c, refused(policy.CredentialsRead, service))
 		cred, _ := credgate.CanonicalCredentialID(c.Query("credentialId"))
 		if _, err := h.creds.GetCredential(ctx, credgate.CredentialRead{Service: service, ID: cred}); err == nil {
 			// Vault served what credgate's roles refuse: the two

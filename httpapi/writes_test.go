@@ -181,7 +181,7 @@ func TestEarlierVersionsFollowTheCurrentStatus(t *testing.T) {
 	if got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/github?credentialId="+id+"&version=1", tok, nil), 200); got["version"] != float64(1) {
 		t.Fatalf("version 1 while active: %v", got)
 	}
-	for _, status := range []string{"revoked", "inactive"} {
+	for _, status := range []string{"inactive", "revoked"} { // revoked last: it is final
 		wantEnvelope(t, a.do("PATCH", "/api/v1/credentials/"+id, tok, map[string]any{"status": status}), 200)
 		for _, v := range []string{"1", "2"} {
 			r := a.do("GET", "/api/v1/credentials/github?credentialId="+id+"&version="+v, tok, nil)

@@ -327,6 +327,9 @@ func (k *session) updateCred(ctx context.Context, svc, cred string, ifMatch int,
 		}
 		v.c.ID, v.c.IntegrationID, v.c.CreatedAt, v.c.CreatedBy = old.ID, old.IntegrationID, old.CreatedAt, old.CreatedBy
 		v.c.Version, v.c.LastAccessedAt, v.c.ReadAt = old.Version, old.LastAccessedAt, old.ReadAt
+		if err := v.c.CheckSuccessor(&old, k.s.opts.Now()); err != nil {
+			return err
+		}
 		return v.c.Validate()
 	})
 	if err != nil {
