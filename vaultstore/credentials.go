@@ -157,7 +157,11 @@ func (k *session) credRecord(service, cred string, deleted bool) record[credVers
 					next.c.LastRotatedAt = &now
 				}
 			}
-			out, err := k.writeCred(ctx, &next.c, info, cas, last.CustomMetadata.all())
+			was := int64(0)
+			if data, err := encode(credData{Secrets: cur.c.Secrets, Info: cur.info}); err == nil {
+				was = sizeOf(data)
+			}
+			out, err := k.writeCred(ctx, &next.c, info, cas, last.CustomMetadata.all(), was)
 			if err != nil {
 				return 0, err
 			}
@@ -177,7 +181,8 @@ func (k *session) credRecord(service, cred string, deleted bool) record[credVers
 // credential) and projects it over old, the custom_metadata read with
 // version cas. A new credential is projected first, so that no version of
 // it exists without its description; its data write then creates version 1.
-func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any) (*credgate.Credential, error) {
+// was is the size of the version cas, for the tenant's usage.
+func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any, was int64) (*credgate.Credential, error) {
 	defer k.s.services.forget(k.tenant, c.IntegrationID)
 	info.Credential = *c
 	info.Secrets, info.Version, info.LastAccessedAt, info.Refresh = nil, 0, nil, nil
@@ -201,7 +206,17 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	if err != nil {
 		return nil, err
 	}
-	version, err := k.write(ctx, "credential_write", k.credPath(c.IntegrationID, c.ID), data, cas)
+	size := sizeOf(data)
+	usage := credgate.TenantUsage{Bytes: size - was}
+	switch {
+	case cas == 0:
+		usage = credgate.TenantUsage{} // createCred charged it
+	case info.Deleted: // the DELETE's mark: it is written once
+		usage = credgate.TenantUsage{Credentials: -1, Bytes: -was}
+	}
+	version, err := k.accounted(ctx, usage, func() (int, error) {
+		return k.write(ctx, "credential_write", k.credPath(c.IntegrationID, c.ID), data, cas)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -246,16 +261,33 @@ func (k *session) createCred(ctx context.Context, rec *serviceRecord, c *credgat
 	if err := fitsProjection(credInfo{Credential: *c}); err != nil {
 		return nil, err
 	}
+	// Charged before anything is written, so that a tenant at its limit
+	// leaves nothing behind; the size is that of the first version.
+	data, err := encode(credData{Secrets: c.Secrets, Info: credInfo{Credential: *c, Change: info.Change, ChangedBy: info.ChangedBy, ServiceIncarnation: info.ServiceIncarnation}})
+	if err != nil {
+		return nil, err
+	}
+	refund, err := k.s.charge(ctx, k.tenant, credgate.TenantUsage{Credentials: 1, Bytes: sizeOf(data)})
+	if err != nil {
+		return nil, err
+	}
+	created := false
+	defer func() {
+		if !created {
+			refund(ctx)
+		}
+	}()
 	if _, err := k.write(ctx, "credential_index_write", k.credIndexPath(c.ID), map[string]any{"service_id": c.IntegrationID}, 0); err != nil {
 		if errors.Is(err, errConflict) {
 			return nil, credgate.Errorf(credgate.ECredentialAlreadyExists, "a credential with id %s already exists", c.ID)
 		}
 		return nil, translate(err, credgate.ECredentialNotFound)
 	}
-	out, err := k.writeCred(ctx, c, info, 0, nil)
+	out, err := k.writeCred(ctx, c, info, 0, nil, 0)
 	if err != nil {
 		return nil, translate(err, credgate.ECredentialNotFound)
 	}
+	created = true
 	return out, nil
 }
 
@@ -413,9 +445,21 @@ func (k *session) removeCredentialsOf(ctx context.Context, service string) error
 		return err
 	}
 	for _, id := range ids {
+		// What a credential keeps is given back when it is removed here,
+		// unless its own DELETE's mark gave it back already.
+		var kept credgate.TenantUsage
+		switch d, _, err := k.readCredData(ctx, service, id, 0); {
+		case err == nil && !d.Info.Deleted:
+			if data, err := encode(d); err == nil {
+				kept = credgate.TenantUsage{Credentials: 1, Bytes: sizeOf(data)}
+			}
+		case err != nil && !errors.Is(err, errNotFound):
+			return err
+		}
 		if err := k.removeCred(ctx, service, id, false); err != nil {
 			return err
 		}
+		k.s.settle(ctx, k.tenant, kept.Neg())
 	}
 	return nil
 }

@@ -187,7 +187,9 @@ func (s *Store) CreateService(ctx context.Context, svc *credgate.Service) (*cred
 	if err != nil {
 		return nil, translate(err, credgate.EServiceNotFound)
 	}
-	version, err := k.write(ctx, "service_write", k.servicePath(svc.ID), data, cas)
+	version, err := k.accounted(ctx, credgate.TenantUsage{Services: 1, Bytes: sizeOf(data)}, func() (int, error) {
+		return k.write(ctx, "service_write", k.servicePath(svc.ID), data, cas)
+	})
 	if err != nil {
 		_ = k.releaseName(ctx, svc.Name, svc.ID)
 		if errors.Is(err, errConflict) {
@@ -299,20 +301,39 @@ func (k *session) serviceRecordOf(id string, any bool) record[serviceRecord] {
 			}
 			return *rec, rec.Version, nil
 		},
-		write: func(ctx context.Context, _ serviceRecord, next *serviceRecord, cas int) (int, error) {
+		write: func(ctx context.Context, cur serviceRecord, next *serviceRecord, cas int) (int, error) {
 			stored := *next
 			stored.Version = 0 // the KV version is the version
 			data, err := encode(stored)
 			if err != nil {
 				return 0, err
 			}
-			return k.write(ctx, "service_write", k.servicePath(id), data, cas)
+			return k.accounted(ctx, serviceUsage(cur, stored, sizeOf(data)), func() (int, error) {
+				return k.write(ctx, "service_write", k.servicePath(id), data, cas)
+			})
 		},
 		clone: func(r serviceRecord) serviceRecord {
 			r.Metadata = cloneMap(r.Metadata)
 			return r
 		},
 	}
+}
+
+// serviceUsage is what writing next (size bytes) over cur changes in the
+// tenant's usage: its size, or all of it once its DELETE begins.
+func serviceUsage(cur, next serviceRecord, size int64) credgate.TenantUsage {
+	cur.Version = 0
+	was := int64(0)
+	if data, err := encode(cur); err == nil {
+		was = sizeOf(data)
+	}
+	switch {
+	case cur.Deleting:
+		return credgate.TenantUsage{}
+	case next.Deleting:
+		return credgate.TenantUsage{Services: -1, Bytes: -was}
+	}
+	return credgate.TenantUsage{Bytes: size - was}
 }
 
 // uncertain marks a write whose outcome is unknown (Vault failed while it

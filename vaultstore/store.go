@@ -73,6 +73,9 @@ type Options struct {
 	Observe func(op string, d time.Duration, err error)
 	// OnTokenCache, when set, is told about every caller-token lookup.
 	OnTokenCache func(hit bool)
+	// Limits returns what a tenant may keep; default
+	// credgate.DefaultTenantLimits for every tenant.
+	Limits func(tenant string) credgate.TenantLimits
 }
 
 // Store keeps credgate's records in Vault. It is safe for concurrent use.
@@ -86,6 +89,7 @@ type Store struct {
 	access   *accessRecorder
 	health   healthCache
 	services *serviceCache
+	usage    usageBook
 	vault    vaultHTTP
 }
 

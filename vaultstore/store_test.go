@@ -50,9 +50,13 @@ type env struct {
 	token  string // the store's own
 	mints  atomic.Int64
 	policy atomic.Int64
+	opts   vaultstore.Options // the store's
 }
 
-func mustEnv(t *testing.T) *env {
+func mustEnv(t *testing.T) *env { return mustEnvWith(t, nil) }
+
+// mustEnvWith is mustEnv with its store's options changed by with.
+func mustEnvWith(t *testing.T, with func(*vaultstore.Options)) *env {
 	t.Helper()
 	e := &env{root: vault.Client(t), mount: fmt.Sprintf("cg-test-%d-%d", os.Getpid(), mountSeq.Add(1))}
 	ctx := context.Background()
@@ -66,7 +70,7 @@ func mustEnv(t *testing.T) *env {
 	}
 	own.SetToken(res.Token)
 	e.token = res.Token
-	e.store, err = vaultstore.New(vaultstore.Options{
+	opts := vaultstore.Options{
 		Client: own, Mount: e.mount, TokenRole: e.mount + "-caller", LockLease: 3 * time.Second, LockWait: lockWait,
 		Observe: func(op string, _ time.Duration, _ error) {
 			switch op {
@@ -76,7 +80,12 @@ func mustEnv(t *testing.T) *env {
 				e.policy.Add(1)
 			}
 		},
-	})
+	}
+	if with != nil {
+		with(&opts)
+	}
+	e.opts = opts
+	e.store, err = vaultstore.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

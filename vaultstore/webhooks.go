@@ -47,13 +47,6 @@ func (s *Store) CreateWebhook(ctx context.Context, w *credgate.Webhook) (*credga
 	if err != nil {
 		return nil, err
 	}
-	ids, err := k.list(ctx, "webhook_list", k.folder(policy.FolderWebhooks))
-	if err != nil {
-		return nil, translate(err, credgate.ENotFound)
-	}
-	if len(ids) >= credgate.MaxWebhooks {
-		return nil, credgate.FieldErrors{"body": "the tenant has the most webhooks it may have; delete one first"}.Err()
-	}
 	out := *w
 	out.ID = credgate.NewWebhookID()
 	if out.Secret, err = NewWebhookSecret(); err != nil {
@@ -66,7 +59,15 @@ func (s *Store) CreateWebhook(ctx context.Context, w *credgate.Webhook) (*credga
 	if err != nil {
 		return nil, err
 	}
-	if out.Version, err = k.write(ctx, "webhook_write", k.webhookPath(out.ID), data, 0); err != nil {
+	// The tenant's usage bounds how many it has (credgate.MaxWebhooks
+	// by default), with check-and-set: parallel creates cannot pass it.
+	out.Version, err = k.accounted(ctx, credgate.TenantUsage{Webhooks: 1, Bytes: sizeOf(data)}, func() (int, error) {
+		return k.write(ctx, "webhook_write", k.webhookPath(out.ID), data, 0)
+	})
+	if err != nil {
+		if credgate.ErrorCode(err) == credgate.EValidationFailed {
+			return nil, err
+		}
 		return nil, translate(err, credgate.ENotFound)
 	}
 	return &out, nil
@@ -85,7 +86,7 @@ func (k *session) webhookRecord(id string) record[credgate.Webhook] {
 		w.Version = v
 		return w, v, err
 	}
-	r.write = func(ctx context.Context, _ credgate.Webhook, next *credgate.Webhook, cas int) (int, error) {
+	r.write = func(ctx context.Context, cur credgate.Webhook, next *credgate.Webhook, cas int) (int, error) {
 		next.UpdatedAt = k.s.opts.Now().UTC().Truncate(time.Second)
 		stored := *next
 		stored.Version = 0 // the KV version is the version
@@ -93,7 +94,19 @@ func (k *session) webhookRecord(id string) record[credgate.Webhook] {
 		if err != nil {
 			return 0, err
 		}
-		return k.write(ctx, "webhook_write", k.webhookPath(next.ID), data, cas)
+		cur.Version = 0
+		was := int64(0)
+		if old, err := encode(cur); err == nil {
+			was = sizeOf(old)
+		}
+		usage := credgate.TenantUsage{Bytes: sizeOf(data) - was}
+		if next.ID == "" { // DeleteWebhook's mark: written once
+			usage = credgate.TenantUsage{Webhooks: -1, Bytes: -was}
+			data = map[string]any{}
+		}
+		return k.accounted(ctx, usage, func() (int, error) {
+			return k.write(ctx, "webhook_write", k.webhookPath(id), data, cas)
+		})
 	}
 	r.clone = func(w credgate.Webhook) credgate.Webhook {
 		w.EventTypes = slices.Clone(w.EventTypes)
@@ -196,8 +209,20 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := k.readWebhook(ctx, id); err != nil {
-		return err
+	// An empty version first, with check-and-set: the subscription is gone
+	// for every reader, and what it kept is given back exactly once.
+	_, _, err = update(ctx, k.webhookRecord(id), 0, func(w *credgate.Webhook) error {
+		*w = credgate.Webhook{}
+		return nil
+	})
+	if errors.Is(err, errNotFound) {
+		// Its mark may be there from a DELETE that stopped half-way:
+		// repeating it finishes it.
+		var rest map[string]any
+		_, err = k.read(ctx, "webhook_read", k.webhookPath(id), &rest)
+	}
+	if err != nil {
+		return webhookError(err)
 	}
 	if err := k.destroy(ctx, "webhook_delete", k.webhookPath(id)); err != nil {
 		return translate(err, credgate.ENotFound)

@@ -38,6 +38,7 @@ type Config struct {
 	Vault          VaultConfig     `yaml:"vault"`
 	Auth           AuthConfig      `yaml:"auth"`
 	RateLimit      RateLimitConfig `yaml:"rate_limit"`
+	Limits         LimitsConfig    `yaml:"limits"`
 	Outbound       OutboundConfig  `yaml:"outbound"`
 	Monitor        MonitorConfig   `yaml:"monitor"`
 	Webhooks       WebhooksConfig  `yaml:"webhooks"`
@@ -109,6 +110,53 @@ type RateLimitConfig struct {
 	Default int            `yaml:"default"` // requests per minute per tenant
 	Tenants map[string]int `yaml:"tenants"` // overrides
 	Redis   RedisConfig    `yaml:"redis"`
+}
+
+// LimitsConfig bounds what each tenant keeps. In default, -1 is no
+// bound; in a tenant's entry, a field left out (0) is default's and -1 is
+// no bound.
+type LimitsConfig struct {
+	Default credgate.TenantLimits            `yaml:"default"`
+	Tenants map[string]credgate.TenantLimits `yaml:"tenants"`
+}
+
+// maxWebhookLimit bounds limits.*.webhooks: every event is sent to each.
+const maxWebhookLimit = 100
+
+// of returns tenant's limits (credgate's 0: no bound).
+func (l LimitsConfig) of(tenant string) credgate.TenantLimits {
+	out := l.Default
+	if t, ok := l.Tenants[tenant]; ok {
+		out = t.Or(out)
+	}
+	return out.Bounds()
+}
+
+// check names what is wrong with l.
+func (l LimitsConfig) check(bad func(string, ...any)) {
+	checkOne := func(key string, t credgate.TenantLimits, inherit bool) {
+		low := 1
+		if inherit {
+			low = 0
+		}
+		for _, n := range []int64{int64(t.Services), int64(t.Credentials), int64(t.Webhooks), t.Bytes} {
+			if n != -1 && n < int64(low) {
+				bad("%s: each limit at least %d, or -1 for no bound", key, low)
+				return
+			}
+		}
+		if t.Webhooks > maxWebhookLimit || t.Webhooks == -1 {
+			bad("%s.webhooks: %d at most (every event is sent to each)", key, maxWebhookLimit)
+		}
+	}
+	checkOne("limits.default", l.Default, false)
+	for t, lim := range l.Tenants {
+		if !validTenant(t) {
+			bad("limits.tenants.%s: not a valid tenant id", t)
+			continue
+		}
+		checkOne("limits.tenants."+t, lim, true)
+	}
 }
 
 // RedisConfig names the Redis shared by all replicas; empty: in memory.
@@ -317,6 +365,7 @@ func DefaultConfig() Config {
 		},
 		Auth:      AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
 		RateLimit: RateLimitConfig{Default: 100},
+		Limits:    LimitsConfig{Default: credgate.DefaultTenantLimits},
 		Monitor: MonitorConfig{
 			Interval: monitor.DefaultInterval, Rate: monitor.DefaultRate, LeaseTTL: monitor.DefaultLeaseTTL,
 			ExpiryThresholds: credgate.DefaultExpiryThresholds,
@@ -478,6 +527,7 @@ func (c Config) Validate() error {
 			bad("rate_limit.tenants.%s: a valid tenant id and at least 1 request per minute", t)
 		}
 	}
+	c.Limits.check(bad)
 	if _, err := c.Outbound.guard(); err != nil {
 		errs = append(errs, err)
 	}

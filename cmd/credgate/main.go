@@ -204,7 +204,7 @@ func (m *Main) Run(ctx context.Context) error {
 	store, err := vaultstore.New(vaultstore.Options{
 		Client: vc, Identity: identity, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
-		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache,
+		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
 	})
 	if err != nil {
 		return err

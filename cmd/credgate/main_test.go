@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore/devvault"
@@ -244,6 +245,49 @@ func TestExampleConfigurationIsValid(t *testing.T) {
 	if cfg.Auth.Issuers[0].RolesClaim != "realm_access.roles" || cfg.RateLimit.Tenants["acme"] != 1000 || cfg.Vault.LoginMethod().Name() != "kubernetes" ||
 		cfg.Monitor.TenantThresholds["acme"][1] != 14 || cfg.Webhooks.MaxAttempts != 15 {
 		t.Fatalf("example not read as written: %+v", cfg)
+	}
+	if acme, other := cfg.Limits.of("acme"), cfg.Limits.of("globex"); acme.Credentials != 50000 || acme.Services != 1000 || other.Credentials != 10000 || other.Webhooks != 20 {
+		t.Fatalf("limits: acme %+v, another tenant %+v", acme, other)
+	}
+}
+
+// TestTenantLimitsConfiguration: a tenant's entry takes what it leaves
+// out from default, -1 lifts a bound, and nonsense is refused by name.
+func TestTenantLimitsConfiguration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credgate.yaml")
+	write := func(text string) (Config, error) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(path, func(k string) string {
+			return map[string]string{"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_TOKEN": "s.x", "CREDGATE_OIDC_ISSUER": "https://idp.example.com", "CREDGATE_OIDC_AUDIENCE": "credgate"}[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, cfg.Validate()
+	}
+	cfg, err := write("limits:\n  default: {bytes: -1}\n  tenants:\n    acme: {services: 5, webhooks: 3}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Limits.of("acme"); got != (credgate.TenantLimits{Services: 5, Credentials: 10000, Webhooks: 3, Bytes: 0}) {
+		t.Fatalf("acme: %+v", got)
+	}
+	if got := cfg.Limits.of("globex"); got != (credgate.TenantLimits{Services: 1000, Credentials: 10000, Webhooks: 20, Bytes: 0}) {
+		t.Fatalf("another tenant: %+v", got)
+	}
+	for text, want := range map[string]string{
+		"limits:\n  default: {credentials: 0}\n":          "limits.default",
+		"limits:\n  default: {webhooks: 1000}\n":          "limits.default.webhooks",
+		"limits:\n  tenants:\n    acme: {webhooks: -1}\n": "limits.tenants.acme.webhooks",
+		"limits:\n  tenants:\n    acme: {services: -5}\n": "limits.tenants.acme",
+		"limits:\n  tenants:\n    'a/b': {services: 5}\n": "limits.tenants.a/b",
+	} {
+		if _, err := write(text); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want an error naming %s", text, err, want)
+		}
 	}
 }
 

@@ -1,0 +1,179 @@
+package vaultstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/vaultstore"
+)
+
+// TestParallelWebhookCreatesStopAtTheLimit: 40 creates at once, through
+// two replicas, make exactly credgate.MaxWebhooks subscriptions; the rest
+// are told the limit, and a deleted one makes room for one more.
+func TestParallelWebhookCreatesStopAtTheLimit(t *testing.T) {
+	e := mustEnv(t)
+	other, err := vaultstore.New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := as(principal("acme", "alice", "integration_admin"))
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var made []string
+	var wg sync.WaitGroup
+	for i := range 40 {
+		store := e.store
+		if i%2 == 1 {
+			store = other
+		}
+		wg.Go(func() {
+			w, err := store.CreateWebhook(ctx, &credgate.Webhook{URL: fmt.Sprintf("https://hooks.example.test/%d", i), EventTypes: []string{"credential.rotated"}, Enabled: true})
+			mu.Lock()
+			defer mu.Unlock()
+			codes[credgate.ErrorCode(err)]++
+			if err == nil {
+				made = append(made, w.ID)
+			} else if !strings.Contains(limitOf(err), "webhooks") {
+				t.Errorf("refused with %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if codes[""] != credgate.MaxWebhooks || codes[credgate.EValidationFailed] != 40-credgate.MaxWebhooks {
+		t.Fatalf("answers %v; want %d made, the rest VALIDATION_FAILED", codes, credgate.MaxWebhooks)
+	}
+	list, err := e.store.ListWebhooks(ctx)
+	if err != nil || len(list) != credgate.MaxWebhooks {
+		t.Fatalf("%d webhooks kept (%v)", len(list), err)
+	}
+	if err := other.DeleteWebhook(ctx, made[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.DeleteWebhook(ctx, made[0]); credgate.ErrorCode(err) != credgate.ENotFound {
+		t.Fatalf("a second DELETE: %v", err)
+	}
+	if _, err := e.store.CreateWebhook(ctx, &credgate.Webhook{URL: "https://hooks.example.test/again", EventTypes: []string{"credential.rotated"}, Enabled: true}); err != nil {
+		t.Fatalf("a create after a delete: %v", err)
+	}
+	if u, _, err := other.Usage(context.Background(), "acme"); err != nil || u.Webhooks != credgate.MaxWebhooks {
+		t.Fatalf("usage %+v (%v)", u, err)
+	}
+}
+
+// TestTenantLimitsBoundWhatItKeeps: a tenant's services, credentials and
+// bytes stop at its limits, deletes (a credential's, a service's with its
+// credentials) make room again, and another tenant is not counted.
+func TestTenantLimitsBoundWhatItKeeps(t *testing.T) {
+	e := mustEnvWith(t, func(o *vaultstore.Options) {
+		o.Limits = func(tenant string) credgate.TenantLimits {
+			if tenant == "acme" {
+				return credgate.TenantLimits{Services: 2, Credentials: 3, Bytes: 4 << 10}
+			}
+			return credgate.DefaultTenantLimits
+		}
+	})
+	acme := as(principal("acme", "alice", "integration_admin"))
+	globex := as(principal("globex", "bob", "integration_admin"))
+	svc := func(ctx context.Context, id string) error {
+		_, err := e.store.CreateService(ctx, &credgate.Service{ID: id, Name: id, Status: credgate.StatusActive})
+		return err
+	}
+	cred := func(ctx context.Context, service, key string) (*credgate.Credential, error) {
+		return e.store.CreateCredential(ctx, &credgate.Credential{IntegrationID: service, CredentialName: "k", AuthType: credgate.AuthAPIKey, Status: credgate.CredActive, Secrets: credgate.Secrets{"apiKey": key}})
+	}
+	refused := func(err error, what string) {
+		t.Helper()
+		if credgate.ErrorCode(err) != credgate.EValidationFailed || !strings.Contains(limitOf(err), what) {
+			t.Fatalf("past the %s limit: %v", what, err)
+		}
+	}
+	for _, id := range []string{"s1", "s2"} {
+		if err := svc(acme, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused(svc(acme, "s3"), "services")
+	if err := svc(globex, "s3"); err != nil {
+		t.Fatalf("another tenant: %v", err)
+	}
+	var first *credgate.Credential
+	for i := range 3 {
+		c, err := cred(acme, "s1", fmt.Sprintf("key-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = c
+	}
+	_, err := cred(acme, "s2", "key-3")
+	refused(err, "credentials")
+	if _, err := e.store.DeleteCredential(acme, first.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cred(acme, "s2", "key-4"); err != nil {
+		t.Fatalf("after a delete: %v", err)
+	}
+	if err := e.store.DeleteService(acme, "s1", 0); err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := e.store.Usage(context.Background(), "acme")
+	if err != nil || u.Services != 1 || u.Credentials != 1 {
+		t.Fatalf("after deleting s1 and its two credentials: %+v (%v)", u, err)
+	}
+	// Bytes: a value that would pass the limit is refused, and so is
+	// growing a kept one past it; nothing of either is kept.
+	_, err = cred(acme, "s2", strings.Repeat("x", 5000))
+	refused(err, "bytes")
+	list, err := e.store.ListCredentials(acme, credgate.CredentialFilter{IntegrationID: "s2"})
+	if err != nil || len(list.Credentials) != 1 {
+		t.Fatalf("credentials of s2 after a refused create: %v (%v)", list, err)
+	}
+	_, err = e.store.UpdateCredential(acme, list.Credentials[0].ID, 0, func(c *credgate.Credential) error {
+		c.Secrets = credgate.Secrets{"apiKey": strings.Repeat("y", 5000)}
+		return nil
+	})
+	refused(err, "bytes")
+	after, _, err := e.store.Usage(context.Background(), "acme")
+	if err != nil || after != u {
+		t.Fatalf("usage after refused writes %+v; want %+v (%v)", after, u, err)
+	}
+}
+
+// TestUsageStartsFromWhatATenantKeeps: a tenant with records and no usage
+// record yet (kept before there was one) is counted from its folders.
+func TestUsageStartsFromWhatATenantKeeps(t *testing.T) {
+	e := mustEnv(t)
+	ctx := as(principal("acme", "alice", "integration_admin"))
+	for _, id := range []string{"s1", "s2"} {
+		if _, err := e.store.CreateService(ctx, &credgate.Service{ID: id, Name: id, Status: credgate.StatusActive}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.CreateCredential(ctx, &credgate.Credential{IntegrationID: id, CredentialName: "k", AuthType: credgate.AuthAPIKey, Status: credgate.CredActive, Secrets: credgate.Secrets{"apiKey": "v"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.root.Logical().Delete(e.mount + "/metadata/system/usage/acme"); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := vaultstore.New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := fresh.Usage(context.Background(), "acme")
+	if err != nil || u.Services != 2 || u.Credentials != 2 || u.Webhooks != 0 {
+		t.Fatalf("counted %+v (%v)", u, err)
+	}
+}
+
+// limitOf is the message a refusal past a limit gives about the body.
+func limitOf(err error) string {
+	var e *credgate.Error
+	if !errors.As(err, &e) {
+		return ""
+	}
+	return e.Fields["body"]
+}
