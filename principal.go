@@ -3,6 +3,8 @@ package credgate
 import (
 	"context"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Principal is a verified caller: who they are, which tenant they act in and
@@ -50,6 +52,12 @@ func (p *Principal) Actor() Actor {
 // logged, and sent to Vault, whose audit log records it.
 const RequestIDHeader = "X-Request-Id"
 
+// CorrelationHeader carries credgate's own id of a request to Vault: made
+// by credgate, never by a caller, unique per request, and audited by Vault
+// (bootstrap), so that credgate audit groups a request's Vault calls by it
+// and never by the X-Request-Id a caller chose.
+const CorrelationHeader = "X-Credgate-Request"
+
 type principalKey struct{}
 type requestIDKey struct{}
 
@@ -64,13 +72,25 @@ func PrincipalFrom(ctx context.Context) *Principal {
 	return p
 }
 
-// WithRequestID returns a context that carries the request id.
+// requestIDs are a request's two ids: the caller's (or one made for it)
+// and credgate's own.
+type requestIDs struct{ caller, own string }
+
+// WithRequestID returns a context that carries the request id, and starts
+// a request: it carries a new id of credgate's own too (CorrelationFrom).
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return context.WithValue(ctx, requestIDKey{}, requestIDs{caller: id, own: uuid.NewString()})
 }
 
 // RequestIDFrom returns the request id carried by ctx, or "".
 func RequestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	ids, _ := ctx.Value(requestIDKey{}).(requestIDs)
+	return ids.caller
+}
+
+// CorrelationFrom returns credgate's own id of the request ctx carries, or
+// "" outside a request.
+func CorrelationFrom(ctx context.Context) string {
+	ids, _ := ctx.Value(requestIDKey{}).(requestIDs)
+	return ids.own
 }

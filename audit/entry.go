@@ -3,6 +3,8 @@ package audit
 import (
 	"strings"
 	"time"
+
+	"github.com/credgate/credgate/policy"
 )
 
 // entry is what the scan reads of one line of Vault's file audit log.
@@ -11,8 +13,10 @@ type entry struct {
 	Type  string    `json:"type"` // request or response
 	Error string    `json:"error"`
 	Auth  struct {
-		DisplayName string            `json:"display_name"`
-		Metadata    map[string]string `json:"metadata"`
+		ClientToken   string            `json:"client_token"`
+		TokenType     string            `json:"token_type"`
+		TokenPolicies []string          `json:"token_policies"`
+		Metadata      map[string]string `json:"metadata"`
 	} `json:"auth"`
 	Request struct {
 		ID            string              `json:"id"`
@@ -23,7 +27,9 @@ type entry struct {
 	} `json:"request"`
 	Response struct {
 		Auth struct {
-			Metadata map[string]string `json:"metadata"`
+			TokenType     string            `json:"token_type"`
+			TokenPolicies []string          `json:"token_policies"`
+			Metadata      map[string]string `json:"metadata"`
 		} `json:"auth"`
 		Data struct {
 			Version  *int `json:"version"`
@@ -34,14 +40,54 @@ type entry struct {
 	} `json:"response"`
 }
 
-// requestID is the X-Request-Id the entry carries, or "".
-func (e *entry) requestID() string {
+// requestID is the X-Request-Id the entry carries, or "": the caller's
+// id, shown, never trusted.
+func (e *entry) requestID() string { return e.header("x-request-id") }
+
+// correlation is credgate's own id of the request the call was made for
+// (credgate.CorrelationHeader), or "".
+func (e *entry) correlation() string { return e.header("x-credgate-request") }
+
+func (e *entry) header(name string) string {
 	for k, v := range e.Request.Headers {
-		if strings.EqualFold(k, "x-request-id") && len(v) > 0 {
+		if strings.EqualFold(k, name) && len(v) > 0 {
 			return v[0]
 		}
 	}
 	return ""
+}
+
+// callerToken reports whether the call was made with a caller token
+// credgate minted: a batch token whose metadata names a subject and a
+// tenant and whose every policy is one credgate writes for that tenant.
+// Nothing else (no token, a token of Vault's other clients, credgate's
+// own) is ever an operation of a credgate user.
+func (e *entry) callerToken() bool {
+	return minted(e.Auth.TokenType, e.Auth.TokenPolicies, e.Auth.Metadata)
+}
+
+// mints reports whether the call minted a caller token (credgate's own
+// token creating one through its token role).
+func (e *entry) mints() bool {
+	return strings.HasPrefix(e.Request.Path, "auth/token/create/") && e.Error == "" &&
+		minted(e.Response.Auth.TokenType, e.Response.Auth.TokenPolicies, e.Response.Auth.Metadata)
+}
+
+func minted(typ string, policies []string, md map[string]string) bool {
+	if typ != "batch" || md["sub"] == "" || md["tenant"] == "" || len(policies) == 0 {
+		return false
+	}
+	for _, p := range policies {
+		if !policy.OfTenant(md["tenant"], p) {
+			return false
+		}
+	}
+	return true
+}
+
+// authenticated reports whether the call carried a token Vault knew.
+func (e *entry) authenticated() bool {
+	return e.Auth.ClientToken != "" && len(e.Auth.TokenPolicies) > 0
 }
 
 // version is the KV version the response names: a write's, or a read's.

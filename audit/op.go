@@ -19,7 +19,10 @@ const (
 	OpDelete       = "delete"
 	OpMint         = "mint caller token"
 	OpBookkeeping  = "bookkeeping" // events, webhooks, the monitor's lease
-	OpOther        = "other"       // a Vault call credgate did not make
+	// OpOther is a Vault call credgate did not make: without a token, or
+	// with a token credgate did not mint. Never an operation of a
+	// credgate user; shown with --all only.
+	OpOther = "not credgate's"
 )
 
 // Outcomes.
@@ -49,9 +52,6 @@ type Op struct {
 	Grant string `json:"grant,omitempty"`
 }
 
-// byCredgate reports whether credgate made the operation.
-func (o *Op) byCredgate() bool { return o.Operation != OpOther }
-
 // call is one Vault call of a group.
 type call struct {
 	op      string // Vault's operation: read, list, create, update, patch, delete
@@ -61,7 +61,9 @@ type call struct {
 	failed  bool
 }
 
-// group is the Vault calls of one credgate request by one token.
+// group is the Vault calls of one credgate request by one token: calls
+// carrying the same credgate correlation id (never the caller's
+// X-Request-Id) and the same caller token's subject and tenant.
 type group struct {
 	first, last           time.Time
 	tenant, sub, email    string
@@ -69,7 +71,9 @@ type group struct {
 	requestID, client     string
 	calls                 []call
 	mint                  bool
-	otherPath             string // a call outside credgate's mount
+	own                   bool   // credgate's own calls (its token, its paths)
+	foreign               bool   // a call credgate did not make
+	otherPath             string // the path of that call
 	hit                   bool   // a call carried the --value hash
 	seenDenied, seenError bool
 }
@@ -90,10 +94,13 @@ func (g *group) add(c call) {
 	}
 }
 
-// has reports whether the group made a call of one of ops on folder (via
-// api, "" for either), on a record (not a list).
-func (g *group) has(folder, api string, ops ...string) bool {
-	for _, c := range g.calls {
+// calls is a run of Vault calls named together.
+type calls []call
+
+// has reports whether cs hold a call of one of ops on folder (via api, ""
+// for either), on a record (not a list).
+func (cs calls) has(folder, api string, ops ...string) bool {
+	for _, c := range cs {
 		if c.t.folder == folder && (api == "" || c.t.api == api) && !c.t.list {
 			for _, o := range ops {
 				if c.op == o {
@@ -105,9 +112,9 @@ func (g *group) has(folder, api string, ops ...string) bool {
 	return false
 }
 
-// hasList reports whether the group listed services or credentials.
-func (g *group) hasList() bool {
-	for _, c := range g.calls {
+// lists reports whether cs list services or credentials.
+func (cs calls) lists() bool {
+	for _, c := range cs {
 		if c.op == "list" && (c.t.folder == "services" || c.t.folder == "credentials") {
 			return true
 		}
@@ -115,8 +122,30 @@ func (g *group) hasList() bool {
 	return false
 }
 
-// op names what the group did.
-func (g *group) op() Op {
+// writesService reports whether cs change a service (not only read it).
+func (cs calls) writesService() bool {
+	return cs.has("services", "", "create", "update", "patch", "delete") || cs.has("service-names", "data", "create", "update")
+}
+
+// outcome is how cs ended: denied when Vault refused any, else error
+// when any failed.
+func (cs calls) outcome() string {
+	out := OutcomeOK
+	for _, c := range cs {
+		switch {
+		case c.denied:
+			return OutcomeDenied
+		case c.failed:
+			out = OutcomeError
+		}
+	}
+	return out
+}
+
+// ops names what the group did: one operation per credential it touched
+// (a request that reads or changes several is several operations), and
+// one for the service when it changed one; a list is one operation.
+func (g *group) ops() []Op {
 	o := Op{Time: g.first, Tenant: g.tenant, Subject: g.sub, Email: g.email, RequestID: g.requestID, Client: g.client, Outcome: OutcomeOK}
 	switch {
 	case g.seenDenied:
@@ -124,12 +153,60 @@ func (g *group) op() Op {
 	case g.seenError:
 		o.Outcome = OutcomeError
 	}
-	if g.otherPath != "" && len(g.calls) == 0 && !g.mint {
+	switch {
+	case g.foreign:
 		o.Operation, o.Path = OpOther, g.otherPath
-		return o
+		o.Subject, o.Email = "", ""
+		return []Op{o}
+	case g.mint && g.sub == credgate.SystemSubject: // credgate's token for its own work
+		o.Operation = OpBookkeeping
+		return []Op{o}
+	case g.mint:
+		o.Operation = OpMint
+		return []Op{o}
+	case g.own:
+		o.Operation = OpBookkeeping
+		return []Op{o}
 	}
+	all := calls(g.calls)
+	var order []string
+	parts := map[string]calls{}
+	var base calls // the calls that name no credential
+	for _, c := range all {
+		if c.t.credential == "" {
+			base = append(base, c)
+			continue
+		}
+		if _, ok := parts[c.t.credential]; !ok {
+			order = append(order, c.t.credential)
+		}
+		parts[c.t.credential] = append(parts[c.t.credential], c)
+	}
+	if len(order) <= 1 || all.lists() {
+		return []Op{g.name(o, all)}
+	}
+	var out []Op
+	if base.writesService() {
+		one := o
+		one.Outcome = base.outcome()
+		out = append(out, g.name(one, base))
+	}
+	for _, id := range order {
+		one := o
+		one.Outcome = parts[id].outcome()
+		named := g.name(one, parts[id])
+		if named.Integration == "" {
+			named.Integration = g.name(o, base).Integration
+		}
+		out = append(out, named)
+	}
+	return out
+}
+
+// name names what cs did, filling o.
+func (g *group) name(o Op, cs calls) Op {
 	// What the calls name: the credential first, else the integration.
-	for _, c := range g.calls {
+	for _, c := range cs {
 		if o.Credential == "" && c.t.credential != "" {
 			o.Credential = c.t.credential
 		}
@@ -142,35 +219,35 @@ func (g *group) op() Op {
 	}
 	writes := []string{"create", "update"}
 	switch {
-	case g.mint && g.sub == credgate.SystemSubject: // credgate's token for its own work
-		o.Operation = OpBookkeeping
-	case g.mint:
-		o.Operation = OpMint
-		o.Integration, o.Credential, o.Version = "", "", 0
-	case g.has("credential-locks", "data", writes...):
+	case cs.has("credential-locks", "data", writes...):
 		o.Operation = OpRotate
-	case g.has("credential-index", "data", writes...):
+	case cs.has("credential-index", "data", writes...):
 		o.Operation = OpCreate
-	case g.has("services", "metadata", "delete"):
+	case cs.has("services", "metadata", "delete"):
 		o.Operation, o.Credential, o.Version = OpDelete, "", 0
-	case g.has("credentials", "metadata", "delete"):
+	case cs.has("credentials", "metadata", "delete"):
 		o.Operation = OpDelete
-	case g.has("credentials", "data", writes...):
+	case cs.has("credentials", "data", writes...):
 		o.Operation = OpUpdate
-	case g.has("credentials", "data", "read"):
+	case cs.has("credentials", "data", "read"):
 		o.Operation = OpReadValues
-	case g.has("services", "data", "create") && !g.has("services", "data", "update"):
+	case cs.has("services", "data", "create") && !cs.has("services", "data", "update"):
 		o.Operation, o.Credential, o.Version = OpCreate, "", 0
-	case g.has("services", "data", writes...) || g.has("service-names", "data", writes...):
+	case cs.writesService():
 		o.Operation, o.Credential, o.Version = OpUpdate, "", 0
-	case g.hasList():
+	case cs.lists():
 		o.Operation = OpList
 		if o.Credential != "" { // a list reads each credential's description
 			o.Credential, o.Version = "", 0
 		}
-	case g.has("credentials", "metadata", "read") || g.has("services", "data", "read") || g.has("credential-index", "data", "read"):
+	case cs.has("credentials", "metadata", "read") || cs.has("services", "data", "read") || cs.has("credential-index", "data", "read"):
 		o.Operation = OpReadMetadata
 	default:
+		o.Operation = OpBookkeeping
+	}
+	if g.sub == credgate.SystemSubject && (o.Operation == OpList || o.Operation == OpReadMetadata) {
+		// credgate looking things up for a request or its monitor: what
+		// it then does is the operation.
 		o.Operation = OpBookkeeping
 	}
 	o.Grant = g.grantUsed(o)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // Table writes operations as an aligned table, a block of rows at a time
@@ -50,18 +51,32 @@ func (t *Table) Write(o Op) error {
 		what += " " + o.Path
 	}
 	_, err := fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Time.UTC().Format(time.RFC3339),
-		dash(o.Tenant), dash(o.Subject), dash(o.Email), what, dash(o.Integration), dash(o.Credential), dash(version), o.Outcome, dash(o.RequestID), dash(o.Client), dash(o.Grant))
+		dash(o.Tenant), dash(o.Subject), dash(o.Email), Printable(what), dash(o.Integration), dash(o.Credential), dash(version), o.Outcome, dash(o.RequestID), dash(o.Client), dash(o.Grant))
 	return err
+}
+
+// Printable is s as a terminal may show it: unchanged when every rune is
+// printable (Go's strconv.IsPrint: no control character, no escape, no
+// invisible format character), else quoted with Go's %q rules, so that
+// \x1b, \t, \n, \u202e and the like show as what they are. Every value
+// a table shows passes through it: claims, paths and ids come from
+// whoever wrote to Vault.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) || r == '\\' || r == '"' }) && utf8.ValidString(s) {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // Flush writes what is buffered.
 func (t *Table) Flush() error { return t.tw.Flush() }
 
+// dash is a table cell: Printable, and "-" for nothing.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return Printable(s)
 }
 
 // JSONLines writes one JSON object per operation, for a SIEM.
@@ -98,7 +113,7 @@ func NewSummary() *Summary { return &Summary{rows: map[summaryKey]*SummaryRow{}}
 
 // Add counts o (operations that name no credential are left out).
 func (s *Summary) Add(o Op) error {
-	if o.Integration == "" || (o.Credential == "" && o.Operation != OpReadValues) {
+	if o.Integration == "" || (o.Credential == "" && o.Operation != OpReadValues) || o.Operation == OpOther || o.Operation == OpBookkeeping {
 		return nil
 	}
 	k := summaryKey{o.Tenant, o.Integration, o.Credential}
@@ -163,7 +178,7 @@ func (s *Summary) Write(w io.Writer, jsonLines bool) error {
 		if !r.LastRead.IsZero() {
 			last = r.LastRead.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\n", r.Tenant, r.Integration, dash(r.Credential), r.Reads, r.Actors, last, dash(r.LastActor), r.Denials, r.Changes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\n", dash(r.Tenant), dash(r.Integration), dash(r.Credential), r.Reads, r.Actors, last, dash(r.LastActor), r.Denials, r.Changes)
 	}
 	return tw.Flush()
 }

@@ -51,7 +51,9 @@ type Options struct {
 	// Emit is given each selected operation, in the order of their
 	// first Vault call (within the grouping window).
 	Emit func(Op) error
-	// Malformed is told of each line that is not an audit entry.
+	// Malformed is told of each line that is not an audit entry, or is
+	// longer than MaxLine, and of a file that ends broken (a truncated or
+	// corrupt gzip member: line is the last one read). The scan reads on.
 	Malformed func(source string, line int, err error)
 }
 
@@ -72,9 +74,14 @@ type Scanner struct {
 	order []string // keys by first call
 	head  int      // order[:head] are closed
 	hash  []byte
-	err   error // the first error of Emit: it ends the scan
-	// Entries and Bad count the entries read and the malformed lines.
-	Entries, Bad int
+	buf   []byte // a line longer than the reader's buffer
+	err   error  // the first error of Emit: it ends the scan
+	// Entries and Bad count the entries read and the lines skipped (not
+	// an audit entry, or longer than MaxLine); Broken counts the files
+	// that ended broken; Uncorrelated the calls of caller tokens without
+	// credgate's correlation id (each is named alone: a Vault not set up
+	// by credgate bootstrap, or a token used outside credgate).
+	Entries, Bad, Broken, Uncorrelated int
 }
 
 // NewScanner returns a Scanner.
@@ -90,45 +97,87 @@ func NewScanner(o Options) *Scanner {
 	return s
 }
 
-// maxLine bounds one audit entry (Vault logs whole requests and answers).
-const maxLine = 64 << 20
+// MaxLine bounds one audit entry the scan reads (Vault logs whole
+// requests and answers; credgate's are far below it): a longer line is
+// skipped and counted, in bounded memory, however long it is.
+const MaxLine = 4 << 20
+
+// errLong is a line past MaxLine.
+var errLong = fmt.Errorf("longer than %d MiB: skipped", MaxLine>>20)
 
 // Read scans one file or stream of the log; a gzip stream (a rotated
-// file) is read through gzip. source names it in reports of malformed
-// lines.
+// file) is read through gzip. source names it in reports. What is wrong in
+// the input (lines that are no audit entry or too long, a gzip member that
+// is cut short or corrupt) is reported to Options.Malformed and counted,
+// and the scan goes on; Read fails only when Emit does.
 func (s *Scanner) Read(source string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("%s: %w", source, err)
+			s.broken(source, 0, err)
+			return nil
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 1<<20)
 	}
-	sc := bufio.NewScanner(br)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		if err := s.line(line); err != nil {
-			s.Bad++
-			if s.o.Malformed != nil {
-				s.o.Malformed(source, n, err)
+	for n := 1; ; n++ {
+		line, long, err := s.readLine(br)
+		switch {
+		case long:
+			s.skipped(source, n, errLong)
+		case len(bytes.TrimSpace(line)) > 0:
+			if lerr := s.line(line); lerr != nil {
+				s.skipped(source, n, lerr)
 			}
 		}
 		if s.err != nil {
 			return s.err
 		}
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			s.broken(source, n, err)
+			return nil
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: after line %d: %w", source, n, err)
+}
+
+// readLine returns the next line of br, without its end; long when it is
+// past MaxLine (then the line is read past, not kept). err is io.EOF after
+// the last line, or what broke the input.
+func (s *Scanner) readLine(br *bufio.Reader) (line []byte, long bool, err error) {
+	s.buf = s.buf[:0]
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !long {
+			if len(s.buf)+len(chunk) > MaxLine {
+				long, s.buf = true, nil // let a huge buffer go
+			} else if err == nil && len(s.buf) == 0 {
+				return chunk, false, nil // the common case: no copy
+			} else {
+				s.buf = append(s.buf, chunk...)
+			}
+		}
+		if err != bufio.ErrBufferFull {
+			return s.buf, long, err
+		}
 	}
-	return nil
+}
+
+func (s *Scanner) skipped(source string, line int, err error) {
+	s.Bad++
+	if s.o.Malformed != nil {
+		s.o.Malformed(source, line, err)
+	}
+}
+
+func (s *Scanner) broken(source string, line int, err error) {
+	s.Broken++
+	if s.o.Malformed != nil {
+		s.o.Malformed(source, line, fmt.Errorf("the file ends broken after this line (%v); the next file is read", err))
+	}
 }
 
 func (s *Scanner) line(b []byte) error {
@@ -151,28 +200,52 @@ func (s *Scanner) line(b []byte) error {
 	return nil
 }
 
-// add files the call of e into its group: the request's id and the
-// caller's token identify it.
+// add files the call of e into its group. A caller token's calls are
+// grouped by credgate's correlation id of the request (never by the
+// X-Request-Id its caller chose) with the token's subject and tenant; a
+// call without one is its own group. A minted token is a group of its
+// own; credgate's own calls are bookkeeping; any other call, with no token
+// or a token credgate did not mint, is not credgate's and never a user's.
 //
 // The decoder's strings share the line's memory; what a group keeps is
 // cloned, so an open group holds its few strings, not its lines.
 func (s *Scanner) add(e *entry, hit bool) {
-	rid := strings.Clone(e.requestID())
+	path := e.Request.Path
 	md := e.Auth.Metadata
-	key := rid + "\x00" + md["sub"] + "\x00" + md["tenant"]
-	if rid == "" {
-		key = "vault:" + e.Request.ID
-	}
-	mint := strings.HasPrefix(e.Request.Path, "auth/token/create/") && len(e.Response.Auth.Metadata) > 0
-	if mint {
+	var key string
+	var kind int
+	const (
+		byCaller = iota
+		minting
+		own
+		foreign
+	)
+	switch {
+	case e.mints():
 		// A request can mint two tokens (its caller's, and credgate's own
 		// system principal's to read the tenant's grants): one group each.
-		md = e.Response.Auth.Metadata
-		key += "\x00mint\x00" + md["sub"]
+		kind, md = minting, e.Response.Auth.Metadata
+		key = "mint\x00" + e.correlation() + "\x00" + md["sub"] + "\x00" + md["tenant"]
+		if e.correlation() == "" {
+			key = "vault:" + e.Request.ID
+		}
+	case e.callerToken():
+		cid := e.correlation()
+		key = cid + "\x00" + md["sub"] + "\x00" + md["tenant"]
+		if cid == "" {
+			s.Uncorrelated++
+			key = "vault:" + e.Request.ID
+		}
+	case e.authenticated() && s.own(path):
+		kind, md = own, nil
+		key = "own:" + e.Request.ID
+	default:
+		kind, md = foreign, nil
+		key = "other:" + e.Request.ID
 	}
 	g := s.open[key]
 	if g == nil {
-		g = &group{first: e.Time, requestID: rid, client: strings.Clone(e.Request.RemoteAddress)}
+		g = &group{first: e.Time, requestID: strings.Clone(e.requestID()), client: strings.Clone(e.Request.RemoteAddress)}
 		s.open[key] = g
 		s.order = append(s.order, key)
 	}
@@ -182,24 +255,35 @@ func (s *Scanner) add(e *entry, hit bool) {
 		g.tenant, g.sub, g.email = strings.Clone(md["tenant"]), strings.Clone(md["sub"]), strings.Clone(md["email"])
 		g.roles, g.grants = strings.Clone(md["roles"]), strings.Clone(md["grants"])
 	}
-	if mint {
+	switch kind {
+	case minting:
 		g.mint = true
 		g.add(call{failed: e.Error != ""})
 		return
-	}
-	path := strings.Clone(e.Request.Path)
-	t, ok := parsePath(s.o.Mount, path)
-	if !ok && s.own(path) {
+	case own:
+		g.own = true
 		g.add(call{op: operation(e.Request.Operation), t: target{folder: "system"}, denied: denial(e.Error)})
 		return
-	}
-	if !ok {
+	case foreign:
+		g.foreign = true
 		if g.otherPath == "" {
-			g.otherPath = path
+			g.otherPath = strings.Clone(path)
+		}
+		if t, ok := parsePath(s.o.Mount, path); ok && g.tenant == "" {
+			g.tenant = strings.Clone(t.tenant) // where it went, not whose it was
 		}
 		if denial(e.Error) {
 			g.seenDenied = true
+		} else if e.Error != "" {
+			g.seenError = true
 		}
+		return
+	}
+	t, ok := parsePath(s.o.Mount, strings.Clone(path))
+	if !ok {
+		// A caller token outside the tenants' records (its own lookup):
+		// nothing of a credential.
+		g.add(call{op: operation(e.Request.Operation), t: target{folder: "other"}, denied: denial(e.Error)})
 		return
 	}
 	failed := e.Error != "" && !denial(e.Error) && !strings.Contains(e.Error, "check-and-set")
@@ -236,11 +320,18 @@ func (s *Scanner) close(key string, g *group) error {
 	if s.hash != nil && !g.hit {
 		return nil
 	}
-	o := g.op()
-	if !s.o.Filter.Match(&o) || s.o.Emit == nil {
+	if s.o.Emit == nil {
 		return nil
 	}
-	return s.o.Emit(o)
+	for _, o := range g.ops() {
+		if !s.o.Filter.Match(&o) {
+			continue
+		}
+		if err := s.o.Emit(o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes every group still open.
@@ -268,9 +359,10 @@ func operation(op string) string {
 
 // own reports whether path is one of credgate's own Vault calls beside the
 // tenants' records: its monitor's lease, the tenant list, the policies it
-// writes, random values, its token's lookup and renewal.
+// writes, random values, its token's lookup and renewal, the caller tokens
+// it mints (a mint that failed).
 func (s *Scanner) own(path string) bool {
-	for _, p := range []string{s.o.Mount + "/data/system/", s.o.Mount + "/metadata/tenants/", "sys/policies/acl/credgate-", "sys/tools/random", "auth/token/lookup-self", "auth/token/renew-self"} {
+	for _, p := range []string{s.o.Mount + "/data/system/", s.o.Mount + "/metadata/tenants/", "sys/policies/acl/credgate-", "sys/tools/random", "auth/token/lookup-self", "auth/token/renew-self", "auth/token/create/"} {
 		if strings.HasPrefix(path, p) {
 			return true
 		}

@@ -19,12 +19,16 @@ import (
 var (
 	timeField = regexp.MustCompile(`"time":"[^"]*"`)
 	ridField  = regexp.MustCompile(`"x-request-id":\["`)
+	cidField  = regexp.MustCompile(`"x-credgate-request":\["`)
 	idField   = regexp.MustCompile(`"id":"([0-9a-f]{8})-`)
 )
 
 // generate writes about size bytes of audit log: the lines of a real
 // Vault's log (testdata, written while credgate served a short story)
-// again and again, each copy with its own request ids and a later time.
+// again and again, each copy with its own request ids and a later time,
+// and hostile lines among them as anyone who reaches Vault can make them:
+// in each copy an unauthenticated forged write and a line that is no JSON,
+// every 64 copies a 256 KB entry, and in the middle one line of 72 MB.
 func generate(tb testing.TB, path string, size int64) {
 	sample, err := os.ReadFile("testdata/vault-audit.sample.log")
 	if err != nil {
@@ -38,16 +42,32 @@ func generate(tb testing.TB, path string, size int64) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var written int64
+	huge := size / 2 // where the 72 MB line goes
 	for copy := 0; written < size; copy++ {
 		prefix := []byte(`"x-request-id":["` + strconv.Itoa(copy) + "-")
+		cid := []byte(`"x-credgate-request":["` + strconv.Itoa(copy) + "-")
 		for i, l := range lines {
 			ts := base.Add(time.Duration(copy)*3*time.Second + time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano)
 			l = timeField.ReplaceAllLiteral(l, []byte(`"time":"`+ts+`"`))
 			l = ridField.ReplaceAllLiteral(l, prefix)
+			l = cidField.ReplaceAllLiteral(l, cid)
 			l = idField.ReplaceAll(l, []byte(fmt.Sprintf(`"id":"%08x-`, copy))) // Vault's request ids
 			n, _ := w.Write(l)
 			_ = w.WriteByte('\n')
 			written += int64(n + 1)
+			if i == len(lines)/2 {
+				n, _ := fmt.Fprintf(w, `{"auth":{"policy_results":{"allowed":false}},"error":"permission denied","request":{"headers":{"x-request-id":["%d-r-bob-read-1"]},"id":"forged-%d","operation":"update","path":"credgate/data/tenants/acme/credentials/stripe/cred-x","remote_address":"203.0.113.9"},"time":"%s","type":"response"}`+"\n"+"\x1b]0;not json\a\n", copy, copy, ts)
+				written += int64(n)
+				if copy%64 == 0 {
+					n, _ := fmt.Fprintf(w, `{"type":"request","time":"%s","request":{"data":{"%s":1}}}`+"\n", ts, bytes.Repeat([]byte("<"), 256<<10))
+					written += int64(n)
+				}
+				if huge > 0 && written >= huge && size >= 256<<20 {
+					huge = 0
+					n, _ := fmt.Fprintf(w, `{"type":"request","time":"%s","request":{"data":{"%s":1}}}`+"\n", ts, bytes.Repeat([]byte("<"), 72<<20))
+					written += int64(n)
+				}
+			}
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -76,7 +96,7 @@ func BenchmarkScan(b *testing.B) {
 	st, _ := os.Stat(path)
 	runtime.GC()
 	b.ResetTimer()
-	var entries, ops int
+	var entries, ops, skipped int
 	var took time.Duration
 	for range b.N {
 		f, err := os.Open(path)
@@ -94,7 +114,7 @@ func BenchmarkScan(b *testing.B) {
 		}
 		took += time.Since(start)
 		f.Close()
-		entries, ops = sc.Entries, n
+		entries, ops, skipped = sc.Entries, n, sc.Bad
 	}
 	b.StopTimer()
 	var ru syscall.Rusage
@@ -104,4 +124,5 @@ func BenchmarkScan(b *testing.B) {
 	b.ReportMetric(float64(st.Size())/(1<<20)/sec, "MB/s")
 	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB")
 	b.ReportMetric(float64(ops), "ops")
+	b.ReportMetric(float64(skipped), "skipped-lines")
 }

@@ -40,7 +40,7 @@ const AuditDevicePath = "credgate-file"
 
 // Bootstrap prepares a Vault for credgate with an administrator's client:
 // the KV v2 mount, credgate's own policy, the token role for per-caller batch
-// tokens, the audited X-Request-Id header and, when asked, a file audit
+// tokens, the audited X-Request-Id and X-Credgate-Request headers and, when asked, a file audit
 // device and the roles credgate logs in with (AppRole, JWT). It is idempotent: running it twice changes nothing the second time.
 func Bootstrap(ctx context.Context, c *api.Client, o Options) (*Result, error) {
 	if o.Mount == "" {
@@ -93,14 +93,18 @@ func Bootstrap(ctx context.Context, c *api.Client, o Options) (*Result, error) {
 
 	// Vault answers 400 for a header it does not audit yet, so the list is
 	// read instead: {"headers": {"x-request-id": {"hmac": false}}}.
+	// Both ids of a request: the caller's, and credgate's own, which
+	// credgate audit groups a request's calls by.
 	hdrs := "sys/config/auditing/request-headers"
-	nested := func(have map[string]any) map[string]any {
-		all, _ := have["headers"].(map[string]any)
-		m, _ := all[strings.ToLower(credgate.RequestIDHeader)].(map[string]any)
-		return m
-	}
-	if err := writeIfChanged(ctx, c, hdrs, hdrs+"/"+strings.ToLower(credgate.RequestIDHeader), map[string]any{"hmac": false}, "audited header "+credgate.RequestIDHeader, res, nested); err != nil {
-		return nil, err
+	for _, h := range []string{credgate.RequestIDHeader, credgate.CorrelationHeader} {
+		nested := func(have map[string]any) map[string]any {
+			all, _ := have["headers"].(map[string]any)
+			m, _ := all[strings.ToLower(h)].(map[string]any)
+			return m
+		}
+		if err := writeIfChanged(ctx, c, hdrs, hdrs+"/"+strings.ToLower(h), map[string]any{"hmac": false}, "audited header "+h, res, nested); err != nil {
+			return nil, err
+		}
 	}
 
 	if o.AuditFile != "" {

@@ -32,7 +32,7 @@ func TestBootstrapIsIdempotent(t *testing.T) {
 			t.Errorf("first run: %s %s; want created", step, what)
 		}
 	}
-	for _, step := range []string{"auth method approle", "approle role cg-idem", "auth method jwt", "jwt config jwt", "jwt role cg-idem"} {
+	for _, step := range []string{"audited header X-Request-Id", "audited header X-Credgate-Request", "auth method approle", "approle role cg-idem", "auth method jwt", "jwt config jwt", "jwt role cg-idem"} {
 		if first.Steps[step] == "" {
 			t.Errorf("no step %q: %v", step, first.Steps)
 		}

@@ -130,6 +130,12 @@ func Name(tenant string, r Role) string {
 	return name
 }
 
+// OfTenant reports whether name is one of the policies credgate writes
+// for tenant: a role's (Name) or a grant's (GrantPolicyName).
+func OfTenant(tenant, name string) bool {
+	return strings.HasPrefix(name, "credgate-"+strings.ToLower(tenant)+"-")
+}
+
 // Names returns the Vault policy names for tenant and roles.
 func Names(tenant string, roles []string) []string {
 	out := make([]string, 0, len(roles))

@@ -25,8 +25,9 @@ import (
 // operation goes through it, so every call is timed, bounded by the store's
 // timeout and attributed to the caller in Vault's audit log.
 type session struct {
-	s                        *Store
-	tenant, token, requestID string
+	s             *Store
+	tenant, token string
+	trace         trace
 
 	once  sync.Once
 	bound *api.Client // the Vault client with token and request id, made on first use
@@ -43,12 +44,12 @@ func (s *Store) session(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &session{s: s, tenant: p.Tenant, token: tok, requestID: credgate.RequestIDFrom(ctx)}, nil
+	return &session{s: s, tenant: p.Tenant, token: tok, trace: traceOf(ctx)}, nil
 }
 
 // client is the Vault API client bound to the caller's token and request.
 func (k *session) client() *api.Client {
-	k.once.Do(func() { k.bound = bind(k.s.opts.Client, k.token, k.requestID) })
+	k.once.Do(func() { k.bound = bind(k.s.opts.Client, k.token, k.trace) })
 	return k.bound
 }
 
@@ -173,9 +174,7 @@ func (k *session) do(ctx context.Context, u string) (*http.Response, error) {
 	}
 	req.Header = k.s.vault.headers.Clone()
 	req.Header.Set("X-Vault-Token", k.token)
-	if k.requestID != "" {
-		req.Header.Set(credgate.RequestIDHeader, k.requestID)
-	}
+	k.trace.set(req.Header)
 	return k.s.vault.http.Do(req)
 }
 

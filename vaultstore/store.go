@@ -202,26 +202,45 @@ func (s *Store) observe(op string, start time.Time, err error) {
 	}
 }
 
-// withRequest returns c bound to token (when not empty) and to the request
-// id carried by ctx, so Vault's audit log can be joined with credgate's.
+// withRequest returns c bound to token (when not empty) and to the
+// request ctx carries, so Vault's audit log can be joined with credgate's.
 func withRequest(ctx context.Context, c *api.Client, token string) *api.Client {
-	return bind(c, token, credgate.RequestIDFrom(ctx))
+	return bind(c, token, traceOf(ctx))
 }
 
-// bind returns c bound to token (when not empty) and request id rid.
-func bind(c *api.Client, token, rid string) *api.Client {
-	if token == "" && rid == "" {
+// trace is what a Vault call says of the request it is made for: the
+// caller's X-Request-Id and credgate's own id of the request
+// (credgate.CorrelationHeader), which credgate audit groups calls by.
+type trace struct{ requestID, correlation string }
+
+func traceOf(ctx context.Context) trace {
+	return trace{credgate.RequestIDFrom(ctx), credgate.CorrelationFrom(ctx)}
+}
+
+// set puts t's headers into h.
+func (t trace) set(h http.Header) {
+	if t.requestID != "" {
+		h.Set(credgate.RequestIDHeader, t.requestID)
+	}
+	if t.correlation != "" {
+		h.Set(credgate.CorrelationHeader, t.correlation)
+	}
+}
+
+// bind returns c bound to token (when not empty) and request t.
+func bind(c *api.Client, token string, t trace) *api.Client {
+	if token == "" && t == (trace{}) {
 		return c
 	}
 	return c.WithRequestCallbacks(func(r *api.Request) {
 		if token != "" {
 			r.ClientToken = token
 		}
-		if rid != "" {
+		if t != (trace{}) {
 			if r.Headers == nil {
 				r.Headers = http.Header{}
 			}
-			r.Headers.Set(credgate.RequestIDHeader, rid)
+			t.set(r.Headers)
 		}
 	})
 }

@@ -150,5 +150,5 @@ func (s *Store) systemSession(ctx context.Context, tenant string) (*session, err
 	if err != nil {
 		return nil, err
 	}
-	return &session{s: s, tenant: tenant, token: tok, requestID: credgate.RequestIDFrom(ctx)}, nil
+	return &session{s: s, tenant: tenant, token: tok, trace: traceOf(ctx)}, nil
 }

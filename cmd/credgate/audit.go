@@ -62,7 +62,7 @@ func auditCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	files := fs.Args()
 	opts := audit.Options{Mount: *mount, Filter: f, Malformed: func(source string, line int, err error) {
-		fmt.Fprintf(stderr, "credgate audit: %s:%d: skipped: %v\n", source, line, err)
+		fmt.Fprintf(stderr, "credgate audit: %s:%d: skipped: %s\n", audit.Printable(source), line, audit.Printable(err.Error()))
 	}}
 	if *value {
 		if len(files) == 0 || (len(files) == 1 && files[0] == "-") {
@@ -90,23 +90,17 @@ func auditCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
+	unread := 0 // files that could not be opened
 	for _, name := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var r io.Reader = stdin
-		if name != "-" {
-			fh, err := os.Open(name)
-			if err != nil {
+		if err := readAuditFile(sc, name, stdin); err != nil {
+			if errors.Is(err, errEmit) {
 				return err
 			}
-			defer fh.Close()
-			r = fh
-		} else {
-			name = "stdin"
-		}
-		if err := sc.Read(name, r); err != nil {
-			return err
+			unread++
+			fmt.Fprintf(stderr, "credgate audit: %s: skipped: %s\n", audit.Printable(name), audit.Printable(err.Error()))
 		}
 	}
 	if err := sc.Close(); err != nil {
@@ -118,10 +112,41 @@ func auditCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case table != nil:
 		err = table.Flush()
 	}
-	if sc.Bad > 0 {
-		fmt.Fprintf(stderr, "credgate audit: %d of %d lines were not audit entries and were skipped\n", sc.Bad, sc.Bad+sc.Entries)
+	if sc.Bad > 0 || sc.Broken > 0 || unread > 0 {
+		fmt.Fprintf(stderr, "credgate audit: read %d entries; skipped %d lines (not audit entries, or longer than %d MiB), %d files ending broken, %d files not opened\n",
+			sc.Entries, sc.Bad, audit.MaxLine>>20, sc.Broken, unread)
+	}
+	if sc.Uncorrelated > 0 {
+		fmt.Fprintf(stderr, "credgate audit: %d calls of caller tokens carried no %s (a Vault whose audited headers credgate bootstrap did not set, or a token used outside credgate): each is shown alone\n",
+			sc.Uncorrelated, credgate.CorrelationHeader)
+	}
+	if err == nil && sc.Entries == 0 && (sc.Bad > 0 || sc.Broken > 0 || unread > 0) {
+		return errors.New("nothing could be read")
 	}
 	return err
+}
+
+// errEmit marks a failure to write the report: it ends the scan.
+var errEmit = errors.New("writing the report")
+
+// readAuditFile scans one file ("-": stdin) with sc. Errors: the file
+// could not be opened, or errEmit wrapping a failure to write the report.
+func readAuditFile(sc *audit.Scanner, name string, stdin io.Reader) error {
+	var r io.Reader = stdin
+	if name != "-" {
+		fh, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		r = fh
+	} else {
+		name = "stdin"
+	}
+	if err := sc.Read(name, r); err != nil {
+		return fmt.Errorf("%w: %w", errEmit, err)
+	}
+	return nil
 }
 
 // auditTime reads an RFC 3339 time or a time back from now ("" is none).

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -340,5 +341,164 @@ func TestAuditNamesTheGrantAReadCameThrough(t *testing.T) {
 	table, _ := s.run("", "-tenant", "acme", "-request-id", "r-gina-read", s.log)
 	if !strings.Contains(table, "GRANT") || !strings.Contains(table, grant) {
 		t.Fatalf("the table does not name the grant:\n%s", table)
+	}
+}
+
+// TestAuditGroupsByCredgatesOwnRequestID: callers choose X-Request-Id, so
+// it groups nothing. bob reads three credentials with one id, alice reads
+// one and changes another with another id: the audit shows exactly those
+// operations, each credential's own, and finds each by its credential.
+func TestAuditGroupsByCredgatesOwnRequestID(t *testing.T) {
+	s := startAuditStory(t)
+	ids := []string{s.credID}
+	for _, name := range []string{"second", "third"} {
+		c := s.do("alice", "POST", "/api/v1/credentials", "r-alice-"+name, map[string]any{
+			"integrationId": "stripe", "credentialName": name, "authType": "api_key", "apiKey": "sk_" + name + "_" + randomHex(t)}, 201)
+		ids = append(ids, c["data"].(map[string]any)["id"].(string))
+	}
+	for _, id := range ids {
+		s.do("bob", "GET", "/api/v1/credentials/stripe?credentialId="+id, "rt-innocuous-14885", nil, 200)
+	}
+	s.do("alice", "GET", "/api/v1/credentials/stripe?credentialId="+ids[0], "rt-same", nil, 200)
+	s.do("alice", "PATCH", "/api/v1/credentials/"+ids[1], "rt-same", map[string]any{"description": "moved"}, 200)
+	s.do("bob", "GET", "/api/v1/credentials/stripe?credentialId="+ids[2], "rt-twice", nil, 200)
+	s.do("bob", "GET", "/api/v1/credentials/stripe?credentialId="+ids[2], "rt-twice", nil, 200)
+
+	of := func(args ...string) []string {
+		out, _ := s.run("", append(append([]string{"-json"}, args...), s.log)...)
+		var l []string
+		for _, o := range ops(t, out) {
+			if o.Operation != audit.OpMint {
+				l = append(l, line(o))
+			}
+		}
+		return l
+	}
+	want := []string{
+		"acme bob@acme.example read values stripe " + ids[0] + " v2 ok rt-innocuous-14885",
+		"acme bob@acme.example read values stripe " + ids[1] + " v1 ok rt-innocuous-14885",
+		"acme bob@acme.example read values stripe " + ids[2] + " v1 ok rt-innocuous-14885",
+	}
+	if got := of("-request-id", "rt-innocuous-14885"); !slices.Equal(got, want) {
+		t.Errorf("three reads with one X-Request-Id:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	want = []string{
+		"acme alice@acme.example read values stripe " + ids[0] + " v2 ok rt-same",
+		"acme alice@acme.example update stripe " + ids[1] + " v2 ok rt-same",
+	}
+	if got := of("-request-id", "rt-same"); !slices.Equal(got, want) {
+		t.Errorf("a read and a PATCH with one X-Request-Id:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Two requests are two operations, whatever ids their caller gave.
+	if got := of("-request-id", "rt-twice"); len(got) != 2 || got[0] != got[1] || !strings.Contains(got[0], "bob@acme.example read values stripe "+ids[2]) {
+		t.Errorf("two reads with one X-Request-Id: %v", got)
+	}
+	if got := of("-credential", ids[2]); len(got) != 4 || !strings.Contains(got[1], "bob@acme.example read values") {
+		t.Errorf("-credential %s: %v", ids[2], got)
+	}
+	sum, _ := s.run("", "-summary", "-json", "-tenant", "acme", s.log)
+	reads := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(sum), "\n") {
+		var row audit.SummaryRow
+		if err := json.Unmarshal([]byte(l), &row); err != nil {
+			t.Fatal(err)
+		}
+		reads[row.Credential] = row.Reads
+	}
+	if reads[ids[0]] != 4 || reads[ids[1]] != 1 || reads[ids[2]] != 3 {
+		t.Errorf("--summary reads: %v", reads)
+	}
+}
+
+// TestAuditSurvivesAHostileLog: before the log, a rotated file cut short;
+// in it, before alice's rotation, an unauthenticated forged write with
+// bob's X-Request-Id, a 72 MB line anyone can make Vault write, and a
+// caller-token entry with terminal escapes in its e-mail. The scan reports
+// them, reads on, shows every operation of the clean log (the rotation
+// after the bad lines too), none of the forged ones, and no control byte.
+func TestAuditSurvivesAHostileLog(t *testing.T) {
+	s := startAuditStory(t)
+	raw, err := os.ReadFile(s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean, _ := s.run("", "-json", s.log)
+	lines := strings.SplitAfter(string(raw), "\n")
+	at := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, `"r-alice-rotate"`) })
+	when := time.Now().UTC().Format(time.RFC3339Nano)
+	if m := regexp.MustCompile(`"time":"([^"]+)"`).FindStringSubmatch(lines[at]); m != nil {
+		when = m[1]
+	}
+	forged := `{"auth":{"policy_results":{"allowed":false}},"error":"permission denied","request":{"headers":{"x-request-id":["r-bob-read-2"]},"id":"f-1","operation":"update","path":"credgate/data/tenants/acme/credentials/stripe/` + s.credID + `","remote_address":"203.0.113.9"},"time":"` + when + `","type":"response"}` + "\n"
+	escaped := `{"auth":{"client_token":"hmac-sha256:00","metadata":{"sub":"mallory","tenant":"acme","email":"x\u001b]0;PWNED\u0007\u001b[2J\u001b[1;31mFAKE\tCOLUMN\nNEWROW@evil.example"},"token_policies":["credgate-acme-integration_viewer"],"token_type":"batch"},"request":{"id":"f-2","operation":"read","path":"credgate/data/tenants/acme/services/stripe","remote_address":"203.0.113.9"},"time":"` + when + `","type":"response"}` + "\n"
+	var huge strings.Builder
+	huge.WriteString(`{"type":"request","time":"` + when + `","request":{"data":{"`)
+	for huge.Len() < 72<<20 {
+		huge.WriteString("<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<")
+	}
+	huge.WriteString(`":1}}}` + "\n")
+	dir := t.TempDir()
+	cur := filepath.Join(dir, "vault-audit.log")
+	if err := os.WriteFile(cur, []byte(strings.Join(lines[:at], "")+forged+huge.String()+escaped+strings.Join(lines[at:], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge.Reset()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(strings.Repeat(lines[0], 50)))
+	_ = zw.Close()
+	old := filepath.Join(dir, "vault-audit.log.1.gz")
+	if err := os.WriteFile(old, gz.Bytes()[:gz.Len()-12], 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	out, errOut := s.run("", "-json", old, cur)
+	var got, want []string
+	for _, o := range ops(t, out) {
+		got = append(got, line(o))
+	}
+	for _, o := range ops(t, clean) {
+		want = append(want, line(o))
+	}
+	mallory := "acme x\x1b]0;PWNED\a\x1b[2J\x1b[1;31mFAKE\tCOLUMN\nNEWROW@evil.example read metadata stripe  v0 ok "
+	if !slices.Contains(got, mallory) {
+		t.Errorf("the caller-token entry is missing: %q", got)
+	}
+	got = slices.DeleteFunc(got, func(l string) bool { return l == mallory })
+	if !slices.Equal(got, want) {
+		t.Errorf("the hostile log reads as\n%s\nthe clean one as\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, w := range []string{old + ":", "broken", cur + ":", "longer than 4 MiB", "skipped 1 lines", "1 files ending broken"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut)
+		}
+	}
+	all, _ := s.run("", "-json", "-all", old, cur)
+	found := false
+	for _, o := range ops(t, all) {
+		if o.Operation == audit.OpOther && o.RequestID == "r-bob-read-2" {
+			found = o.Email == "" && o.Subject == "" && o.Outcome == audit.OutcomeDenied
+		}
+	}
+	if !found {
+		t.Error("--all does not show the forged write as not credgate's")
+	}
+	table, _ := s.run("", "-all", old, cur)
+	for _, r := range table {
+		if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) {
+			t.Fatalf("the table carries control character %U:\n%s", r, table)
+		}
+	}
+	if !strings.Contains(table, `\x1b]0;PWNED`) {
+		t.Errorf("the escapes are not shown as text:\n%s", table)
+	}
+	// Nothing readable at all is the one failure.
+	junk := filepath.Join(dir, "junk.gz")
+	if err := os.WriteFile(junk, append([]byte{0x1f, 0x8b}, "not gzip at all"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var o2, e2 bytes.Buffer
+	if err := auditCmd(context.Background(), []string{junk, filepath.Join(dir, "missing.log")}, nil, &o2, &e2); err == nil {
+		t.Errorf("a log of nothing readable succeeded:\n%s", e2.String())
 	}
 }
