@@ -131,3 +131,37 @@ func TestEscapesInClaimsDoNotBreakWrites(t *testing.T) {
 	// credgate's own subject is nobody's.
 	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/jira", iss.Sign(t, iss.Claims(credgate.SystemSubject, ten, "integration_admin")), nil), 401, "UNAUTHORIZED")
 }
+
+// TestDeleteWithoutIfMatchOutlastsConcurrentPatches: a DELETE that names
+// no version is not in conflict with anyone: racing PATCHes of the same
+// credential (and service) it retries, and it is 200, never 409.
+func TestDeleteWithoutIfMatchOutlastsConcurrentPatches(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "jira")
+	for round := range 3 {
+		id := a.mustCreateCredential(tok, map[string]any{"integrationId": "jira", "credentialName": fmt.Sprintf("bot-%d", round), "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})["id"].(string)
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				a.do("PATCH", "/api/v1/credentials/"+id, tok, map[string]any{"description": fmt.Sprintf("edit %d", i)})
+			})
+		}
+		r := a.do("DELETE", "/api/v1/credentials/"+id, tok, nil)
+		wg.Wait()
+		if r.Status != 200 {
+			t.Fatalf("round %d: DELETE racing PATCHes: %d %s", round, r.Status, r.Raw)
+		}
+		wantEnvelopeError(t, a.do("GET", "/api/v1/credentials/jira?credentialId="+id, tok, nil), 404, "CREDENTIAL_NOT_FOUND")
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			a.do("PATCH", "/api/v1/services/jira", tok, map[string]any{"description": fmt.Sprintf("edit %d", i)})
+		})
+	}
+	r := a.do("DELETE", "/api/v1/services/jira", tok, nil)
+	wg.Wait()
+	if r.Status != 204 && r.Status != 200 {
+		t.Fatalf("service DELETE racing PATCHes: %d %s", r.Status, r.Raw)
+	}
+}
