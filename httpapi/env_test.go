@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -175,6 +176,10 @@ type apiOptions struct {
 	monitor *monitorSetup
 	// configured are grants from configuration, by tenant.
 	configured map[string][]credgate.Grant
+	// requestTimeout bounds each request; 0: httpapi's default.
+	requestTimeout time.Duration
+	// vaultTimeout bounds each Vault call; 0: 2 s.
+	vaultTimeout time.Duration
 }
 
 // monitorSetup times an instance's monitor for a test.
@@ -230,7 +235,8 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		named = append(named, t)
 	}
 	a := &testAPI{t: t, ops: map[string]int{}, metrics: httpapi.NewMetrics(named)}
-	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: 2 * time.Second, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, ServiceCacheTTL: o.serviceCacheTTL, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
+	vaultTimeout := cmp.Or(o.vaultTimeout, 2*time.Second)
+	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: vaultTimeout, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, ServiceCacheTTL: o.serviceCacheTTL, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
 		a.metrics.ObserveVault(op, d, err)
 		a.vaultCalls.Add(1)
 		a.mu.Lock()
@@ -276,7 +282,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store,
 		Webhooks: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
-		Metrics: a.metrics, RateLimit: o.rateLimit,
+		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -33,6 +34,20 @@ func saneRequestID(id string) bool {
 		}
 	}
 	return true
+}
+
+// deadline bounds the whole request: every Vault call, wait and retry it
+// makes ends at d, and what did not finish is answered 503
+// BACKEND_UNAVAILABLE with Retry-After (the store's answer to a context
+// that ended), so a slow Vault gives fast, honest failures instead of
+// requests that pile up.
+func deadline(d time.Duration) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), d)
+		defer cancel()
+		c.Request = c.Request.WithContext(ctx)
+		c.Next()
+	}
 }
 
 // requestID keeps the caller's X-Request-Id when it is sane, else makes one.

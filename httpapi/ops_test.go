@@ -188,11 +188,31 @@ func TestVaultOutagesAre503AndRecover(t *testing.T) {
 	tok := token(t, "olga", tenant(t), "integration_admin")
 	a.mustCreate(tok, map[string]any{"id": "twilio", "name": "Twilio"})
 
-	wantUnavailable := func(when string) {
+	// /readyz answers from its latest probe (at most 2 s old, bounded by
+	// the store's timeout): it follows Vault within a few seconds, and
+	// answers each time within 1.5 s.
+	readyz := func(when string, want int) {
 		t.Helper()
-		if r := a.do("GET", "/readyz", "", nil); r.Status != 503 || r.Header.Get("Retry-After") == "" {
+		var r reply
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			start := time.Now()
+			r = a.do("GET", "/readyz", "", nil)
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("%s: /readyz took %s", when, took)
+			}
+			if r.Status == want || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if r.Status != want || (want == 503 && r.Header.Get("Retry-After") == "") {
 			t.Fatalf("%s: /readyz %d %s", when, r.Status, r.Raw)
 		}
+	}
+	wantUnavailable := func(when string) {
+		t.Helper()
+		readyz(when, 503)
 		for _, req := range []struct{ method, path string }{{"GET", "/api/v1/services/twilio"}, {"GET", "/api/v1/services"}, {"PATCH", "/api/v1/services/twilio"}} {
 			var body any
 			if req.method == "PATCH" {
@@ -210,9 +230,7 @@ func TestVaultOutagesAre503AndRecover(t *testing.T) {
 	}
 	wantWorking := func(when string) {
 		t.Helper()
-		if r := a.do("GET", "/readyz", "", nil); r.Status != 200 {
-			t.Fatalf("%s: /readyz %d %s", when, r.Status, r.Raw)
-		}
+		readyz(when, 200)
 		if r := a.do("GET", "/api/v1/services/twilio", tok, nil); r.Status != 200 {
 			t.Fatalf("%s: read %d %s", when, r.Status, r.Raw)
 		}

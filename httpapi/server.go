@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -76,6 +77,9 @@ type Authenticator interface {
 type ReadyCheck struct {
 	Name  string
 	Check func(context.Context) error
+	// Instant checks are cheap and local (shutting down): asked on every
+	// /readyz, never from the latest probe.
+	Instant bool
 }
 
 // Options configures the handler.
@@ -97,7 +101,10 @@ type Options struct {
 	TrustedProxies []string
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
 	MaxBodyBytes int64
-	RateLimit    RateLimit
+	// RequestTimeout bounds each request, Vault calls and waits included;
+	// default DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	RateLimit      RateLimit
 	// Metrics, when set, are recorded and served at /metrics.
 	Metrics *Metrics
 	// Webhooks, when set, serves /api/v1/webhooks.
@@ -120,6 +127,9 @@ type Options struct {
 // DefaultMaxBodyBytes is the default request body limit.
 const DefaultMaxBodyBytes = 1 << 20
 
+// DefaultRequestTimeout is the default bound of a request.
+const DefaultRequestTimeout = 10 * time.Second
+
 // New returns the HTTP handler of the API.
 func New(o Options) (http.Handler, error) {
 	if o.Services == nil || o.Credentials == nil || o.Primary == nil || o.Rotator == nil || o.Refresh == nil || o.Endpoints == nil || o.Auth == nil || o.Logger == nil || o.Locator == nil {
@@ -137,6 +147,9 @@ func New(o Options) (http.Handler, error) {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	// Match on the escaped path so that an id holding %2F stays one path
@@ -152,7 +165,7 @@ func New(o Options) (http.Handler, error) {
 	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), bodyLimit(o.MaxBodyBytes), queryCheck())
+	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), deadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck())
 
 	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
 	if err := docsRoutes(r); err != nil {

@@ -33,11 +33,22 @@ func (k *session) lock(ctx context.Context, cred string) (release func(), err er
 	r := leaseRecord(k, "credential_lock", policy.Path(k.tenant, policy.FolderCredLocks, cred))
 	holder := uuid.NewString()
 	deadline := k.s.opts.Now().Add(k.s.opts.LockWait)
+	if by, ok := lockDeadline(ctx); ok && by.Add(-lockMargin).Before(deadline) {
+		// The request ends sooner: answer that the lock was not had,
+		// while there is time to say so.
+		deadline = by.Add(-lockMargin)
+	}
 	for {
 		_, _, err := takeLease(ctx, r, holder, k.s.opts.Now, k.s.opts.LockLease, nil)
 		switch {
 		case err == nil:
-			return func() { _ = releaseLease(context.WithoutCancel(ctx), r, holder) }, nil
+			return func() {
+				// Within the request while it lasts; after its deadline in
+				// the background (the lease would end by itself anyway).
+				if err := releaseLease(ctx, r, holder); err != nil && ctx.Err() != nil {
+					go func() { _ = releaseLease(context.WithoutCancel(ctx), r, holder) }()
+				}
+			}, nil
 		case !errors.Is(err, errHeld) && credgate.ErrorCode(err) != credgate.EVersionConflict:
 			return nil, translate(err, credgate.ECredentialNotFound)
 		}
@@ -49,6 +60,26 @@ func (k *session) lock(ctx context.Context, cred string) (release func(), err er
 		}
 	}
 }
+
+// lockMargin is how long before its request's deadline a wait for the lock
+// gives up, so that the answer (409) is still made in time.
+const lockMargin = time.Second
+
+type lockDeadlineKey struct{}
+
+// lockDeadline is when a wait for the lock must give up: the deadline
+// RefreshCredential kept of its request, or ctx's own.
+func lockDeadline(ctx context.Context) (time.Time, bool) {
+	if d, ok := ctx.Value(lockDeadlineKey{}).(time.Time); ok {
+		return d, true
+	}
+	return ctx.Deadline()
+}
+
+// refreshBudget bounds a refresh run on its own context: the wait for the
+// lock is bounded by LockWait, the grant by its own timeout (15 s), and
+// the writes around it by the store's Timeout each.
+const refreshBudget = 45 * time.Second
 
 // RotateCredential applies fn, which sets new secret values, to cred while
 // holding its rotation lock, so concurrent rotations take turns instead of
@@ -85,7 +116,19 @@ func (s *Store) RotateCredential(ctx context.Context, cred string, ifMatch int, 
 // Errors: CREDENTIAL_NOT_FOUND, VALIDATION_FAILED (not refreshable),
 // VERSION_CONFLICT, INSUFFICIENT_PERMISSIONS, BACKEND_UNAVAILABLE, or
 // grant's.
+//
+// A grant once made is written whatever becomes of the request that asked
+// for it (the token endpoint may have spent the refresh token it was
+// given): the refresh runs on a context of its own, bounded by LockWait and
+// refreshBudget, and only its wait for the lock follows the request's
+// deadline. Its answer may so come after that deadline.
 func (s *Store) RefreshCredential(ctx context.Context, cred string, ifMatch int, grant credgate.RefreshGrant) (*credgate.Credential, error) {
+	own, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LockWait+refreshBudget)
+	defer cancel()
+	if d, ok := ctx.Deadline(); ok {
+		own = context.WithValue(own, lockDeadlineKey{}, d)
+	}
+	ctx = own
 	var got credgate.Secrets
 	var expiry *time.Time
 	return s.RotateCredential(ctx, cred, ifMatch, func(c *credgate.Credential) error {

@@ -126,7 +126,8 @@ type healthCache struct {
 const healthInterval = time.Second
 
 // healthy reports whether Vault says it is initialized and unsealed (and
-// answers at all). It asks sys/health at most once per healthInterval.
+// answers at all), and answers an audited call of credgate's own without
+// failing. It asks sys/health at most once per healthInterval.
 func (s *Store) healthy(ctx context.Context) bool {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
@@ -139,6 +140,18 @@ func (s *Store) healthy(ctx context.Context) bool {
 	h, err := s.own(ctx).Sys().HealthWithContext(ctx)
 	s.observe("health", now, err)
 	s.health.at, s.health.healthy = now, err == nil && h.Initialized && !h.Sealed
+	if s.health.healthy {
+		// sys/health is not audited; an audit device that fails makes
+		// Vault answer 500 to everything else. An audited call of
+		// credgate's own tells: a 5xx there too is an outage.
+		start := s.opts.Now()
+		_, err := s.own(ctx).Auth().Token().LookupSelfWithContext(ctx)
+		s.observe("token_lookup_self", start, err)
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode >= 500 || isUnreachable(err) && !errors.As(err, &re) {
+			s.health.healthy = false
+		}
+	}
 	return s.health.healthy
 }
 

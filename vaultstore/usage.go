@@ -35,10 +35,22 @@ type usageBook struct {
 }
 
 type tenantUsage struct {
-	mu      sync.Mutex
+	turn    chan struct{} // one writer at a time; waiting ends with ctx
 	cur     credgate.TenantUsage
 	version int // 0: not read yet
 }
+
+// take waits for u's turn, or for ctx to end.
+func (u *tenantUsage) take(ctx context.Context) error {
+	select {
+	case u.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return unavailable(ctx.Err())
+	}
+}
+
+func (u *tenantUsage) done() { <-u.turn }
 
 func (b *usageBook) of(tenant string) *tenantUsage {
 	b.mu.Lock()
@@ -48,7 +60,7 @@ func (b *usageBook) of(tenant string) *tenantUsage {
 	}
 	u, ok := b.locks[tenant]
 	if !ok {
-		u = &tenantUsage{}
+		u = &tenantUsage{turn: make(chan struct{}, 1)}
 		b.locks[tenant] = u
 	}
 	return u
@@ -109,8 +121,10 @@ func (s *Store) charge(ctx context.Context, tenant string, d credgate.TenantUsag
 		return func(context.Context) {}, nil
 	}
 	u := s.usage.of(tenant)
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := u.take(ctx); err != nil {
+		return nil, err
+	}
+	defer u.done()
 	limits := s.limits(tenant)
 	for fresh := u.version == 0; ; fresh = true {
 		_, _, err = update(ctx, s.usageRecord(tenant, u), 0, func(cur *credgate.TenantUsage) error {
@@ -138,8 +152,21 @@ func (s *Store) charge(ctx context.Context, tenant string, d credgate.TenantUsag
 // settle applies d, a shrink (what a removed or smaller record no longer
 // keeps, or a charge given back), to tenant's usage. A failure is only
 // counted: the records are as they are all the same.
+//
+// It is made within the request while the request lasts, so that its
+// answer keeps the request's deadline; what the deadline cuts short is
+// finished in the background.
 func (s *Store) settle(ctx context.Context, tenant string, d credgate.TenantUsage) {
-	if _, err := s.charge(context.WithoutCancel(ctx), tenant, d); err != nil {
+	_, err := s.charge(ctx, tenant, d)
+	if err != nil && ctx.Err() != nil {
+		go func() {
+			if _, err := s.charge(context.WithoutCancel(ctx), tenant, d); err != nil {
+				s.observe("usage_settle", s.opts.Now(), err)
+			}
+		}()
+		return
+	}
+	if err != nil {
 		s.observe("usage_settle", s.opts.Now(), err)
 	}
 }
@@ -148,8 +175,10 @@ func (s *Store) settle(ctx context.Context, tenant string, d credgate.TenantUsag
 // BACKEND_UNAVAILABLE, INTERNAL_ERROR.
 func (s *Store) Usage(ctx context.Context, tenant string) (credgate.TenantUsage, credgate.TenantLimits, error) {
 	u := s.usage.of(tenant)
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if err := u.take(ctx); err != nil {
+		return credgate.TenantUsage{}, credgate.TenantLimits{}, err
+	}
+	defer u.done()
 	u.version = 0 // what the others wrote too
 	cur, _, err := s.usageRecord(tenant, u).read(ctx)
 	return cur, s.limits(tenant), translate(err, credgate.ENotFound)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
@@ -32,6 +33,7 @@ type Config struct {
 	LogLevel       string          `yaml:"log_level"`
 	TrustedProxies []string        `yaml:"trusted_proxies"`
 	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
+	RequestTimeout time.Duration   `yaml:"request_timeout"`
 	ShutdownGrace  time.Duration   `yaml:"shutdown_grace"`
 	ShutdownDrain  time.Duration   `yaml:"shutdown_drain"`
 	TLS            ListenerTLS     `yaml:"tls"`
@@ -350,11 +352,13 @@ type GrantConfig struct {
 // is said.
 func DefaultConfig() Config {
 	return Config{
-		Listen:        "127.0.0.1:8080",
-		LogLevel:      "info",
-		MaxBodyBytes:  1 << 20,
-		ShutdownGrace: 20 * time.Second,
-		ShutdownDrain: 2 * time.Second,
+		Listen:       "127.0.0.1:8080",
+		LogLevel:     "info",
+		MaxBodyBytes: 1 << 20,
+		// Every request is answered within this, Vault calls included.
+		RequestTimeout: httpapi.DefaultRequestTimeout,
+		ShutdownGrace:  20 * time.Second,
+		ShutdownDrain:  2 * time.Second,
 		Vault: VaultConfig{
 			Mount:       policy.DefaultMount,
 			TokenRole:   policy.DefaultTokenRole,
@@ -443,6 +447,9 @@ func (c Config) Validate() error {
 	}
 	if (c.Vault.TLS.ClientCert == "") != (c.Vault.TLS.ClientKey == "") {
 		bad("vault.tls: client_cert and client_key go together")
+	}
+	if c.RequestTimeout < time.Second || c.RequestTimeout > 5*time.Minute {
+		bad("request_timeout: 1s to 5m")
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes: must be positive")

@@ -252,10 +252,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Webhooks: store, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(),
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
-		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes,
+		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		Ready: []httpapi.ReadyCheck{
 			{Name: "vault", Check: store.Ready}, {Name: "issuers", Check: verifier.Ready},
-			{Name: "shutdown", Check: func(context.Context) error {
+			{Name: "shutdown", Instant: true, Check: func(context.Context) error {
 				if m.draining.Load() {
 					return errors.New("shutting down")
 				}

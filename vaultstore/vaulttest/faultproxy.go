@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // FaultProxy is an HTTP proxy in front of a Vault that cuts the connection
@@ -30,6 +31,7 @@ type FaultProxy struct {
 	seen    int  // requests since Cut
 	down    bool // cutting every request
 	methods []string
+	delay   time.Duration
 }
 
 // StartFaultProxy starts a proxy to the Vault at target (an http URL) on a
@@ -72,6 +74,15 @@ func (p *FaultProxy) Answer(match func(*http.Request) bool, status int, body str
 	p.answers = append(p.answers, answer{match, status, body})
 }
 
+// Delay makes Vault answer d later than it would (0: at once), as a slow
+// or overloaded Vault does: every request waits d before it is forwarded,
+// or until its client gives up. Heal clears it.
+func (p *FaultProxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+}
+
 // errCut is what the proxy's transport returns for a cut request.
 type errCut struct{}
 
@@ -100,7 +111,17 @@ func (p *FaultProxy) RoundTrip(r *http.Request) (*http.Response, error) {
 			break
 		}
 	}
+	delay := p.delay
 	p.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return nil, r.Context().Err()
+		}
+	}
 	if cutNow {
 		return nil, errCut{}
 	}
@@ -135,6 +156,6 @@ func (p *FaultProxy) Heal() (seen int, cut bool, requests []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen, cut, requests = p.seen, p.down, p.methods
-	p.armed, p.down, p.seen, p.methods, p.answers = false, false, 0, nil, nil
+	p.armed, p.down, p.seen, p.methods, p.answers, p.delay = false, false, 0, nil, nil, 0
 	return seen, cut, requests
 }
