@@ -3,8 +3,10 @@ package vaultlogin
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -33,6 +35,13 @@ type Identity struct {
 	err     error           // why the last login failed; nil after a success
 	tried   time.Time       // when the last login was attempted
 	fresh   chan struct{}   // closed when a login replaces auth
+
+	// Logins Vault refused in a row (not failures to reach it), what the
+	// method's inputs held then, and when the same login may be tried
+	// again (refusalBackoff).
+	refusals int
+	inputs   [32]byte
+	nextTry  time.Time
 }
 
 // IdentityOptions configures an Identity.
@@ -47,6 +56,57 @@ type IdentityOptions struct {
 	// new token; default 2 s.
 	SourceCheck time.Duration
 	Now         func() time.Time
+}
+
+// errHeld is a login not tried: Vault refused the same one lately.
+var errHeld = errors.New("not logging in again with what Vault refused")
+
+// refused reports whether Vault answered a login with a refusal (4xx: a
+// wrong or spent secret id, an unknown role, a bad JWT), which counts
+// towards its user lockout; an unreachable or failing Vault does not.
+func refused(err error) bool {
+	var re *api.ResponseError
+	return errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500
+}
+
+// refusalBackoff is how long a login Vault refused n times in a row waits
+// before it is tried again with the same inputs: 5 s, 30 s, 2 min, then
+// 16 min, so that at most four refusals fall within Vault's default user
+// lockout window (5 failures, counter reset after 15 min without one) and
+// credgate never locks itself out. A change of the method's input files
+// (a new secret id, a new JWT) is tried at once.
+func refusalBackoff(n int) time.Duration {
+	switch n {
+	case 1:
+		return 5 * time.Second
+	case 2:
+		return 30 * time.Second
+	case 3:
+		return 2 * time.Minute
+	}
+	return 16*time.Minute + rand.N(time.Minute)
+}
+
+// readInputs hashes the files the method reads at a login (a missing file
+// hashes as such), so a changed one is noticed.
+func (id *Identity) readInputs() [32]byte {
+	h := sha256.New()
+	if m, ok := id.method.(interface{ Inputs() []string }); ok {
+		for _, p := range m.Inputs() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				h.Write([]byte{0})
+			} else {
+				h.Write([]byte{1})
+				h.Write(b)
+				clear(b)
+			}
+			h.Write([]byte(p))
+		}
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
 }
 
 // reloginInterval is the least time between logins caused by refusals, so
@@ -124,15 +184,33 @@ func (id *Identity) login(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, LoginTimeout)
 	defer cancel()
 	start := id.now()
+	inputs := id.readInputs()
+	id.mu.Lock()
+	if id.refusals > 0 && inputs == id.inputs && start.Before(id.nextTry) {
+		// Vault refused this very login: asking again would only count
+		// towards its lockout. Wait, unless the inputs change.
+		err := fmt.Errorf("%w until %s, or until its files change: %w", errHeld, id.nextTry.UTC().Format(time.RFC3339), id.err)
+		id.mu.Unlock()
+		return err
+	}
+	id.mu.Unlock()
 	auth, err := id.method.Login(ctx, id.client)
 	id.mu.Lock()
 	id.tried = start
 	if err != nil {
+		if refused(err) {
+			if inputs != id.inputs {
+				id.refusals = 0
+			}
+			id.refusals++
+			id.inputs, id.nextTry = inputs, start.Add(refusalBackoff(id.refusals))
+		}
 		id.err = err
 		id.mu.Unlock()
 		id.tell(err)
 		return err
 	}
+	id.refusals = 0
 	id.auth, id.err = auth, nil
 	id.expires = time.Time{}
 	if auth.LeaseDuration > 0 {
@@ -195,10 +273,17 @@ func (id *Identity) Run(ctx context.Context) {
 		id.mu.Unlock()
 		if auth == nil || failed {
 			if err := id.Login(ctx); err != nil {
-				if !pause(ctx, backoff) {
+				wait := backoff
+				if errors.Is(err, errHeld) {
+					// Held after a refusal: look for new inputs often (no
+					// Vault call is made until they change or it is time).
+					wait = id.check
+				} else {
+					backoff = min(2*backoff, 10*time.Second)
+				}
+				if !pause(ctx, wait) {
 					return
 				}
-				backoff = min(2*backoff, 10*time.Second)
 				continue
 			}
 			backoff = time.Second

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,5 +133,92 @@ func TestAppRoleWithAWrappedSecretID(t *testing.T) {
 	plain := &vaultlogin.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file, SecretIDWrapped: true}
 	if _, err := plain.Login(ctx, anon); err == nil {
 		t.Fatal("a spent wrapping token was accepted")
+	}
+}
+
+// TestARefusedLoginNeverLocksCredgateOut: with a wrong secret id, credgate
+// keeps failing requests (503) but asks Vault again only after a pause, so
+// Vault's user lockout (on by default: 5 failures) is never tripped; a new
+// secret id in the file is used within seconds. A control shows the
+// lockout is real in this Vault: five wrong logins lock a role.
+func TestARefusedLoginNeverLocksCredgateOut(t *testing.T) {
+	v := vaulttest.Start(t)
+	root := v.Client(t)
+	ctx := context.Background()
+	mount := "approle-lockout-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.Options{Login: bootstrap.LoginRoles{AppRole: "credgate", AppRoleMount: mount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := root.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon.ClearToken()
+
+	// The control: another role, five wrong logins, then the right one.
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+mount+"/role/control", map[string]any{"token_ttl": "5m"}); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := root.Logical().ReadWithContext(ctx, "auth/"+mount+"/role/control/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	controlID, _ := rid.Data["role_id"].(string)
+	good, err := bootstrap.IssueSecretID(ctx, root, mount, "control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		_, _ = anon.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{"role_id": controlID, "secret_id": "wrong"})
+	}
+	if _, err := anon.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{"role_id": controlID, "secret_id": good}); err == nil {
+		t.Fatal("control: five wrong logins did not lock the role; the test shows nothing")
+	}
+
+	file := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(file, []byte("not-a-secret-id"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var attempts atomic.Int64
+	id, err := vaultlogin.NewIdentity(vaultlogin.IdentityOptions{
+		Method: &vaultlogin.AppRole{Mount: mount, RoleID: res.AppRoleID, SecretIDFile: file}, Client: anon,
+		Report: func(string, error) { attempts.Add(1) }, SourceCheck: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go id.Run(runCtx)
+	// Requests keep finding credgate without a token for 8 s: each asks
+	// for a login (Refused), as a request refused by Vault does.
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); {
+		if id.Refused(ctx, "") {
+			t.Fatal("a login with a wrong secret id succeeded")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := attempts.Load(); n > 3 {
+		t.Fatalf("%d logins with the same wrong secret id in 8 s", n)
+	}
+	secretID, err := bootstrap.IssueSecretID(ctx, root, mount, "credgate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := time.Now()
+	if err := os.WriteFile(file, []byte(secretID), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for id.Token() == "" {
+		if time.Since(fixed) > 10*time.Second {
+			t.Fatalf("no login 10 s after a new secret id (%d attempts): %v", attempts.Load(), id.LastErr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("logged in %s after the new secret id; %d login attempts in all", time.Since(fixed).Round(10*time.Millisecond), attempts.Load())
+	look := root.WithRequestCallbacks(func(r *api.Request) { r.ClientToken = id.Token() })
+	if _, err := look.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		t.Fatalf("the new token: %v", err)
 	}
 }

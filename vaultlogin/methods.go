@@ -60,6 +60,9 @@ func (m TokenFile) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, e
 // Source is the file whose changes mean a new token is waiting.
 func (m TokenFile) Source() string { return m.Path }
 
+// Inputs are the files a login reads.
+func (m TokenFile) Inputs() []string { return []string{m.Path} }
+
 // lookupToken turns a token into the auth answer a login would have given.
 func lookupToken(ctx context.Context, c *api.Client, tok string) (*api.SecretAuth, error) {
 	if tok == "" {
@@ -98,6 +101,9 @@ type AppRole struct {
 }
 
 func (*AppRole) Name() string { return "approle" }
+
+// Inputs are the files a login reads.
+func (m *AppRole) Inputs() []string { return nonEmpty(m.RoleIDFile, m.SecretIDFile) }
 
 func (m *AppRole) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, error) {
 	roleID := m.RoleID
@@ -160,6 +166,9 @@ type JWT struct {
 
 func (JWT) Name() string { return "jwt" }
 
+// Inputs are the files a login reads.
+func (m JWT) Inputs() []string { return []string{m.Path} }
+
 func (m JWT) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, error) {
 	return jwtLogin(ctx, c, cmp.Or(m.Mount, DefaultJWTMount), m.Role, m.Path)
 }
@@ -175,6 +184,9 @@ type Kubernetes struct {
 }
 
 func (Kubernetes) Name() string { return "kubernetes" }
+
+// Inputs are the files a login reads.
+func (m Kubernetes) Inputs() []string { return []string{cmp.Or(m.Path, DefaultServiceAccountToken)} }
 
 func (m Kubernetes) Login(ctx context.Context, c *api.Client) (*api.SecretAuth, error) {
 	return jwtLogin(ctx, c, cmp.Or(m.Mount, DefaultKubernetesMount), m.Role, cmp.Or(m.Path, DefaultServiceAccountToken))
@@ -200,6 +212,16 @@ func login(ctx context.Context, c *api.Client, mount string, body map[string]any
 		return nil, fmt.Errorf("%s: the answer holds no token", path)
 	}
 	return sec.Auth, nil
+}
+
+func nonEmpty(paths ...string) []string {
+	var out []string
+	for _, p := range paths {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // readSecretFile reads a token or id from a file. The error names the file,
