@@ -27,6 +27,7 @@ type Metrics struct {
 	vaultLogins   *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
 	rateLimitErrs prometheus.Counter
+	limiterState  *prometheus.GaugeVec
 	namedTenants  map[string]bool
 	monitor       *monitorMetrics
 }
@@ -68,12 +69,27 @@ func NewMetrics(namedTenants []string) *Metrics {
 		Name: "credgate_vault_logins_total", Help: "credgate's own logins to Vault by method and result (ok, error).",
 	}, []string{"method", "result"})
 	m.rateLimitErrs = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "credgate_rate_limit_store_errors_total", Help: "Rate-limit store failures; the request was let through (fail open).",
+		Name: "credgate_rate_limit_store_errors_total", Help: "Requests the rate-limit store gave no answer for (failing, or its breaker open); let through, or refused with rate_limit.on_store_error: deny.",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.vault, m.vaultErrors, m.tokenCache, m.verifiedCache, m.jwks, m.vaultLogins, m.rateLimited, m.rateLimitErrs,
+	m.limiterState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "credgate_rate_limit_store_state", Help: "1 for the rate-limit store's circuit breaker state (closed: asking; open: not asking, failing open or closed as configured; half-open: one question on its way).",
+	}, []string{"state"})
+	m.limiterState.WithLabelValues("closed").Set(1)
+	m.reg.MustRegister(m.requests, m.latency, m.vault, m.vaultErrors, m.tokenCache, m.verifiedCache, m.jwks, m.vaultLogins, m.rateLimited, m.rateLimitErrs, m.limiterState,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.monitor = newMonitorMetrics(m.reg)
 	return m
+}
+
+// RateLimitStoreState records the rate-limit store breaker's new state.
+func (m *Metrics) RateLimitStoreState(state string) {
+	for _, s := range []string{"closed", "open", "half-open"} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.limiterState.WithLabelValues(s).Set(v)
+	}
 }
 
 // Handler serves the registry in the Prometheus text format.

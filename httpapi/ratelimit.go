@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/httpapi/ratelimit"
@@ -24,6 +23,10 @@ type RateLimit struct {
 	Store   Limiter        // default: in memory
 	Default int            // requests per minute; default 100
 	Tenants map[string]int // per-tenant overrides
+	// DenyOnStoreError refuses a request the store gave no answer for
+	// (503 BACKEND_UNAVAILABLE with Retry-After); by default it goes
+	// through (fail open).
+	DenyOnStoreError bool
 }
 
 // DefaultRateLimit is the default per-tenant limit (requests per minute).
@@ -31,10 +34,12 @@ const DefaultRateLimit = 100
 
 // rateLimit spends one request of the verified tenant's budget. The key is
 // the tenant of the token, never a header or an address. When the store
-// cannot be asked (Redis down), the request goes through: an outage of the
-// limiter must not become an outage of the secrets; a log line and
-// credgate_rate_limit_store_errors_total say it happened.
-func rateLimit(rl RateLimit, m *Metrics, log *zap.Logger) gin.HandlerFunc {
+// cannot be asked (Redis down, or its breaker open), the request goes
+// through by default: an outage of the limiter must not become an outage
+// of the secrets; credgate_rate_limit_store_errors_total counts it (the
+// store's breaker logs its changes of state, never a line per request).
+// With DenyOnStoreError it is refused instead.
+func rateLimit(rl RateLimit, m *Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		tenant := credgate.PrincipalFrom(c.Request.Context()).Tenant
 		limit := rl.Default
@@ -44,7 +49,10 @@ func rateLimit(rl RateLimit, m *Metrics, log *zap.Logger) gin.HandlerFunc {
 		d, err := rl.Store.Allow(c.Request.Context(), "credgate:ratelimit:"+tenant, limit)
 		if err != nil {
 			m.rateLimitErrs.Inc()
-			log.Warn("rate limit store unavailable; letting the request through", zap.String("tenant", tenant), zap.Error(err))
+			if rl.DenyOnStoreError {
+				fail(c, &credgate.Error{Code: credgate.EBackendUnavailable, Message: "the rate limiter is unavailable; retry later", Err: err})
+				return
+			}
 			c.Next()
 			return
 		}

@@ -88,6 +88,24 @@ func TestRateLimitFailsOpenWhenRedisIsDown(t *testing.T) {
 	}
 }
 
+// TestRateLimitCanRefuseWhenRedisIsDown: rate_limit.on_store_error: deny
+// refuses what the store gave no answer for, as an outage (503 with
+// Retry-After), and through the breaker it stops asking a down Redis.
+func TestRateLimitCanRefuseWhenRedisIsDown(t *testing.T) {
+	st := ratelimit.NewBreaker(redisStore(t, "127.0.0.1:1"), ratelimit.BreakerOptions{})
+	a := newAPI(t, apiOptions{rateLimit: httpapi.RateLimit{Store: st, Default: 100, DenyOnStoreError: true}})
+	tok := token(t, "fd", tenant(t), "integration_viewer")
+	for range 5 {
+		r := a.do("GET", "/debug/auth", tok, nil)
+		if r.Status != 503 || r.Header.Get("Retry-After") == "" || !strings.Contains(string(r.Raw), "rate limiter") {
+			t.Fatalf("with Redis down and deny: %d %s", r.Status, r.Raw)
+		}
+	}
+	if st.State() != "open" {
+		t.Fatalf("breaker %s after 5 failures", st.State())
+	}
+}
+
 func TestInMemoryRateLimitIsTheDefault(t *testing.T) {
 	ten := tenant(t)
 	a := newAPI(t, apiOptions{rateLimit: httpapi.RateLimit{Default: 2}})

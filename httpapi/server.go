@@ -179,7 +179,7 @@ func New(o Options) (http.Handler, error) {
 	if h.roleMap == nil {
 		h.roleMap = policy.DefaultRoleMap()
 	}
-	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics, o.Logger), resolveGrants(o.GrantResolver))
+	authed := r.Group("", authenticate(o.Auth), tenantCheck(), rateLimit(o.RateLimit, o.Metrics), resolveGrants(o.GrantResolver))
 	authed.GET("/debug/auth", h.debugAuth)
 
 	// Routes whose :id is an integration check the permission on it;

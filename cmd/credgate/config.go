@@ -112,6 +112,9 @@ type RateLimitConfig struct {
 	Default int            `yaml:"default"` // requests per minute per tenant
 	Tenants map[string]int `yaml:"tenants"` // overrides
 	Redis   RedisConfig    `yaml:"redis"`
+	// OnStoreError is what a request gets when Redis gives no answer:
+	// allow (the default: fail open) or deny (503).
+	OnStoreError string `yaml:"on_store_error"`
 }
 
 // LimitsConfig bounds what each tenant keeps. In default, -1 is no
@@ -537,6 +540,9 @@ func (c Config) Validate() error {
 	c.Limits.check(bad)
 	if _, err := c.Outbound.guard(); err != nil {
 		errs = append(errs, err)
+	}
+	if e := c.RateLimit.OnStoreError; e != "" && e != "allow" && e != "deny" {
+		bad("rate_limit.on_store_error: allow or deny, not %q", e)
 	}
 	if a := c.RateLimit.Redis.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -217,7 +217,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rl := httpapi.RateLimit{Default: cfg.RateLimit.Default, Tenants: cfg.RateLimit.Tenants}
+	rl := httpapi.RateLimit{Default: cfg.RateLimit.Default, Tenants: cfg.RateLimit.Tenants, DenyOnStoreError: cfg.RateLimit.OnStoreError == "deny"}
 	if r := cfg.RateLimit.Redis; r.Address != "" {
 		opts := &redis.Options{Addr: r.Address, Username: r.Username, Password: r.Password, DB: r.DB,
 			DialTimeout: time.Second, ReadTimeout: 250 * time.Millisecond, WriteTimeout: 250 * time.Millisecond}
@@ -225,7 +225,16 @@ func (m *Main) Run(ctx context.Context) error {
 			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 		m.redis = redis.NewClient(opts)
-		rl.Store = ratelimit.NewRedis(m.redis)
+		// A breaker: a down or hung Redis costs a request nothing, and is
+		// logged once per change, not once per request.
+		rl.Store = ratelimit.NewBreaker(ratelimit.NewRedis(m.redis), ratelimit.BreakerOptions{OnChange: func(from, to string) {
+			metrics.RateLimitStoreState(to)
+			if to == "open" {
+				m.Logger.Warn("rate-limit store failing; not asking it for a while", zap.String("redis", r.Address), zap.Bool("deny", rl.DenyOnStoreError))
+			} else {
+				m.Logger.Info("rate-limit store", zap.String("state", to), zap.String("was", from))
+			}
+		}})
 	}
 	m.store, m.identity = store, identity
 	// The first login before serving, so that a reachable Vault makes the
