@@ -24,6 +24,8 @@ const (
 	EServiceAlreadyExists    = "SERVICE_ALREADY_EXISTS"
 	ECredentialAlreadyExists = "CREDENTIAL_ALREADY_EXISTS"
 	EVersionConflict         = "VERSION_CONFLICT"
+	EIdempotencyKeyInUse     = "IDEMPOTENCY_KEY_IN_USE"
+	EIdempotencyKeyReused    = "IDEMPOTENCY_KEY_REUSED"
 	EPayloadTooLarge         = "PAYLOAD_TOO_LARGE"
 	ERateLimited             = "RATE_LIMITED"
 	EUpstreamError           = "UPSTREAM_ERROR"

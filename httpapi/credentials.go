@@ -44,6 +44,13 @@ func (h *handlers) createCredential(c *gin.Context) {
 		}
 		cred.ID = id // migrated credentials keep their ids
 	}
+	derived := false
+	if key := c.GetHeader(IdempotencyHeader); cred.ID == "" && key != "" {
+		// The key names the credential, so that a retry whose first try
+		// stopped after Vault took the write finds it rather than making
+		// a second one.
+		cred.ID, derived = idempotentCredentialID(c.Request.Context(), key), true
+	}
 	if err := in.apply(cred); err != nil {
 		fail(c, err)
 		return
@@ -56,11 +63,20 @@ func (h *handlers) createCredential(c *gin.Context) {
 	warn(c, w)
 	ctx := c.Request.Context()
 	out, err := h.creds.CreateCredential(ctx, cred)
+	again := false
+	if credgate.ErrorCode(err) == credgate.ECredentialAlreadyExists && derived {
+		// This caller's earlier try with the key made it: that is the answer.
+		if got, gerr := h.creds.GetCredential(ctx, credgate.CredentialRead{Service: cred.IntegrationID, ID: cred.ID}); gerr == nil && got.CreatedBy.ID == credgate.PrincipalFrom(ctx).Subject {
+			out, err, again = got, nil, true
+		}
+	}
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	h.publish(ctx, credgate.EventCreated, out)
+	if !again {
+		h.publish(ctx, credgate.EventCreated, out)
+	}
 	c.Header("Location", "/api/v1/credentials/"+out.IntegrationID+"?credentialId="+out.ID)
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusCreated, "Credentials stored successfully", viewOf(ctx, out, maskSecrets))

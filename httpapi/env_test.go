@@ -280,7 +280,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	h, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store,
-		Webhooks: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap,
+		Webhooks: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},

@@ -33,6 +33,8 @@ var errorKinds = map[string]errorKind{
 	credgate.EServiceAlreadyExists:    {http.StatusConflict, "Service already exists"},
 	credgate.ECredentialAlreadyExists: {http.StatusConflict, "Credential already exists"},
 	credgate.EVersionConflict:         {http.StatusConflict, "Version conflict"},
+	credgate.EIdempotencyKeyInUse:     {http.StatusConflict, "Idempotency key in use"},
+	credgate.EIdempotencyKeyReused:    {http.StatusUnprocessableEntity, "Idempotency key reused"},
 	credgate.EPayloadTooLarge:         {http.StatusRequestEntityTooLarge, "Payload too large"},
 	credgate.ERateLimited:             {http.StatusTooManyRequests, "Rate limited"},
 	credgate.EUpstreamError:           {http.StatusBadGateway, "Upstream error"},

@@ -41,9 +41,18 @@ func saneRequestID(id string) bool {
 // BACKEND_UNAVAILABLE with Retry-After (the store's answer to a context
 // that ended), so a slow Vault gives fast, honest failures instead of
 // requests that pile up.
+//
+// A write is not cut short by its client going away: a client that gave up
+// (its timeout, a dropped connection) would otherwise leave a change half
+// made; it finishes within the deadline, and a retry with an
+// Idempotency-Key gets its answer. A read ends with its client.
 func deadline(d time.Duration) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), d)
+		base := c.Request.Context()
+		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions {
+			base = context.WithoutCancel(base)
+		}
+		ctx, cancel := context.WithTimeout(base, d)
 		defer cancel()
 		c.Request = c.Request.WithContext(ctx)
 		c.Next()

@@ -122,6 +122,9 @@ type Options struct {
 	// RoleMap is the configured role map, for the access reviews; default
 	// policy.DefaultRoleMap.
 	RoleMap policy.RoleMap
+	// Idempotency, when set, keeps the answers of POSTs sent with an
+	// Idempotency-Key.
+	Idempotency IdempotencyStore
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -187,7 +190,8 @@ func New(o Options) (http.Handler, error) {
 	// where; routes whose :id is a credential find its integration first.
 	svc := authed.Group("/api/v1/services")
 	svc.GET("", requireSome(policy.ServicesRead), h.listServices)
-	svc.POST("", requireSome(policy.ServicesWrite), h.createService)
+	once := idempotent(o.Idempotency, o.RequestTimeout)
+	svc.POST("", requireSome(policy.ServicesWrite), once, h.createService)
 	svc.GET("/:id", requireOn(policy.ServicesRead), h.getService)
 	svc.PUT("/:id", requireOn(policy.ServicesWrite), h.putService)
 	svc.PATCH("/:id", requireOn(policy.ServicesWrite), h.patchService)
@@ -198,19 +202,19 @@ func New(o Options) (http.Handler, error) {
 
 	cred := authed.Group("/api/v1/credentials")
 	cred.GET("", requireSome(policy.CredentialsMetaRead), h.listCredentials)
-	cred.POST("", requireSome(policy.CredentialsWrite), h.createCredential)
+	cred.POST("", requireSome(policy.CredentialsWrite), once, h.createCredential)
 	cred.GET("/:id", h.requireValues(), h.getCredential) // :id is the integrationId here
 	cred.PATCH("/:id", h.requireOnCredential(policy.CredentialsWrite), h.patchCredential)
 	cred.DELETE("/:id", h.requireOnCredential(policy.CredentialsWrite), h.deleteCredential)
 	cred.GET("/:id/versions", h.requireOnCredential(policy.CredentialsMetaRead), h.credentialVersions)
-	cred.POST("/:id/rotate", h.requireOnCredential(policy.CredentialsWrite), h.rotateCredential)
+	cred.POST("/:id/rotate", h.requireOnCredential(policy.CredentialsWrite), once, h.rotateCredential)
 
 	if o.Grants != nil {
 		svc.GET("/:id/access", require(policy.GrantsManage), h.serviceAccess)
 		cred.GET("/:id/access", require(policy.GrantsManage), h.credentialAccess)
 		gr := authed.Group("/api/v1/grants", require(policy.GrantsManage))
 		gr.GET("", h.listGrants)
-		gr.POST("", h.createGrant)
+		gr.POST("", once, h.createGrant)
 		gr.GET("/:id", h.getGrant)
 		gr.DELETE("/:id", h.deleteGrant)
 	}
@@ -218,7 +222,7 @@ func New(o Options) (http.Handler, error) {
 	if o.Webhooks != nil {
 		wh := authed.Group("/api/v1/webhooks", require(policy.WebhooksManage))
 		wh.GET("", h.listWebhooks)
-		wh.POST("", h.createWebhook)
+		wh.POST("", once, h.createWebhook)
 		wh.GET("/:id", h.getWebhook)
 		wh.PATCH("/:id", h.patchWebhook)
 		wh.DELETE("/:id", h.deleteWebhook)

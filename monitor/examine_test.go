@@ -206,3 +206,5 @@ func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
 		t.Fatalf("a refresh another replica made: %+v, events %v", lost.Refresh, r.types())
 	}
 }
+
+func (r *recorder) SweepIdempotency(context.Context, string) (int, error) { return 0, nil }

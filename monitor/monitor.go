@@ -28,6 +28,9 @@ type Store interface {
 	// ExpireGrants removes tenant's grants that expired at now (their
 	// Vault policies first) and returns them.
 	ExpireGrants(ctx context.Context, tenant string, now time.Time) ([]credgate.Grant, error)
+	// SweepIdempotency removes tenant's Idempotency-Key answers past
+	// keeping.
+	SweepIdempotency(ctx context.Context, tenant string) (int, error)
 }
 
 // Publisher publishes events (webhook.Dispatcher).
@@ -273,6 +276,9 @@ func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, 
 	p.Inventory[tenant] = counts
 	m.mu.Unlock()
 	m.expireGrants(sys, tenant)
+	if _, err := m.o.Store.SweepIdempotency(sys, tenant); err != nil {
+		m.o.Logger.Warn("monitor: removing Idempotency-Key answers past keeping failed", zap.String("tenant", tenant), zap.Error(err))
+	}
 	return seen, nil
 }
 

@@ -25,10 +25,11 @@ const (
 	FolderCredentials  = "credentials"
 	FolderCredIndex    = "credential-index"
 	FolderCredLocks    = "credential-locks"
-	FolderWebhooks     = "webhooks"   // subscriptions, with their signing secrets
-	FolderDeliveries   = "deliveries" // a delivery log per subscription
-	FolderOutbox       = "outbox"     // events not yet delivered everywhere
-	FolderAccess       = "access"     // the tenant's grants (one record)
+	FolderWebhooks     = "webhooks"    // subscriptions, with their signing secrets
+	FolderDeliveries   = "deliveries"  // a delivery log per subscription
+	FolderOutbox       = "outbox"      // events not yet delivered everywhere
+	FolderAccess       = "access"      // the tenant's grants (one record)
+	FolderIdempotency  = "idempotency" // answers kept for Idempotency-Key, by caller and key
 )
 
 // tenantsRoot is the folder every tenant's records are under; systemRoot

@@ -171,6 +171,14 @@ const (
 	notGranted
 )
 
+// idempotencyRules are the answers a caller's POSTs keep for their
+// Idempotency-Key: every permission that POSTs writes them. They are
+// keyed by a hash of the caller and the key, not by integration.
+var idempotencyRules = []rule{
+	{FolderIdempotency, "data", []string{"create", "read", "update"}, byTenant},
+	{FolderIdempotency, "metadata", []string{"delete"}, byTenant},
+}
+
 var permissionRules = map[Permission][]rule{
 	ServicesRead: {
 		{FolderServices, "data", []string{"read"}, byRecord},
@@ -186,6 +194,7 @@ var permissionRules = map[Permission][]rule{
 		{FolderCredentials, "metadata", []string{"list", "delete"}, byFolder},
 		{FolderCredIndex, "metadata", []string{"delete"}, byTenant},
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
+		idempotencyRules[0], idempotencyRules[1],
 	},
 	CredentialsMetaRead: {
 		{FolderCredentials, "metadata", []string{"read", "list"}, byFolder},
@@ -205,6 +214,10 @@ var permissionRules = map[Permission][]rule{
 		// The rotation lock: a record whose KV version is the lock.
 		{FolderCredLocks, "data", []string{"create", "read", "update"}, byTenant},
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
+		idempotencyRules[0], idempotencyRules[1],
+		// The monitor (through the system principal) removes what is past
+		// keeping; never a grant's: its holder would find others' answers.
+		{FolderIdempotency, "metadata", []string{"list"}, notGranted},
 	},
 	WebhooksManage: {
 		{FolderWebhooks, "data", []string{"create", "read", "update"}, notGranted},
@@ -213,10 +226,12 @@ var permissionRules = map[Permission][]rule{
 		{FolderDeliveries, "metadata", []string{"delete"}, notGranted},
 		{FolderOutbox, "data", []string{"create", "read", "update"}, notGranted},
 		{FolderOutbox, "metadata", []string{"list", "delete"}, notGranted},
+		idempotencyRules[0], idempotencyRules[1],
 	},
 	GrantsManage: {
 		{FolderAccess, "data", []string{"create", "read", "update"}, notGranted},
 		{FolderAccess, "metadata", []string{"read"}, notGranted},
+		idempotencyRules[0], idempotencyRules[1],
 	},
 }
 

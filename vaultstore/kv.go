@@ -309,6 +309,16 @@ func (k *session) destroy(ctx context.Context, op, path string) error {
 // list returns the record names directly in folder (a logical path), sorted;
 // none when the folder does not exist.
 func (k *session) list(ctx context.Context, op, folder string) ([]string, error) {
+	return k.listing(ctx, op, folder, false)
+}
+
+// listFolders lists the folders (not the records) in folder, without
+// their trailing slash.
+func (k *session) listFolders(ctx context.Context, op, folder string) ([]string, error) {
+	return k.listing(ctx, op, folder, true)
+}
+
+func (k *session) listing(ctx context.Context, op, folder string, folders bool) ([]string, error) {
 	var keys []string
 	err := k.call(ctx, op, func(ctx context.Context) error {
 		sec, err := k.client().Logical().ListWithContext(ctx, k.s.layout.Metadata(folder))
@@ -321,8 +331,8 @@ func (k *session) list(ctx context.Context, op, folder string) ([]string, error)
 		}
 		raw, _ := sec.Data["keys"].([]any)
 		for _, r := range raw {
-			if s, ok := r.(string); ok && !strings.HasSuffix(s, "/") {
-				keys = append(keys, s)
+			if s, ok := r.(string); ok && strings.HasSuffix(s, "/") == folders {
+				keys = append(keys, strings.TrimSuffix(s, "/"))
 			}
 		}
 		return nil

@@ -258,7 +258,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	handler, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store,
-		Webhooks: store, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(),
+		Webhooks: store, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(), Idempotency: store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
