@@ -110,6 +110,39 @@ func (e *Event) OnceID(parts ...string) {
 	e.ID = "evt_" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+type changeKey struct{}
+
+// WithChange returns a context whose writes belong to change id: the store
+// stamps it into every credential version it writes, so that an event
+// recorded for the change before it was made (Outgoing.Pending) can be
+// proven from the record afterwards.
+func WithChange(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, changeKey{}, id)
+}
+
+// ChangeFrom returns the change ctx's writes belong to, or "".
+func ChangeFrom(ctx context.Context) string {
+	id, _ := ctx.Value(changeKey{}).(string)
+	return id
+}
+
+// Intent is the announcement of a change, recorded before the change is
+// made (webhook.Dispatcher.Intend), so that a change that stands is always
+// announced and one that was not made never is: the change is written
+// with Context's context, then the events that happened are confirmed and
+// the others withdrawn; what neither reaches is settled from the record.
+type Intent interface {
+	// Context is ctx carrying the change, for its writes.
+	Context(ctx context.Context) context.Context
+	// Confirm sends the event of final's type as final says.
+	Confirm(ctx context.Context, final Event)
+	// Withdraw drops the events not confirmed: their change was not made.
+	Withdraw(ctx context.Context)
+}
+
+// NewChangeID returns a new change id.
+func NewChangeID() string { return "chg_" + uuid.NewString() }
+
 // SystemPrincipal is credgate acting by itself in tenant: the monitor's
 // refreshes, revocations and notices and the delivery of webhooks go
 // through a Vault token minted for it with the tenant's integration_admin

@@ -116,9 +116,23 @@ type Outgoing struct {
 	ClaimedUntil time.Time          `json:"claimedUntil"`
 	// Due is when the next attempt is due (zero: now).
 	Due time.Time `json:"due"`
+	// Pending marks an event recorded before the change it announces was
+	// written (so that no change that stands goes unannounced): it is sent
+	// once the change is known to stand, confirmed by the request that
+	// made it or, after PendingGrace, proven from the record by the sweep.
+	Pending bool `json:"pending,omitempty"`
+	// Change is the id of that change (WithChange), which the store
+	// stamps into the record version the change writes.
+	Change string `json:"change,omitempty"`
 	// Version is the store's version of the record, for check-and-set.
 	Version int `json:"-"`
 }
+
+// PendingGrace is how long a pending event waits for the request that
+// made its change to confirm it, before the sweep looks at the record: no
+// change takes longer (a request ends at its deadline, a refresh grant's
+// rotation within LockWait and its own bounds).
+const PendingGrace = 2 * time.Minute
 
 // Target is the delivery of an event to one webhook.
 type Target struct {
@@ -139,15 +153,26 @@ func (o *Outgoing) Done() bool {
 
 // Claim is a replica's bid for an event in the outbox: it takes the event
 // when the event is due at Now and no other claim stands, and holds it
-// until Until.
+// until Until. A pending event is due Grace (default PendingGrace) after
+// it was recorded.
 type Claim struct {
 	Now, Until time.Time
+	Grace      time.Duration
 }
 
 // Open reports whether o may be claimed.
 func (c Claim) Open(o *Outgoing) bool {
 	if o.ClaimedBy != "" && c.Now.Before(o.ClaimedUntil) {
 		return false
+	}
+	if o.Pending {
+		grace := c.Grace
+		if grace <= 0 {
+			grace = PendingGrace
+		}
+		if c.Now.Before(o.Event.Timestamp.Add(grace)) {
+			return false
+		}
 	}
 	return !c.Now.Before(o.Due)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
@@ -61,21 +62,30 @@ func (h *handlers) createCredential(c *gin.Context) {
 		return
 	}
 	warn(c, w)
-	ctx := c.Request.Context()
-	out, err := h.creds.CreateCredential(ctx, cred)
-	again := false
-	if credgate.ErrorCode(err) == credgate.ECredentialAlreadyExists && derived {
-		// This caller's earlier try with the key made it: that is the answer.
-		if got, gerr := h.creds.GetCredential(ctx, credgate.CredentialRead{Service: cred.IntegrationID, ID: cred.ID}); gerr == nil && got.CreatedBy.ID == credgate.PrincipalFrom(ctx).Subject {
-			out, err, again = got, nil, true
-		}
+	if cred.ID == "" {
+		cred.ID = "cred-" + uuid.NewString() // named now: its event is recorded first
 	}
+	ctx, ann, err := h.intend(c.Request.Context(), cred, credgate.EventCreated)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if !again {
-		h.publish(ctx, credgate.EventCreated, out)
+	out, err := h.creds.CreateCredential(ctx, cred)
+	again := false
+	if credgate.ErrorCode(err) == credgate.ECredentialAlreadyExists && derived {
+		// This caller's earlier try with the key made it: that is the
+		// answer (and that try's event its announcement).
+		if got, gerr := h.creds.GetCredential(ctx, credgate.CredentialRead{Service: cred.IntegrationID, ID: cred.ID}); gerr == nil && got.CreatedBy.ID == credgate.PrincipalFrom(ctx).Subject {
+			out, err, again = got, nil, true
+		}
+	}
+	if err == nil && !again {
+		ann.happened(ctx, credgate.EventCreated, out)
+	}
+	ann.done(ctx, err)
+	if err != nil {
+		fail(c, err)
+		return
 	}
 	c.Header("Location", "/api/v1/credentials/"+out.IntegrationID+"?credentialId="+out.ID)
 	c.Header("ETag", etag(out.Version))
@@ -262,7 +272,19 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		return
 	}
 	warn(c, w)
-	ctx := c.Request.Context()
+	// What the change may announce: new values, a revocation.
+	var may []string
+	if in.hasSecrets() {
+		may = append(may, credgate.EventRotated)
+	}
+	if st, ok := in.fields["status"]; ok && strings.TrimSpace(string(st)) == `"`+credgate.CredRevoked+`"` {
+		may = append(may, credgate.EventRevoked)
+	}
+	ctx, ann, err := h.intend(c.Request.Context(), &credgate.Credential{ID: id}, may...)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	var before credgate.Credential // what the change was made to
 	out, err := h.creds.UpdateCredential(ctx, id, version, func(cr *credgate.Credential) error {
 		if in.IntegrationID != nil && *in.IntegrationID != cr.IntegrationID {
@@ -272,17 +294,18 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		before.Secrets = cr.Secrets.Clone()
 		return in.apply(cr)
 	})
+	if err == nil && out.Version != before.Version { // written, not found in the record already
+		if credgate.ChangeOf(before.Secrets, out.Secrets) == credgate.ChangeRotated {
+			ann.happened(ctx, credgate.EventRotated, out)
+		}
+		if out.Status == credgate.CredRevoked && before.Status != credgate.CredRevoked {
+			ann.happened(ctx, credgate.EventRevoked, out)
+		}
+	}
+	ann.done(ctx, err)
 	if err != nil {
 		fail(c, err)
 		return
-	}
-	if out.Version != before.Version { // written, not found in the record already
-		if credgate.ChangeOf(before.Secrets, out.Secrets) == credgate.ChangeRotated {
-			h.publish(ctx, credgate.EventRotated, out)
-		}
-		if out.Status == credgate.CredRevoked && before.Status != credgate.CredRevoked {
-			h.publish(ctx, credgate.EventRevoked, out)
-		}
 	}
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusOK, "Credential updated successfully", viewOf(ctx, out, maskSecrets))
@@ -294,13 +317,20 @@ func (h *handlers) deleteCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
-	service, err := h.creds.DeleteCredential(ctx, id, version)
+	ctx, ann, err := h.intend(c.Request.Context(), &credgate.Credential{ID: id}, credgate.EventDeleted)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	h.publish(ctx, credgate.EventDeleted, &credgate.Credential{ID: id, IntegrationID: service})
+	service, err := h.creds.DeleteCredential(ctx, id, version)
+	if err == nil {
+		ann.happened(ctx, credgate.EventDeleted, &credgate.Credential{ID: id, IntegrationID: service})
+	}
+	ann.done(ctx, err)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	respond(c, http.StatusOK, "Credential deleted successfully", gin.H{"id": id})
 }
 

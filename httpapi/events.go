@@ -7,10 +7,62 @@ import (
 )
 
 // EventPublisher tells the tenant's webhooks what happened to credentials
-// (webhook.Dispatcher). Announce is for changes already made: it never
-// makes the request wait, and keeps trying (or logs the loss) itself.
+// (webhook.Dispatcher). Intend records the events of a change before the
+// change is made, so that a change that stands is always announced;
+// Announce is for what is no change (a refused read): it never makes the
+// request wait, and keeps trying (or logs the loss) itself.
 type EventPublisher interface {
 	Announce(ctx context.Context, e credgate.Event)
+	Intend(ctx context.Context, events ...credgate.Event) (credgate.Intent, error)
+}
+
+// announcing is the events of one change, recorded before it.
+type announcing struct {
+	in credgate.Intent // nil: nobody is told anything
+}
+
+// intend records that a change of cr (its id; its integration when known)
+// is about to be made, which may be each of types, and returns the
+// context to make it with. Errors: the store's; the change must then not
+// be made, since it could not be announced.
+func (h *handlers) intend(ctx context.Context, cr *credgate.Credential, types ...string) (context.Context, *announcing, error) {
+	if h.events == nil {
+		return ctx, &announcing{}, nil
+	}
+	evs := make([]credgate.Event, 0, len(types))
+	for _, t := range types {
+		evs = append(evs, credgate.NewEvent(ctx, t, cr))
+	}
+	in, err := h.events.Intend(ctx, evs...)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return in.Context(ctx), &announcing{in}, nil
+}
+
+// happened sends the event of typ about out, the credential as the change
+// left it.
+func (a *announcing) happened(ctx context.Context, typ string, out *credgate.Credential) {
+	if a.in != nil {
+		a.in.Confirm(ctx, credgate.NewEvent(ctx, typ, out))
+	}
+}
+
+// done ends the change: what did not happen is withdrawn, unless err says
+// the outcome is unknown (Vault failed or went away while the change was
+// being written); then the sweep settles it from the record.
+func (a *announcing) done(ctx context.Context, err error) {
+	if a.in == nil {
+		return
+	}
+	switch credgate.ErrorCode(err) {
+	case credgate.EBackendUnavailable, credgate.EInternal:
+		return
+	}
+	if err != nil && ctx.Err() != nil {
+		return
+	}
+	a.in.Withdraw(ctx)
 }
 
 // publish announces that typ happened to cr, caused by the caller in ctx.

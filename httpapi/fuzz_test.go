@@ -212,7 +212,7 @@ func (s *fuzzStore) DescribePrimary(_ context.Context, service string) (*credgat
 	return &c, err
 }
 
-func (s *fuzzStore) RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
+func (s *fuzzStore) RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error, _ bool) (*credgate.Credential, error) {
 	return s.UpdateCredential(ctx, cred, ifMatch, fn)
 }
 

@@ -31,6 +31,10 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	d, err := webhook.New(webhook.Options{
 		Store: a.store, Client: guard.Client(3 * time.Second), Logger: log, Holder: holder,
 		Timeout: 3 * time.Second, Backoff: 300 * time.Millisecond, MaxBackoff: time.Second, MaxAttempts: o.maxAttempts, Observe: a.metrics.WebhookDelivery,
+		// Longer than any change a test makes takes (a request: 10 s at
+		// most; the tests' are far quicker), so that the sweep never
+		// judges a change that is still being made.
+		PendingGrace: 3 * time.Second,
 	})
 	if err != nil {
 		a.t.Fatal(err)
@@ -47,7 +51,9 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Run(ctx, 2) })
-	wg.Go(func() { mon.Run(ctx) })
+	if !o.noMonitor {
+		wg.Go(func() { mon.Run(ctx) })
+	}
 	a.t.Cleanup(func() { cancel(); wg.Wait() })
 	return d
 }

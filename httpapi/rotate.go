@@ -47,7 +47,11 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 			return
 		}
 	}
-	ctx := c.Request.Context()
+	ctx, ann, err := h.intend(c.Request.Context(), &credgate.Credential{ID: id}, credgate.EventRotated)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	var out *credgate.Credential
 	seen := 0 // the version new values were set on
 	switch {
@@ -58,24 +62,34 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 			seen = cr.Version
 			cr.KeepPrevious(keep)
 			return cr.Generate(func() (string, error) { return h.rotator.RandomSecret(ctx) })
-		})
+		}, false)
 	case in.hasSecrets():
+		// Named values: a repeat (its answer lost) whose values are in
+		// the credential already is answered with it, even with the
+		// If-Match read before.
 		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
 			seen = cr.Version
-			cr.KeepPrevious(keep)
-			return in.apply(cr)
-		})
+			old := cr.Secrets.Clone()
+			if err := in.apply(cr); err != nil {
+				return err
+			}
+			if credgate.ChangeOf(old, cr.Secrets) == credgate.ChangeRotated {
+				cr.KeepPrevious(keep)
+			}
+			return nil
+		}, true)
 	case keep != nil:
 		err = credgate.FieldErrors{"previousRevokeAt": "goes with new values or generate; a refresh leaves nothing to migrate from"}.Err()
 	default:
 		out, err = h.rotator.RefreshCredential(ctx, id, version, h.refresh)
 	}
+	if err == nil && out.Version != seen { // not when the values were in the credential already
+		ann.happened(ctx, credgate.EventRotated, out)
+	}
+	ann.done(ctx, err)
 	if err != nil {
 		fail(c, err)
 		return
-	}
-	if out.Version != seen { // not when the values were in the credential already
-		h.publish(ctx, credgate.EventRotated, out)
 	}
 	c.Header("ETag", etag(out.Version))
 	respond(c, http.StatusOK, "Credential rotated successfully", viewOf(ctx, out, maskSecrets))

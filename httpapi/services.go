@@ -322,12 +322,34 @@ func (h *handlers) deleteService(c *gin.Context) {
 			break
 		}
 	}
-	if err := h.services.DeleteService(c.Request.Context(), id, version); err != nil {
+	// One change per credential, each recorded before the delete.
+	type gone1 struct {
+		cr  *credgate.Credential
+		ann *announcing
+	}
+	ctx := c.Request.Context()
+	var anns []gone1
+	for _, cr := range gone {
+		_, ann, err := h.intend(ctx, &credgate.Credential{ID: cr.ID, IntegrationID: id}, credgate.EventDeleted)
+		if err != nil {
+			for _, g := range anns {
+				g.ann.done(ctx, nil)
+			}
+			fail(c, err)
+			return
+		}
+		anns = append(anns, gone1{cr, ann})
+	}
+	err = h.services.DeleteService(ctx, id, version)
+	for _, g := range anns {
+		if err == nil {
+			g.ann.happened(ctx, credgate.EventDeleted, &credgate.Credential{ID: g.cr.ID, IntegrationID: id})
+		}
+		g.ann.done(ctx, err)
+	}
+	if err != nil {
 		fail(c, err)
 		return
-	}
-	for _, cr := range gone {
-		h.publish(c.Request.Context(), credgate.EventDeleted, &credgate.Credential{ID: cr.ID, IntegrationID: id})
 	}
 	c.Status(http.StatusNoContent)
 }

@@ -65,6 +65,20 @@ func (r *recorder) Publish(_ context.Context, e credgate.Event) error {
 	return nil
 }
 
+// Intend records nothing first: what is confirmed is what the recorder
+// keeps as published.
+func (r *recorder) Intend(context.Context, ...credgate.Event) (credgate.Intent, error) {
+	return recordingIntent{r}, nil
+}
+
+type recordingIntent struct{ r *recorder }
+
+func (recordingIntent) Context(ctx context.Context) context.Context { return ctx }
+func (i recordingIntent) Confirm(ctx context.Context, e credgate.Event) {
+	_ = i.r.Publish(ctx, e)
+}
+func (recordingIntent) Withdraw(context.Context) {}
+
 func (r *recorder) types() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

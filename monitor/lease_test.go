@@ -53,6 +53,15 @@ func (s *leaseStore) RefreshCredential(context.Context, string, int, credgate.Re
 type nopEvents struct{}
 
 func (nopEvents) Publish(context.Context, credgate.Event) error { return nil }
+func (nopEvents) Intend(context.Context, ...credgate.Event) (credgate.Intent, error) {
+	return nopIntent{}, nil
+}
+
+type nopIntent struct{}
+
+func (nopIntent) Context(ctx context.Context) context.Context { return ctx }
+func (nopIntent) Confirm(context.Context, credgate.Event)     {}
+func (nopIntent) Withdraw(context.Context)                    {}
 
 // Only the holder of the lease passes; a replica that loses it withdraws
 // what it reported, as does one that stops while holding it.

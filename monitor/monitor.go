@@ -33,9 +33,11 @@ type Store interface {
 	SweepIdempotency(ctx context.Context, tenant string) (int, error)
 }
 
-// Publisher publishes events (webhook.Dispatcher).
+// Publisher publishes events (webhook.Dispatcher): notices at once, and
+// the events of changes recorded before the change (Intend).
 type Publisher interface {
 	Publish(ctx context.Context, e credgate.Event) error
+	Intend(ctx context.Context, events ...credgate.Event) (credgate.Intent, error)
 }
 
 // Sweeper retries the webhook deliveries that are due (webhook.Dispatcher).
@@ -350,22 +352,30 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 // revoke stores c revoked because its revokeAt came, if nobody changed it
 // since the scan read it.
 func (m *Monitor) revoke(ctx context.Context, c *credgate.Credential) {
-	out, err := m.o.Store.UpdateCredential(ctx, c.ID, c.Version, func(x *credgate.Credential) error {
+	e := credgate.NewEvent(ctx, credgate.EventRevoked, c)
+	e.Data.Reason = "revokeAt"
+	e.OnceID(credgate.EventRevoked, c.ID, c.RevokeAt.UTC().Format(time.RFC3339))
+	in, err := m.o.Events.Intend(ctx, e)
+	if err != nil {
+		m.o.Logger.Warn("monitor: recording a revocation's event failed; the next pass tries again", zap.String("credential_id", c.ID), zap.Error(err))
+		return
+	}
+	out, err := m.o.Store.UpdateCredential(in.Context(ctx), c.ID, c.Version, func(x *credgate.Credential) error {
 		x.Status = credgate.CredRevoked
 		return nil
 	})
 	if err != nil {
+		if code := credgate.ErrorCode(err); code != credgate.EBackendUnavailable && code != credgate.EInternal {
+			in.Withdraw(ctx) // refused before any write: no revocation to announce
+		}
 		if credgate.ErrorCode(err) != credgate.EVersionConflict {
 			m.o.Logger.Warn("monitor: a scheduled revocation failed", zap.String("credential_id", c.ID), zap.Error(err))
 		}
 		return
 	}
-	e := credgate.NewEvent(ctx, credgate.EventRevoked, out)
-	e.Data.Reason = "revokeAt"
-	e.OnceID(credgate.EventRevoked, c.ID, c.RevokeAt.UTC().Format(time.RFC3339))
-	if err := m.o.Events.Publish(ctx, e); err != nil {
-		m.o.Logger.Warn("monitor: publishing a revocation failed", zap.String("credential_id", c.ID), zap.Error(err))
-	}
+	final := credgate.NewEvent(ctx, credgate.EventRevoked, out)
+	final.Data.Reason = "revokeAt"
+	in.Confirm(ctx, final)
 }
 
 // previousEnded announces that the previous version c kept servable is
@@ -389,7 +399,17 @@ func (m *Monitor) previousEnded(ctx context.Context, tenant string, c *credgate.
 // refreshed meanwhile (by another replica, or by its owner) is left alone.
 // It returns the refreshed credential, or nil.
 func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Credential) *credgate.Credential {
-	out, err := m.o.Store.RefreshCredential(ctx, c.ID, c.Version, m.o.Grant)
+	in, err := m.o.Events.Intend(ctx, credgate.NewEvent(ctx, credgate.EventRefreshed, c))
+	if err != nil {
+		m.o.Logger.Warn("monitor: recording a refresh's event failed; the next pass tries again", zap.String("credential_id", c.ID), zap.Error(err))
+		return nil
+	}
+	out, err := m.o.Store.RefreshCredential(in.Context(ctx), c.ID, c.Version, m.o.Grant)
+	if err != nil {
+		if code := credgate.ErrorCode(err); code != credgate.EBackendUnavailable && code != credgate.EInternal {
+			in.Withdraw(ctx)
+		}
+	}
 	if err == nil {
 		if m.o.OnRefresh != nil {
 			m.o.OnRefresh("ok")
@@ -400,9 +420,7 @@ func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Creden
 				m.o.Logger.Warn("monitor: clearing a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
 			}
 		}
-		if err := m.o.Events.Publish(ctx, credgate.NewEvent(ctx, credgate.EventRefreshed, out)); err != nil {
-			m.o.Logger.Warn("monitor: publishing a refresh failed", zap.String("credential_id", c.ID), zap.Error(err))
-		}
+		in.Confirm(ctx, credgate.NewEvent(ctx, credgate.EventRefreshed, out))
 		return out
 	}
 	code := credgate.ErrorCode(err)

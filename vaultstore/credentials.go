@@ -55,6 +55,9 @@ type credInfo struct {
 	// finishes the removal. DeleteOf is the version the DELETE was for.
 	Deleted  bool `json:"deleted,omitempty"`
 	DeleteOf int  `json:"deleteOf,omitempty"`
+	// ChangeID is the change (credgate.WithChange) this version was
+	// written for, so that an event recorded for it can be proven.
+	ChangeID string `json:"changeId,omitempty"`
 }
 
 type credData struct {
@@ -184,6 +187,7 @@ func (k *session) credRecord(service, cred string, deleted bool) record[credVers
 // was is the size of the version cas, for the tenant's usage.
 func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any, was int64) (*credgate.Credential, error) {
 	defer k.s.services.forget(k.tenant, c.IntegrationID)
+	info.ChangeID = credgate.ChangeFrom(ctx)
 	info.Credential = *c
 	info.Secrets, info.Version, info.LastAccessedAt, info.Refresh = nil, 0, nil, nil
 	if err := fitsProjection(info); err != nil {

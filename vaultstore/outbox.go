@@ -128,3 +128,127 @@ func (s *Store) RecordDelivery(ctx context.Context, tenant, webhook string, d cr
 	})
 	return translate(err, credgate.ENotFound)
 }
+
+// ConfirmEvent makes pending event id of tenant due as final says (its
+// version, its expiry: what the change wrote); the id stays. It reports
+// whether the event is waiting to be sent (false: nobody wants it, or it
+// is gone). Errors: BACKEND_UNAVAILABLE, INTERNAL_ERROR.
+func (s *Store) ConfirmEvent(ctx context.Context, final credgate.Event) (bool, error) {
+	k, err := s.systemSession(ctx, final.Data.Tenant)
+	if err != nil {
+		return false, err
+	}
+	_, _, err = update(ctx, jsonRecord[credgate.Outgoing](k, "event_confirm", k.outboxPath(final.ID)), 0, func(o *credgate.Outgoing) error {
+		if o.Event.ID == "" || !o.Pending {
+			return errUnchanged
+		}
+		o.Event, o.Pending = final, false
+		return nil
+	})
+	if errors.Is(err, errNotFound) {
+		return false, nil
+	}
+	return err == nil, translate(err, credgate.ENotFound)
+}
+
+// WithdrawEvent removes pending event id of tenant: its change was not
+// made. An event no longer pending is left alone.
+func (s *Store) WithdrawEvent(ctx context.Context, tenant, id string) error {
+	k, err := s.systemSession(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	var o credgate.Outgoing
+	switch _, err := k.read(ctx, "event_read", k.outboxPath(id), &o); {
+	case errors.Is(err, errNotFound):
+		return nil
+	case err != nil:
+		return translate(err, credgate.ENotFound)
+	case !o.Pending:
+		return nil
+	}
+	return translate(k.destroy(ctx, "event_withdraw", k.outboxPath(id)), credgate.ENotFound)
+}
+
+// maxProofVersions is how far back EventStands looks for a change's
+// version: Vault keeps ten.
+const maxProofVersions = 10
+
+// EventStands reports whether the change pending event o announces stands,
+// as the records show, and the event as it is to be sent (the version
+// the change wrote). A deletion stands when the credential (or its
+// service) is gone or being deleted; a creation when the credential
+// exists; a rotation, refresh or revocation when a version stamped with
+// o.Change holds new values (or the revoked status). Errors: the store's.
+func (s *Store) EventStands(ctx context.Context, o *credgate.Outgoing) (credgate.Event, bool, error) {
+	e := o.Event
+	k, err := s.systemSession(ctx, e.Data.Tenant)
+	if err != nil {
+		return e, false, err
+	}
+	svc, cred := e.Data.IntegrationID, e.Data.CredentialID
+	if cred == "" {
+		return e, false, nil
+	}
+	if svc == "" { // recorded before the credential was located
+		var err error
+		switch svc, err = k.serviceOf(ctx, cred); {
+		case credgate.ErrorCode(err) == credgate.ECredentialNotFound:
+			return e, e.Type == credgate.EventDeleted, nil // gone, index and all
+		case err != nil:
+			return e, false, err
+		}
+		e.Data.IntegrationID = svc
+	}
+	if !credgate.ValidID(svc) {
+		return e, false, nil
+	}
+	rec, serr := k.readServiceRecord(ctx, svc)
+	if serr != nil && !errors.Is(serr, errNotFound) {
+		return e, false, translate(serr, credgate.ENotFound)
+	}
+	d, meta, err := k.readCredData(ctx, svc, cred, 0)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return e, false, translate(err, credgate.ENotFound)
+	}
+	gone := err != nil || d.Info.Deleted || serr != nil || rec.Deleting || d.Info.ServiceIncarnation != rec.Incarnation
+	switch e.Type {
+	case credgate.EventDeleted:
+		return e, gone, nil
+	case credgate.EventCreated:
+		if gone {
+			return e, false, nil
+		}
+		e.Data.Version = 1
+		return e, true, nil
+	}
+	if gone || o.Change == "" {
+		return e, false, nil
+	}
+	for v := meta.Version; v > 0 && v > meta.Version-maxProofVersions; v-- {
+		dv := d
+		if v != meta.Version {
+			if dv, _, err = k.readCredData(ctx, svc, cred, v); errors.Is(err, errNotFound) {
+				continue
+			} else if err != nil {
+				return e, false, translate(err, credgate.ENotFound)
+			}
+		}
+		if dv.Info.ChangeID != o.Change {
+			continue
+		}
+		switch e.Type {
+		case credgate.EventRotated, credgate.EventRefreshed:
+			if dv.Info.Change != credgate.ChangeRotated {
+				return e, false, nil
+			}
+		case credgate.EventRevoked:
+			if dv.Info.Status != credgate.CredRevoked {
+				return e, false, nil
+			}
+		}
+		e.Data.Version, e.Data.ExpiresAt = v, dv.Info.ExpiresAt
+		return e, true, nil
+	}
+	return e, false, nil
+}

@@ -88,7 +88,13 @@ const refreshBudget = 45 * time.Second
 // Errors: CREDENTIAL_NOT_FOUND, VERSION_CONFLICT (stale If-Match, or the
 // lock not had in time), VALIDATION_FAILED, INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE, or fn's.
-func (s *Store) RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
+//
+// With repeatable, fn sets values the request names (no generation, no
+// grant): a repeat whose values are in the credential already is answered
+// with it as it is, even with the If-Match its client read before (the
+// storage layer's repeated-change rule), so a client whose answer was lost
+// may repeat the rotation.
+func (s *Store) RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error, repeatable bool) (*credgate.Credential, error) {
 	k, svc, err := s.locate(ctx, cred)
 	if err != nil {
 		return nil, err
@@ -99,9 +105,10 @@ func (s *Store) RotateCredential(ctx context.Context, cred string, ifMatch int, 
 	}
 	defer release()
 	return k.updateCred(ctx, svc, cred, ifMatch, func(c *credgate.Credential) error {
-		// A rotation always changes the values, so a stale version is a
-		// conflict before anything is generated or granted.
-		if err := credgate.CheckVersion(c.Version, ifMatch); err != nil {
+		// A rotation that generates or grants changes the values whatever
+		// they are, so a stale version is a conflict before anything is
+		// generated or granted.
+		if err := credgate.CheckVersion(c.Version, ifMatch); err != nil && !repeatable {
 			return err
 		}
 		return fn(c)
@@ -146,5 +153,5 @@ func (s *Store) RefreshCredential(ctx context.Context, cred string, ifMatch int,
 		}
 		c.ExpiresAt = expiry
 		return nil
-	})
+	}, false)
 }

@@ -31,6 +31,10 @@ type Store interface {
 	SaveEvent(ctx context.Context, o *credgate.Outgoing) error
 	TenantWebhooks(ctx context.Context, tenant string) ([]*credgate.Webhook, error)
 	RecordDelivery(ctx context.Context, tenant, webhook string, d credgate.Delivery) error
+	// The events recorded before their change (Intend).
+	ConfirmEvent(ctx context.Context, final credgate.Event) (bool, error)
+	WithdrawEvent(ctx context.Context, tenant, id string) error
+	EventStands(ctx context.Context, o *credgate.Outgoing) (credgate.Event, bool, error)
 }
 
 // Defaults of Options.
@@ -58,6 +62,10 @@ type Options struct {
 	// Observe, when set, is told of every attempt (for metrics).
 	Observe func(outcome string, d time.Duration)
 	Now     func() time.Time
+	// PendingGrace is how long an event recorded before its change waits
+	// for the request's confirmation before the sweep proves it from the
+	// record; default credgate.PendingGrace.
+	PendingGrace time.Duration
 }
 
 // Dispatcher publishes events and delivers them. It is safe for concurrent
@@ -92,6 +100,7 @@ func New(o Options) (*Dispatcher, error) {
 	o.MaxBackoff = cmp.Or(o.MaxBackoff, DefaultMaxBackoff)
 	o.RetryFor = cmp.Or(o.RetryFor, DefaultRetryFor)
 	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
+	o.PendingGrace = cmp.Or(o.PendingGrace, credgate.PendingGrace)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -169,6 +178,93 @@ func (d *Dispatcher) Publish(ctx context.Context, e credgate.Event) error {
 	return nil
 }
 
+// Intent is credgate.Intent kept in the outbox: what neither confirm nor
+// withdraw reaches (the request died, Vault went away) the sweep settles
+// from the record: a change that stands is announced, once per event id,
+// and one that was not made is not.
+type Intent struct {
+	d       *Dispatcher
+	tenant  string
+	change  string
+	events  map[string]credgate.Event // by type: those someone wants
+	settled map[string]bool
+}
+
+// Intend records events (of one credential, each of another type) as
+// pending before the change they announce, and returns the intent; the
+// change is to be made with Intent.Context. Events nobody wants are not
+// kept. Errors: the store's (then the change must not be made: it could
+// not be announced).
+func (d *Dispatcher) Intend(ctx context.Context, events ...credgate.Event) (credgate.Intent, error) {
+	in := &Intent{d: d, change: credgate.NewChangeID(), events: map[string]credgate.Event{}, settled: map[string]bool{}}
+	if len(events) == 0 {
+		return in, nil
+	}
+	in.tenant = events[0].Data.Tenant
+	hooks, err := d.o.Store.TenantWebhooks(ctx, in.tenant)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events {
+		o := credgate.Outgoing{Event: e, Targets: map[string]*credgate.Target{}, Pending: true, Change: in.change}
+		for _, w := range hooks {
+			if w.Wants(&e) {
+				o.Targets[w.ID] = &credgate.Target{}
+			}
+		}
+		if len(o.Targets) == 0 {
+			continue
+		}
+		if _, err := d.o.Store.Publish(ctx, o); err != nil {
+			in.Withdraw(ctx)
+			return nil, err
+		}
+		in.events[e.Type] = e
+	}
+	return in, nil
+}
+
+// Context is ctx with the intent's change, for the writes of the change.
+func (in *Intent) Context(ctx context.Context) context.Context {
+	return credgate.WithChange(ctx, in.change)
+}
+
+// Confirm sends the event of final's type, as final says (its version,
+// expiry); its id stays the intent's. A failure is left to the sweep.
+func (in *Intent) Confirm(ctx context.Context, final credgate.Event) {
+	e, ok := in.events[final.Type]
+	if !ok || in.settled[final.Type] {
+		return
+	}
+	in.settled[final.Type] = true
+	final.ID, final.Timestamp = e.ID, e.Timestamp
+	ctx = context.WithoutCancel(ctx)
+	due, err := in.d.o.Store.ConfirmEvent(ctx, final)
+	if err != nil {
+		in.d.o.Logger.Info("webhook: confirming an event failed; the sweep will", zap.String("event_id", e.ID), zap.Error(err))
+		return
+	}
+	if due {
+		in.d.kick(ref{tenant: in.tenant, id: e.ID})
+	}
+}
+
+// Withdraw removes the events not confirmed: their change was certainly
+// not made (the request was refused before writing, or it changed nothing
+// they announce). A failure is left to the sweep, which proves it.
+func (in *Intent) Withdraw(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for typ, e := range in.events {
+		if in.settled[typ] {
+			continue
+		}
+		in.settled[typ] = true
+		if err := in.d.o.Store.WithdrawEvent(ctx, in.tenant, e.ID); err != nil {
+			in.d.o.Logger.Info("webhook: withdrawing an event failed; the sweep will", zap.String("event_id", e.ID), zap.Error(err))
+		}
+	}
+}
+
 func (d *Dispatcher) kick(r ref) {
 	select {
 	case d.queue <- r:
@@ -232,12 +328,32 @@ func (d *Dispatcher) deliver(ctx context.Context, r ref) bool {
 	tenant, id := r.tenant, r.id
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
 	now := d.o.Now()
-	o, err := d.o.Store.ClaimEvent(sys, tenant, id, d.o.Holder, credgate.Claim{Now: now, Until: now.Add(d.o.Timeout + 30*time.Second)})
+	o, err := d.o.Store.ClaimEvent(sys, tenant, id, d.o.Holder, credgate.Claim{Now: now, Until: now.Add(d.o.Timeout + 30*time.Second), Grace: d.o.PendingGrace})
 	if err != nil || o == nil {
 		if err != nil {
 			d.o.Logger.Warn("webhook: claiming an event failed", zap.String("tenant", tenant), zap.String("event_id", id), zap.Error(err))
 		}
 		return false
+	}
+	if o.Pending {
+		// Its request never confirmed it: the record says whether the
+		// change stands.
+		final, stands, err := d.o.Store.EventStands(sys, o)
+		switch {
+		case err != nil:
+			d.o.Logger.Warn("webhook: proving a pending event failed", zap.String("tenant", tenant), zap.String("event_id", id), zap.Error(err))
+			o.Due = now.Add(d.o.Backoff)
+			_ = d.o.Store.SaveEvent(sys, o)
+			return true
+		case !stands:
+			o.Targets = nil // done: nothing to send
+			if err := d.o.Store.SaveEvent(sys, o); err != nil {
+				d.o.Logger.Warn("webhook: dropping an event whose change was not made failed", zap.String("event_id", id), zap.Error(err))
+			}
+			return true
+		}
+		final.ID = o.Event.ID
+		o.Event, o.Pending = final, false
 	}
 	hooks := r.hooks
 	if hooks == nil {

@@ -31,6 +31,8 @@ type memStore struct {
 	logs      map[string][]credgate.Delivery
 	failFirst int // publishes that fail before one succeeds
 	publishes int
+	// standing are the changes the records show were made (EventStands).
+	standing map[string]bool
 }
 
 func newMemStore(hooks ...*credgate.Webhook) *memStore {
@@ -114,6 +116,36 @@ func (s *memStore) RecordDelivery(_ context.Context, _, webhook string, d credga
 	defer s.mu.Unlock()
 	s.logs[webhook] = append(s.logs[webhook], d)
 	return nil
+}
+
+func (s *memStore) ConfirmEvent(_ context.Context, final credgate.Event) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.outbox[final.ID]
+	if !ok || !o.Pending {
+		return false, nil
+	}
+	o.Event, o.Pending = final, false
+	o.Version++
+	s.outbox[final.ID] = o
+	return true, nil
+}
+
+func (s *memStore) WithdrawEvent(_ context.Context, _, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.outbox[id]; ok && o.Pending {
+		delete(s.outbox, id)
+	}
+	return nil
+}
+
+func (s *memStore) EventStands(_ context.Context, o *credgate.Outgoing) (credgate.Event, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := o.Event
+	e.Data.Version = 7 // what the record says
+	return e, s.standing[o.Change], nil
 }
 
 func (s *memStore) log(webhook string) []credgate.Delivery {
@@ -367,5 +399,58 @@ func TestAnnounceNeverMakesTheCallerWait(t *testing.T) {
 	defer st.mu.Unlock()
 	if st.publishes != 3 {
 		t.Fatalf("%d tries before giving up; want 3", st.publishes)
+	}
+}
+
+// TestAnIntentIsSentOnlyWhenItsChangeStands: an event recorded before its
+// change is not sent while pending; confirmed, it is sent at once with the
+// final data and its first id; withdrawn, never. One whose request never
+// came back is proven by the sweep after the grace: sent when the records
+// show its change (with what the record says), dropped when not.
+func TestAnIntentIsSentOnlyWhenItsChangeStands(t *testing.T) {
+	r := startReceiver(t, 0)
+	st := newMemStore(hook(r.URL, credgate.EventRotated, credgate.EventDeleted))
+	st.standing = map[string]bool{}
+	d, _ := dispatcher(t, st, []string{"127.0.0.1/32"}, func(o *webhook.Options) { o.PendingGrace = 300 * time.Millisecond })
+	ctx := context.Background()
+
+	confirmed, err := d.Intend(ctx, event(credgate.EventRotated), event(credgate.EventDeleted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.waiting() != 2 {
+		t.Fatalf("%d recorded; want 2", st.waiting())
+	}
+	if n, _ := d.Sweep(ctx); n != 0 {
+		t.Fatalf("the sweep took %d pending events within their grace", n)
+	}
+	final := event(credgate.EventRotated)
+	final.Data.Version = 3
+	confirmed.Confirm(ctx, final)
+	confirmed.Withdraw(ctx) // the deletion did not happen
+	eventually(t, "the confirmed event delivered", func() bool { ids, _, _ := r.calls(); return len(ids) == 1 })
+	if st.waiting() != 0 {
+		t.Fatalf("%d left in the outbox", st.waiting())
+	}
+
+	// Two requests that never came back: one change stands, one not.
+	made, _ := d.Intend(ctx, event(credgate.EventRotated))
+	notMade, _ := d.Intend(ctx, event(credgate.EventRotated))
+	st.standing[credgate.ChangeFrom(made.Context(ctx))] = true
+	_ = notMade
+	time.Sleep(350 * time.Millisecond)
+	if n, err := d.Sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("the sweep after the grace: %d, %v", n, err)
+	}
+	eventually(t, "the standing change announced", func() bool { ids, _, _ := r.calls(); return len(ids) == 2 })
+	time.Sleep(100 * time.Millisecond)
+	ids, _, bad := r.calls()
+	if len(ids) != 2 || ids[0] == ids[1] || len(bad) != 0 || st.waiting() != 0 {
+		t.Fatalf("received %v (bad %v), %d left", ids, bad, st.waiting())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.types[1] != credgate.EventRotated {
+		t.Fatalf("types %v", r.types)
 	}
 }

@@ -36,7 +36,7 @@ type Store interface {
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	DeleteCredential(ctx context.Context, cred string, ifMatch int) (string, error)
 	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)
-	RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
+	RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error, repeatable bool) (*credgate.Credential, error)
 	TokenFor(ctx context.Context, p *credgate.Principal) (string, error)
 }
 
@@ -404,7 +404,7 @@ func testRotationLock(t *testing.T, e *Env) {
 				inside.Add(-1)
 				c.Secrets["apiKey"] = fmt.Sprint("rotated-", i)
 				return nil
-			})
+			}, false)
 			if err != nil {
 				t.Error(err)
 			}
@@ -432,7 +432,7 @@ func testDeadLock(t *testing.T, e *Env) {
 		}
 	}
 	rotate := func() error {
-		_, err := e.Store.RotateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error { c.Secrets["apiKey"] = "new"; return nil })
+		_, err := e.Store.RotateCredential(f.admin, c.ID, 0, func(c *credgate.Credential) error { c.Secrets["apiKey"] = "new"; return nil }, true)
 		return err
 	}
 	// Held past the wait: refused, nothing written.
