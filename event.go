@@ -25,11 +25,14 @@ const (
 	EventGrantCreated  = "grant.created"
 	EventGrantDeleted  = "grant.deleted"
 	EventGrantExpired  = "grant.expired"
+	// EventWebhookDisabled tells a tenant's other subscriptions that
+	// credgate disabled one whose receiver kept failing or answered 410.
+	EventWebhookDisabled = "webhook.disabled"
 )
 
 // EventTypes lists the event types.
 var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied,
-	EventGrantCreated, EventGrantDeleted, EventGrantExpired}
+	EventGrantCreated, EventGrantDeleted, EventGrantExpired, EventWebhookDisabled}
 
 // SystemSubject is the actor of what credgate does by itself (refresh,
 // scheduled revocation, expiry notices); it is also the subject Vault's
@@ -65,6 +68,8 @@ type EventData struct {
 	// Grant is the grant a grant.* event is about, without secrets (a
 	// grant holds none).
 	Grant *Grant `json:"grant,omitempty"`
+	// WebhookID is the subscription a webhook.* event is about.
+	WebhookID string `json:"webhookId,omitempty"`
 }
 
 // EventActor is who caused an event.

@@ -186,6 +186,8 @@ type apiOptions struct {
 type monitorSetup struct {
 	now         func() time.Time // the monitor's clock; default time.Now
 	maxAttempts int              // webhook attempts; default webhook.DefaultMaxAttempts
+	// disableAfter is webhook.Options.DisableAfter; default its default.
+	disableAfter time.Duration
 	// noMonitor runs the dispatcher (what this instance publishes is
 	// delivered from here) but no monitor: another instance sweeps.
 	noMonitor bool

@@ -17,6 +17,7 @@ type monitorMetrics struct {
 	refreshes   *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
 	delivery    prometheus.Histogram
+	disabled    *prometheus.CounterVec
 	passSeconds prometheus.Gauge
 	passCreds   prometheus.Gauge
 }
@@ -39,6 +40,9 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 			Name: "credgate_webhook_delivery_duration_seconds", Help: "Webhook delivery attempt latency.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credgate_webhooks_disabled_total", Help: "Subscriptions credgate disabled by reason (gone: the receiver answered 410; failing: every delivery failed for webhooks.disable_after).",
+		}, []string{"reason"}),
 		passSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "credgate_monitor_pass_seconds", Help: "How long the last monitor pass over all credentials took.",
 		}),
@@ -46,7 +50,7 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 			Name: "credgate_monitor_pass_credentials", Help: "Credentials the last monitor pass examined.",
 		}),
 	}
-	reg.MustRegister(m.credentials, m.expiring, m.refreshes, m.deliveries, m.delivery, m.passSeconds, m.passCreds)
+	reg.MustRegister(m.credentials, m.expiring, m.refreshes, m.deliveries, m.delivery, m.disabled, m.passSeconds, m.passCreds)
 	return m
 }
 
@@ -95,6 +99,11 @@ func (m *Metrics) CredentialRefresh(outcome string) {
 func (m *Metrics) WebhookDelivery(outcome string, d time.Duration) {
 	m.monitor.deliveries.WithLabelValues(outcome).Inc()
 	m.monitor.delivery.Observe(d.Seconds())
+}
+
+// WebhookDisabled records a subscription credgate disabled (gone, failing).
+func (m *Metrics) WebhookDisabled(reason string) {
+	m.monitor.disabled.WithLabelValues(reason).Inc()
 }
 
 func (m *Metrics) tenantLabel(t string) string {

@@ -1,8 +1,10 @@
 package httpapi_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +33,7 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	d, err := webhook.New(webhook.Options{
 		Store: a.store, Client: guard.Client(3 * time.Second), Logger: log, Holder: holder,
 		Timeout: 3 * time.Second, Backoff: 300 * time.Millisecond, MaxBackoff: time.Second, MaxAttempts: o.maxAttempts, Observe: a.metrics.WebhookDelivery,
+		DisableAfter: o.disableAfter, OnDisabled: a.metrics.WebhookDisabled,
 		// Longer than any change a test makes takes (a request: 10 s at
 		// most; the tests' are far quicker), so that the sweep never
 		// judges a change that is still being made.
@@ -50,7 +53,7 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx, 2) })
+	wg.Go(func() { d.Run(ctx) })
 	if !o.noMonitor {
 		wg.Go(func() { mon.Run(ctx) })
 	}
@@ -89,11 +92,12 @@ func replicas(t *testing.T, c *clock, tune ...func(*monitorSetup)) (a, b *testAP
 
 // receiver is a webhook receiver that checks every request's signature
 // with the Standard Webhooks library (not credgate's code) and answers 500
-// to the first failFirst requests.
+// (or failWith) to the first failFirst requests.
 type receiver struct {
 	t         *testing.T
 	url       string
 	failFirst int
+	failWith  int
 
 	mu       sync.Mutex
 	verifier *standardwebhooks.Webhook
@@ -126,7 +130,7 @@ func startReceiver(t *testing.T, failFirst int) *receiver {
 			return
 		}
 		if r.calls <= r.failFirst {
-			w.WriteHeader(500)
+			w.WriteHeader(cmp.Or(r.failWith, 500))
 			return
 		}
 		var e credgate.Event
@@ -546,4 +550,75 @@ func TestWebhookGivesUpAfterMaxAttempts(t *testing.T) {
 		t.Fatalf("deleted with its service: %+v", d)
 	}
 	rec.check()
+}
+
+// TestAReceiverGoneOrFailingIsDisabledAndItsOwnerTold: a receiver that
+// answers 410 is disabled after that one attempt, one that fails every
+// attempt for disable_after is disabled then; each subscription reads
+// enabled false with the reason, the tenant's other subscription gets
+// webhook.disabled naming it, the metric counts it, retries stop, and the
+// owner's PATCH enabled:true turns it on again and clears the reason.
+func TestAReceiverGoneOrFailingIsDisabledAndItsOwnerTold(t *testing.T) {
+	var c clock
+	a, _ := replicas(t, &c, func(m *monitorSetup) { m.disableAfter = 2 * time.Second })
+	ten := tenant(t)
+	admin := token(t, "alice", ten, "integration_admin")
+	gone, failing, owner := startReceiver(t, 1), startReceiver(t, 1000), startReceiver(t, 0)
+	gone.failWith = http.StatusGone
+	goneID := gone.subscribe(a, admin, credgate.EventCreated)
+	failingID := failing.subscribe(a, admin, credgate.EventCreated)
+	owner.subscribe(a, admin, credgate.EventWebhookDisabled)
+	a.mustCreate(admin, map[string]any{"id": "jira", "name": "Jira"})
+	a.mustCreateCredential(admin, map[string]any{"integrationId": "jira", "credentialName": "bot", "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})
+
+	view := func(id string) map[string]any {
+		r := a.do("GET", "/api/v1/webhooks/"+id, admin, nil)
+		if r.Status != 200 {
+			t.Fatalf("GET webhook: %d %s", r.Status, r.Raw)
+		}
+		return r.Body["data"].(map[string]any)
+	}
+	eventually(t, 10*time.Second, "the gone receiver's subscription disabled", func() bool { return view(goneID)["enabled"] == false })
+	if v := view(goneID); !strings.Contains(fmt.Sprint(v["disabledReason"]), "410 Gone") || v["disabledAt"] == nil {
+		t.Fatalf("disabled: %v", v)
+	}
+	eventually(t, 20*time.Second, "the failing receiver's subscription disabled", func() bool { return view(failingID)["enabled"] == false })
+	if v := view(failingID); !strings.Contains(fmt.Sprint(v["disabledReason"]), "every delivery failed since") {
+		t.Fatalf("disabled: %v", v)
+	}
+	eventually(t, 10*time.Second, "webhook.disabled, twice", func() bool { return len(owner.events(credgate.EventWebhookDisabled)) == 2 })
+	told := map[string]credgate.EventData{}
+	for _, d := range owner.events(credgate.EventWebhookDisabled) {
+		told[d.event.Data.WebhookID] = d.event.Data
+	}
+	if told[goneID].Reason == "" || told[failingID].Reason == "" || told[goneID].Tenant != ten || told[goneID].Actor.Subject != credgate.SystemSubject {
+		t.Fatalf("webhook.disabled told %+v", told)
+	}
+	metrics := string(a.do("GET", "/metrics", "", nil).Raw)
+	if !strings.Contains(metrics, `credgate_webhooks_disabled_total{reason="gone"} 1`) || !strings.Contains(metrics, `credgate_webhooks_disabled_total{reason="failing"} 1`) {
+		t.Fatal("the metric does not count the two disabled subscriptions")
+	}
+	failing.mu.Lock()
+	calls := failing.calls
+	failing.mu.Unlock()
+	time.Sleep(1500 * time.Millisecond) // several sweeps
+	failing.mu.Lock()
+	again := failing.calls
+	failing.mu.Unlock()
+	if again != calls || calls < 2 {
+		t.Fatalf("the failing receiver had %d attempts, then %d more after it was disabled", calls, again-calls)
+	}
+
+	// Its owner turns it on again: the reason is gone, events flow.
+	r := a.do("PATCH", "/api/v1/webhooks/"+goneID, admin, map[string]any{"enabled": true})
+	if r.Status != 200 {
+		t.Fatalf("PATCH: %d %s", r.Status, r.Raw)
+	}
+	if v := view(goneID); v["enabled"] != true || v["disabledReason"] != nil || v["disabledAt"] != nil {
+		t.Fatalf("enabled again: %v", v)
+	}
+	a.mustCreateCredential(admin, map[string]any{"integrationId": "jira", "credentialName": "bot 2", "authType": "bearer", "accessToken": secret("jt_" + randHex(8))})
+	eventually(t, 10*time.Second, "an event to the subscription enabled again", func() bool { return len(gone.events(credgate.EventCreated)) == 1 })
+	gone.check()
+	owner.check()
 }

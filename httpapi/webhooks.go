@@ -37,7 +37,7 @@ func (in *webhookInput) apply(w *credgate.Webhook) {
 		w.EventTypes = *in.EventTypes
 	}
 	if in.Enabled != nil {
-		w.Enabled = *in.Enabled
+		w.SetEnabled(*in.Enabled)
 	}
 	if in.Description != nil {
 		w.Description = *in.Description

@@ -100,7 +100,17 @@ func examiner(t *testing.T, r *recorder) *Monitor {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.work.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return m
+}
+
+// examineNow examines c and waits for the refresh it queued, if any.
+func (m *Monitor) examineNow(ctx context.Context, tenant string, c *credgate.Credential) {
+	m.examine(ctx, tenant, c)
+	m.work.Wait(ctx)
 }
 
 func at(d time.Duration) *time.Time { t := now.Add(d); return &t }
@@ -115,14 +125,14 @@ func ctxOf() context.Context {
 func TestExamineDoesWhatIsDueAndNothingElse(t *testing.T) {
 	t.Run("nothing due", func(t *testing.T) {
 		r := &recorder{}
-		examiner(t, r).examine(ctxOf(), "acme", &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 3, ExpiresAt: at(90 * 24 * time.Hour)})
+		examiner(t, r).examineNow(ctxOf(), "acme", &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 3, ExpiresAt: at(90 * 24 * time.Hour)})
 		if len(r.events)+len(r.updates)+len(r.refreshes)+len(r.watches) != 0 {
 			t.Fatalf("events %v, updates %v, refreshes %v, watches %v", r.types(), r.updates, r.refreshes, r.watches)
 		}
 	})
 	t.Run("revokeAt reached", func(t *testing.T) {
 		r := &recorder{}
-		examiner(t, r).examine(ctxOf(), "acme", &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 3, RevokeAt: at(-time.Minute)})
+		examiner(t, r).examineNow(ctxOf(), "acme", &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 3, RevokeAt: at(-time.Minute)})
 		if len(r.updates) != 1 || r.updates[0] != 3 {
 			t.Fatalf("updates with ifMatch %v; want one, on version 3", r.updates)
 		}
@@ -134,14 +144,14 @@ func TestExamineDoesWhatIsDueAndNothingElse(t *testing.T) {
 		r := &recorder{}
 		c := &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 4, PreviousVersion: 3, PreviousRevokeAt: at(-time.Second)}
 		m := examiner(t, r)
-		m.examine(ctxOf(), "acme", c)
+		m.examineNow(ctxOf(), "acme", c)
 		if len(r.events) != 1 || r.events[0].Data.Version != 3 || r.events[0].Data.Reason != "previousRevokeAt" {
 			t.Fatalf("events %+v", r.events)
 		}
 		if len(r.watches) != 1 || r.watches[0].PreviousRevoked != 3 {
 			t.Fatalf("watches %+v; want the end recorded", r.watches)
 		}
-		m.examine(ctxOf(), "acme", c) // c carries the recorded end now
+		m.examineNow(ctxOf(), "acme", c) // c carries the recorded end now
 		if len(r.events) != 1 {
 			t.Fatalf("announced twice: %v", r.types())
 		}
@@ -150,8 +160,8 @@ func TestExamineDoesWhatIsDueAndNothingElse(t *testing.T) {
 		r := &recorder{}
 		c := &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: 2, ExpiresAt: at(6 * 24 * time.Hour)}
 		m := examiner(t, r)
-		m.examine(ctxOf(), "acme", c)
-		m.examine(ctxOf(), "acme", c)
+		m.examineNow(ctxOf(), "acme", c)
+		m.examineNow(ctxOf(), "acme", c)
 		if len(r.events) != 1 || r.events[0].Type != credgate.EventExpiring || r.events[0].Data.ThresholdDays != 7 {
 			t.Fatalf("events %+v; want one 7-day notice", r.events)
 		}
@@ -173,7 +183,7 @@ func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
 	r := &recorder{refresh: func(c *credgate.Credential) (*credgate.Credential, error) {
 		return &credgate.Credential{ID: c.ID, Version: c.Version + 1, Status: credgate.CredActive, ExpiresAt: at(90 * 24 * time.Hour)}, nil
 	}}
-	examiner(t, r).examine(ctxOf(), "acme", due())
+	examiner(t, r).examineNow(ctxOf(), "acme", due())
 	if len(r.refreshes) != 1 || r.refreshes[0] != 5 || len(r.events) != 1 || r.events[0].Type != credgate.EventRefreshed {
 		t.Fatalf("refreshes %v, events %v; want one on version 5 and credential.refreshed", r.refreshes, r.types())
 	}
@@ -183,7 +193,7 @@ func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
 	}}
 	m := examiner(t, r)
 	c := due()
-	m.examine(ctxOf(), "acme", c) // (it is due an expiry notice too: 2 minutes left)
+	m.examineNow(ctxOf(), "acme", c) // (it is due an expiry notice too: 2 minutes left)
 	failed := func() []credgate.Event {
 		var out []credgate.Event
 		for _, e := range r.events {
@@ -199,14 +209,15 @@ func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
 	if next := r.watches[0].Refresh.NextAttemptAt.Sub(now); next != time.Minute {
 		t.Fatalf("next attempt %s after the failure; want the backoff, 1m", next)
 	}
-	m.examine(ctxOf(), "acme", c) // before the next attempt: not tried
+	c.Refresh = r.watches[0].Refresh // as the next pass reads it
+	m.examineNow(ctxOf(), "acme", c) // before the next attempt: not tried
 	if len(r.refreshes) != 1 {
 		t.Fatalf("%d refreshes before the next attempt was due", len(r.refreshes))
 	}
 	now = now.Add(2 * time.Minute) // past the next attempt: fails again
 	defer func() { now = now.Add(-2 * time.Minute) }()
-	m.examine(ctxOf(), "acme", c)
-	last := c.Refresh
+	m.examineNow(ctxOf(), "acme", c)
+	last := r.watches[len(r.watches)-1].Refresh
 	if len(r.refreshes) != 2 || last.Failures != 2 || last.NextAttemptAt.Sub(now) != 2*time.Minute || len(failed()) != 2 || failed()[1].Data.Failures != 2 {
 		t.Fatalf("second failure: %+v, events %v; want 2 failures and the pause doubled", last, r.types())
 	}
@@ -215,7 +226,7 @@ func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
 		return nil, credgate.Errorf(credgate.EVersionConflict, "changed meanwhile")
 	}}
 	lost := due()
-	examiner(t, r).examine(ctxOf(), "acme", lost)
+	examiner(t, r).examineNow(ctxOf(), "acme", lost)
 	if lost.Refresh != nil || slices.Contains(r.types(), credgate.EventRefreshFailed) || slices.Contains(r.types(), credgate.EventRefreshed) {
 		t.Fatalf("a refresh another replica made: %+v, events %v", lost.Refresh, r.types())
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/fairqueue"
 )
 
 // Store is what the monitor needs of the store (vaultstore.Store).
@@ -51,6 +53,7 @@ const (
 	DefaultRate     = 100 // credentials a second
 	DefaultLeaseTTL = 30 * time.Second
 	DefaultSweep    = 10 * time.Second
+	DefaultWorkers  = 4
 	leaseName       = "monitor"
 	pageSize        = 200
 )
@@ -79,6 +82,12 @@ type Options struct {
 	// RefreshBackoff is the pause after a failed refresh, doubled after
 	// each further failure, at most an hour; default a minute.
 	RefreshBackoff time.Duration
+	// Workers bounds the automatic refreshes running at once (default 4),
+	// outside the scan: a tenant gets at most half of them, so a tenant
+	// whose token endpoint hangs delays only its own refreshes
+	// (fairqueue). RefreshTimeout bounds one (default a minute).
+	Workers        int
+	RefreshTimeout time.Duration
 	// OnRefresh is told of every refresh (ok, error); OnPass of every
 	// finished pass.
 	OnRefresh func(outcome string)
@@ -102,6 +111,7 @@ type Pass struct {
 type Monitor struct {
 	o       Options
 	limiter *rate.Limiter
+	work    *fairqueue.Queue // the refreshes
 
 	mu        sync.Mutex
 	leader    bool
@@ -124,6 +134,7 @@ func New(o Options) (*Monitor, error) {
 	o.Tick = cmp.Or(o.Tick, min(o.LeaseTTL/3, 5*time.Second))
 	o.SweepEvery = cmp.Or(o.SweepEvery, DefaultSweep)
 	o.RefreshBackoff = cmp.Or(o.RefreshBackoff, time.Minute)
+	o.RefreshTimeout = cmp.Or(o.RefreshTimeout, time.Minute)
 	if o.Rate <= 0 {
 		o.Rate = DefaultRate
 	}
@@ -133,7 +144,7 @@ func New(o Options) (*Monitor, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Monitor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), pageSize)}, nil
+	return &Monitor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), pageSize), work: fairqueue.New(fairqueue.Options{Workers: cmp.Or(o.Workers, DefaultWorkers)})}, nil
 }
 
 // Leader reports whether this replica holds the lease now.
@@ -144,9 +155,12 @@ func (m *Monitor) Leader() bool {
 }
 
 // Run scans whenever this replica holds the lease, until ctx ends; then it
-// gives the lease up.
+// waits for the refreshes under way and gives the lease up.
 func (m *Monitor) Run(ctx context.Context) {
+	work := make(chan struct{})
+	go func() { m.work.Run(ctx); close(work) }()
 	defer func() {
+		<-work
 		m.o.Store.ReleaseLease(context.WithoutCancel(ctx), leaseName, m.o.Holder)
 		m.mu.Lock()
 		was := m.leader
@@ -309,7 +323,9 @@ func (m *Monitor) lookahead() time.Duration {
 	return max(m.o.Interval, m.passTook)
 }
 
-// examine does what c is due: revocation, refresh, an expiry notice.
+// examine does what c is due: revocation, refresh, an expiry notice. A
+// refresh (a call to the tenant's token endpoint) is queued in the
+// tenant's lane, and the notice waits for its outcome; the scan goes on.
 func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Credential) {
 	now := m.o.Now()
 	if c.RevocationDue(now) {
@@ -320,10 +336,25 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 		m.previousEnded(ctx, tenant, c)
 	}
 	if at, ok := c.RefreshAt(); ok && !at.After(now.Add(m.lookahead())) {
-		if out := m.refresh(ctx, tenant, c); out != nil {
-			c = out
-		}
+		id := credgate.RequestIDFrom(ctx)
+		c := *c // the scan goes on with its copy
+		c.Notices.Days = slices.Clone(c.Notices.Days)
+		m.work.Add(tenant, c.ID, func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, m.o.RefreshTimeout)
+			defer cancel()
+			ctx = credgate.WithRequestID(credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant)), id)
+			if out, ok := m.refresh(ctx, tenant, &c); ok {
+				m.notify(ctx, tenant, out)
+			}
+		})
+		return
 	}
+	m.notify(ctx, tenant, c)
+}
+
+// notify sends c's expiry notice when one is due.
+func (m *Monitor) notify(ctx context.Context, tenant string, c *credgate.Credential) {
+	now := m.o.Now()
 	thresholds := m.o.Thresholds(tenant)
 	if thresholds == nil {
 		thresholds = credgate.DefaultExpiryThresholds
@@ -397,12 +428,14 @@ func (m *Monitor) previousEnded(ctx context.Context, tenant string, c *credgate.
 // refresh refreshes c through the store's locked rotation path, on
 // condition that c is still the version the scan read: a credential
 // refreshed meanwhile (by another replica, or by its owner) is left alone.
-// It returns the refreshed credential, or nil.
-func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Credential) *credgate.Credential {
+// It returns the credential as it stands now, refreshed or with its
+// failure recorded, and false when the scan's copy is not (changed or
+// gone since, or not tried).
+func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Credential) (*credgate.Credential, bool) {
 	in, err := m.o.Events.Intend(ctx, credgate.NewEvent(ctx, credgate.EventRefreshed, c))
 	if err != nil {
 		m.o.Logger.Warn("monitor: recording a refresh's event failed; the next pass tries again", zap.String("credential_id", c.ID), zap.Error(err))
-		return nil
+		return c, true
 	}
 	out, err := m.o.Store.RefreshCredential(in.Context(ctx), c.ID, c.Version, m.o.Grant)
 	if err != nil {
@@ -421,11 +454,11 @@ func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Creden
 			}
 		}
 		in.Confirm(ctx, credgate.NewEvent(ctx, credgate.EventRefreshed, out))
-		return out
+		return out, true
 	}
 	code := credgate.ErrorCode(err)
 	if code == credgate.EVersionConflict || code == credgate.ECredentialNotFound {
-		return nil // changed or gone since the scan read it
+		return nil, false // changed or gone since the scan read it
 	}
 	if m.o.OnRefresh != nil {
 		m.o.OnRefresh("error")
@@ -454,5 +487,5 @@ func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Creden
 		m.o.Logger.Warn("monitor: publishing a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
 	}
 	m.o.Logger.Info("monitor: an automatic refresh failed", zap.String("tenant", tenant), zap.String("credential_id", c.ID), zap.String("reason", st.LastError), zap.Int("failures", st.Failures))
-	return nil
+	return c, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/policy"
@@ -110,23 +111,34 @@ func (s *Store) TenantWebhooks(ctx context.Context, tenant string) ([]*credgate.
 }
 
 // RecordDelivery appends d to the delivery log of webhook in tenant,
-// keeping the newest credgate.MaxDeliveryLog. A webhook deleted meanwhile
-// gets no log.
-func (s *Store) RecordDelivery(ctx context.Context, tenant, webhook string, d credgate.Delivery) error {
+// keeping the newest credgate.MaxDeliveryLog, and returns since when every
+// attempt to it failed (zero when d delivered). A webhook deleted
+// meanwhile gets no log.
+func (s *Store) RecordDelivery(ctx context.Context, tenant, webhook string, d credgate.Delivery) (time.Time, error) {
 	k, err := s.systemSession(ctx, tenant)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	r := jsonRecord[deliveryLog](k, "delivery_log", k.deliveryPath(webhook))
 	r.create = true
-	_, _, err = update(ctx, r, 0, func(l *deliveryLog) error {
+	l, _, err := update(ctx, r, 0, func(l *deliveryLog) error {
 		l.Deliveries = append(l.Deliveries, d)
 		if n := len(l.Deliveries) - credgate.MaxDeliveryLog; n > 0 {
 			l.Deliveries = slices.Delete(l.Deliveries, 0, n)
 		}
+		switch {
+		case d.Status == credgate.DeliveryDelivered:
+			l.FailingSince = nil
+		case l.FailingSince == nil:
+			at := d.At.UTC()
+			l.FailingSince = &at
+		}
 		return nil
 	})
-	return translate(err, credgate.ENotFound)
+	if err != nil || l.FailingSince == nil {
+		return time.Time{}, translate(err, credgate.ENotFound)
+	}
+	return *l.FailingSince, nil
 }
 
 // ConfirmEvent makes pending event id of tenant due as final says (its

@@ -233,6 +233,31 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 // deliveryLog is the stored delivery log of a webhook, newest last.
 type deliveryLog struct {
 	Deliveries []credgate.Delivery `json:"deliveries"`
+	// FailingSince is the first of the attempts that failed since the
+	// last one delivered (nil: the last one delivered).
+	FailingSince *time.Time `json:"failingSince,omitempty"`
+}
+
+// DisableWebhook disables subscription id of tenant with reason, for
+// credgate (credgate.Webhook.Disable), and reports whether it was enabled:
+// of replicas racing to disable it, one is told yes. Errors: NOT_FOUND,
+// BACKEND_UNAVAILABLE.
+func (s *Store) DisableWebhook(ctx context.Context, tenant, id, reason string) (bool, error) {
+	k, err := s.systemSession(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	disabled := false
+	_, _, err = update(ctx, k.webhookRecord(id), 0, func(w *credgate.Webhook) error {
+		if disabled = w.Disable(reason, k.s.opts.Now()); !disabled {
+			return errUnchanged
+		}
+		return nil
+	})
+	if err != nil {
+		return false, webhookError(err)
+	}
+	return disabled, nil
 }
 
 // WebhookDeliveries returns the delivery log of subscription id, newest

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/fairqueue"
 	"github.com/credgate/credgate/outbound"
 )
 
@@ -30,7 +31,12 @@ type Store interface {
 	ClaimEvent(ctx context.Context, tenant, id, holder string, c credgate.Claim) (*credgate.Outgoing, error)
 	SaveEvent(ctx context.Context, o *credgate.Outgoing) error
 	TenantWebhooks(ctx context.Context, tenant string) ([]*credgate.Webhook, error)
-	RecordDelivery(ctx context.Context, tenant, webhook string, d credgate.Delivery) error
+	// RecordDelivery logs an attempt and returns since when every attempt
+	// to the webhook failed (zero: this one delivered).
+	RecordDelivery(ctx context.Context, tenant, webhook string, d credgate.Delivery) (time.Time, error)
+	// DisableWebhook disables a subscription whose receiver cannot take
+	// events, and reports whether it was enabled.
+	DisableWebhook(ctx context.Context, tenant, id, reason string) (bool, error)
 	// The events recorded before their change (Intend).
 	ConfirmEvent(ctx context.Context, final credgate.Event) (bool, error)
 	WithdrawEvent(ctx context.Context, tenant, id string) error
@@ -44,6 +50,7 @@ const (
 	DefaultMaxBackoff  = 30 * time.Minute
 	DefaultRetryFor    = 24 * time.Hour
 	DefaultMaxAttempts = 15
+	DefaultWorkers     = 4
 )
 
 // Options configures a Dispatcher.
@@ -59,9 +66,19 @@ type Options struct {
 	// gives up after MaxAttempts attempts or RetryFor after the event.
 	Timeout, Backoff, MaxBackoff, RetryFor time.Duration
 	MaxAttempts                            int
-	// Observe, when set, is told of every attempt (for metrics).
-	Observe func(outcome string, d time.Duration)
-	Now     func() time.Time
+	// Workers bounds the events being delivered at once (default 4); a
+	// tenant gets at most half of them, so a tenant whose receivers hang
+	// delays only its own events (fairqueue).
+	Workers int
+	// DisableAfter is how long a receiver may fail every attempt before
+	// its subscription is disabled (default credgate.DefaultDisableAfter);
+	// one that answers 410 Gone is disabled at once.
+	DisableAfter time.Duration
+	// Observe, when set, is told of every attempt (for metrics);
+	// OnDisabled of every subscription disabled ("gone" or "failing").
+	Observe    func(outcome string, d time.Duration)
+	OnDisabled func(reason string)
+	Now        func() time.Time
 	// PendingGrace is how long an event recorded before its change waits
 	// for the request's confirmation before the sweep proves it from the
 	// record; default credgate.PendingGrace.
@@ -72,7 +89,7 @@ type Options struct {
 // use.
 type Dispatcher struct {
 	o     Options
-	queue chan ref
+	work  *fairqueue.Queue
 	mu    sync.Mutex
 	timed int // retry timers pending
 	// announcing bounds the announcements tried again in the background.
@@ -101,10 +118,12 @@ func New(o Options) (*Dispatcher, error) {
 	o.RetryFor = cmp.Or(o.RetryFor, DefaultRetryFor)
 	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
 	o.PendingGrace = cmp.Or(o.PendingGrace, credgate.PendingGrace)
+	o.Workers = cmp.Or(o.Workers, DefaultWorkers)
+	o.DisableAfter = cmp.Or(o.DisableAfter, credgate.DefaultDisableAfter)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Dispatcher{o: o, queue: make(chan ref, 1024), announcing: make(chan struct{}, maxAnnouncing)}, nil
+	return &Dispatcher{o: o, work: fairqueue.New(fairqueue.Options{Workers: o.Workers}), announcing: make(chan struct{}, maxAnnouncing)}, nil
 }
 
 // How an announcement is tried again: announceTries tries in all, the
@@ -265,35 +284,27 @@ func (in *Intent) Withdraw(ctx context.Context) {
 	}
 }
 
-func (d *Dispatcher) kick(r ref) {
-	select {
-	case d.queue <- r:
-	default: // full: the sweep will find it
-	}
+// kick queues r in its tenant's lane; an event already queued is not
+// queued twice, and one that does not fit is the sweep's to find.
+func (d *Dispatcher) kick(r ref) bool {
+	return d.work.Add(r.tenant, r.id, func(ctx context.Context) { d.deliver(ctx, r) })
 }
 
-// Run delivers the events this replica published or timed, with workers
-// goroutines, until ctx ends.
-func (d *Dispatcher) Run(ctx context.Context, workers int) {
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case r := <-d.queue:
-					d.deliver(ctx, r)
-				}
-			}
-		})
-	}
-	wg.Wait()
+// Run delivers the events this replica published, timed or swept, fairly
+// between tenants (Options.Workers), until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) {
+	d.work.Run(ctx)
 }
 
-// Sweep tries every due event of every tenant once; the replica that
-// holds the monitor's lease calls it. It returns how many events it
-// claimed.
+// Idle returns when no event is queued or being delivered (or ctx ends).
+func (d *Dispatcher) Idle(ctx context.Context) {
+	d.work.Wait(ctx)
+}
+
+// Sweep queues every event of every tenant's outbox for Run to try (those
+// not due yet cost one read each); the replica that holds the monitor's
+// lease calls it. It does not wait for them: a tenant whose receivers
+// hang delays nobody. It returns how many events it queued.
 func (d *Dispatcher) Sweep(ctx context.Context) (int, error) {
 	tenants, err := d.o.Store.Tenants(ctx)
 	if err != nil {
@@ -310,7 +321,7 @@ func (d *Dispatcher) Sweep(ctx context.Context) (int, error) {
 			if ctx.Err() != nil {
 				return n, ctx.Err()
 			}
-			if d.Deliver(ctx, t, id) {
+			if d.kick(ref{tenant: t, id: id}) {
 				n++
 			}
 		}
@@ -423,9 +434,13 @@ func (d *Dispatcher) attempt(ctx context.Context, o *credgate.Outgoing, w *credg
 	status, err := d.send(ctx, o.Event.ID, w, body)
 	took := d.o.Now().Sub(start)
 	rec := credgate.Delivery{EventID: o.Event.ID, EventType: o.Event.Type, Attempt: t.Attempts, HTTPStatus: status, LatencyMs: took.Milliseconds(), At: start.UTC()}
+	gone := status == http.StatusGone
 	switch {
 	case err == nil:
 		t.Status = credgate.DeliveryDelivered
+	case gone:
+		t.Status = credgate.DeliveryFailed
+		rec.Error = err.Error() + " (Gone): the subscription is disabled"
 	case t.Attempts >= d.o.MaxAttempts || d.o.Now().Sub(o.Event.Timestamp) >= d.o.RetryFor:
 		t.Status = credgate.DeliveryFailed
 		rec.Error = err.Error()
@@ -440,9 +455,43 @@ func (d *Dispatcher) attempt(ctx context.Context, o *credgate.Outgoing, w *credg
 	if d.o.Observe != nil {
 		d.o.Observe(t.Status, took)
 	}
-	if err := d.o.Store.RecordDelivery(context.WithoutCancel(ctx), o.Event.Data.Tenant, w.ID, rec); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	since, err := d.o.Store.RecordDelivery(ctx, o.Event.Data.Tenant, w.ID, rec)
+	if err != nil {
 		d.o.Logger.Warn("webhook: writing the delivery log failed", zap.String("webhook_id", w.ID), zap.Error(err))
+		return
 	}
+	from := w.FailingSince(since)
+	switch {
+	case gone:
+		d.disable(ctx, o.Event.Data.Tenant, w, "gone", "the receiver answered 410 Gone")
+	case !from.IsZero() && d.o.Now().Sub(from) >= d.o.DisableAfter:
+		t.Status = credgate.DeliveryFailed // no more retries: nobody takes them
+		d.disable(ctx, o.Event.Data.Tenant, w, "failing", "every delivery failed since "+from.UTC().Format(time.RFC3339))
+	}
+}
+
+// disable disables w, whose receiver cannot take events, and tells the
+// tenant's other subscriptions (webhook.disabled), its metrics and its log
+// once, whichever replica gets there first.
+func (d *Dispatcher) disable(ctx context.Context, tenant string, w *credgate.Webhook, kind, reason string) {
+	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
+	was, err := d.o.Store.DisableWebhook(sys, tenant, w.ID, reason)
+	if err != nil {
+		d.o.Logger.Warn("webhook: disabling a subscription failed; the next failure tries again", zap.String("tenant", tenant), zap.String("webhook_id", w.ID), zap.Error(err))
+		return
+	}
+	if !was {
+		return
+	}
+	d.o.Logger.Warn("webhook: a subscription was disabled", zap.String("tenant", tenant), zap.String("webhook_id", w.ID), zap.String("reason", reason))
+	if d.o.OnDisabled != nil {
+		d.o.OnDisabled(kind)
+	}
+	e := credgate.NewEvent(sys, credgate.EventWebhookDisabled, nil)
+	e.Data.WebhookID, e.Data.Reason = w.ID, reason
+	e.OnceID(credgate.EventWebhookDisabled, w.ID, w.UpdatedAt.UTC().Format(time.RFC3339))
+	d.Announce(sys, e)
 }
 
 // backoff is the pause after the n-th failed attempt: Backoff doubled n-1

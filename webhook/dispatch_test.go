@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,14 +30,15 @@ type memStore struct {
 	hooks     []*credgate.Webhook
 	outbox    map[string]credgate.Outgoing // by event id; Version counts writes
 	logs      map[string][]credgate.Delivery
-	failFirst int // publishes that fail before one succeeds
+	failing   map[string]time.Time // by webhook: since every attempt failed
+	failFirst int                  // publishes that fail before one succeeds
 	publishes int
 	// standing are the changes the records show were made (EventStands).
 	standing map[string]bool
 }
 
 func newMemStore(hooks ...*credgate.Webhook) *memStore {
-	return &memStore{hooks: hooks, outbox: map[string]credgate.Outgoing{}, logs: map[string][]credgate.Delivery{}}
+	return &memStore{hooks: hooks, outbox: map[string]credgate.Outgoing{}, logs: map[string][]credgate.Delivery{}, failing: map[string]time.Time{}}
 }
 
 var errVaultDown = errors.New("vault is down")
@@ -108,14 +110,50 @@ func (s *memStore) SaveEvent(_ context.Context, o *credgate.Outgoing) error {
 func (s *memStore) TenantWebhooks(context.Context, string) ([]*credgate.Webhook, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.hooks, nil
+	var out []*credgate.Webhook
+	for _, w := range s.hooks {
+		copied := *w
+		out = append(out, &copied)
+	}
+	return out, nil
 }
 
-func (s *memStore) RecordDelivery(_ context.Context, _, webhook string, d credgate.Delivery) error {
+func (s *memStore) RecordDelivery(_ context.Context, _, webhook string, d credgate.Delivery) (time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.logs[webhook] = append(s.logs[webhook], d)
-	return nil
+	switch _, ok := s.failing[webhook]; {
+	case d.Status == credgate.DeliveryDelivered:
+		delete(s.failing, webhook)
+	case !ok:
+		s.failing[webhook] = d.At
+	}
+	return s.failing[webhook], nil
+}
+
+func (s *memStore) DisableWebhook(_ context.Context, _, id, reason string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, w := range s.hooks {
+		if w.ID == id {
+			copied := *w
+			was := copied.Disable(reason, time.Now())
+			s.hooks[i] = &copied
+			return was, nil
+		}
+	}
+	return false, credgate.Errorf(credgate.ENotFound, "no such webhook")
+}
+
+func (s *memStore) hook(id string) credgate.Webhook {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.hooks {
+		if w.ID == id {
+			return *w
+		}
+	}
+	return credgate.Webhook{}
 }
 
 func (s *memStore) ConfirmEvent(_ context.Context, final credgate.Event) (bool, error) {
@@ -161,11 +199,13 @@ func (s *memStore) waiting() int {
 }
 
 // receiver verifies every request with the Standard Webhooks library and
-// answers 500 to the first failFirst.
+// answers failWith (default 500) to the first failFirst.
 type receiver struct {
 	*httptest.Server
 	verifier  *standardwebhooks.Webhook
 	failFirst int
+	failWith  int
+	events    []credgate.Event
 
 	mu    sync.Mutex
 	ids   []string // webhook-id of each request
@@ -195,8 +235,9 @@ func startReceiver(t *testing.T, failFirst int) *receiver {
 		var e credgate.Event
 		_ = json.Unmarshal(body, &e)
 		r.types = append(r.types, e.Type)
+		r.events = append(r.events, e)
 		if len(r.ids) <= r.failFirst {
-			w.WriteHeader(500)
+			w.WriteHeader(cmp.Or(r.failWith, 500))
 			return
 		}
 		w.WriteHeader(204)
@@ -223,7 +264,7 @@ func dispatcher(t *testing.T, st webhook.Store, allow []string, tune func(*webho
 	}
 	core, logs := observer.New(zap.InfoLevel)
 	o := webhook.Options{Store: st, Client: g.Client(2 * time.Second), Logger: zap.New(core), Holder: "replica-" + t.Name(),
-		Timeout: 2 * time.Second, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+		Timeout: 2 * time.Second, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second, Workers: 2}
 	if tune != nil {
 		tune(&o)
 	}
@@ -233,7 +274,7 @@ func dispatcher(t *testing.T, st webhook.Store, allow []string, tune func(*webho
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { d.Run(ctx, 2); close(done) }()
+	go func() { d.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return d, logs
 }
@@ -421,8 +462,12 @@ func TestAnIntentIsSentOnlyWhenItsChangeStands(t *testing.T) {
 	if st.waiting() != 2 {
 		t.Fatalf("%d recorded; want 2", st.waiting())
 	}
-	if n, _ := d.Sweep(ctx); n != 0 {
-		t.Fatalf("the sweep took %d pending events within their grace", n)
+	if n, _ := d.Sweep(ctx); n != 2 {
+		t.Fatalf("the sweep queued %d events; want the 2 pending", n)
+	}
+	d.Idle(ctx)
+	if ids, _, _ := r.calls(); len(ids) != 0 || st.waiting() != 2 {
+		t.Fatalf("within their grace the sweep sent %d pending events and left %d", len(ids), st.waiting())
 	}
 	final := event(credgate.EventRotated)
 	final.Data.Version = 3
@@ -452,5 +497,68 @@ func TestAnIntentIsSentOnlyWhenItsChangeStands(t *testing.T) {
 	defer r.mu.Unlock()
 	if r.types[1] != credgate.EventRotated {
 		t.Fatalf("types %v", r.types)
+	}
+}
+
+// TestAReceiverThatIsGoneOrKeepsFailingIsDisabled: a receiver that answers
+// 410 Gone is disabled after that one attempt; one that fails every attempt
+// for DisableAfter is disabled then, and nothing more is sent to it. Each
+// time the tenant's other subscription is told once (webhook.disabled) with
+// the reason, and the metric hook counts it.
+func TestAReceiverThatIsGoneOrKeepsFailingIsDisabled(t *testing.T) {
+	gone, failing, owner := startReceiver(t, 1000), startReceiver(t, 1000), startReceiver(t, 0)
+	gone.failWith = http.StatusGone
+	hooks := []*credgate.Webhook{hook(gone.URL, credgate.EventRotated), hook(failing.URL, credgate.EventRotated), hook(owner.URL, credgate.EventWebhookDisabled)}
+	hooks[0].ID, hooks[1].ID, hooks[2].ID = "wh_gone", "wh_failing", "wh_owner"
+	st := newMemStore(hooks...)
+	var mu sync.Mutex
+	var disabled []string
+	d, logs := dispatcher(t, st, []string{"127.0.0.1/32"}, func(o *webhook.Options) {
+		o.DisableAfter = 700 * time.Millisecond
+		o.OnDisabled = func(kind string) { mu.Lock(); disabled = append(disabled, kind); mu.Unlock() }
+	})
+	ctx := context.Background()
+	if err := d.Publish(ctx, event(credgate.EventRotated)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the gone receiver disabled", func() bool { return !st.hook("wh_gone").Enabled })
+	if w := st.hook("wh_gone"); !strings.Contains(w.DisabledReason, "410") || w.DisabledAt == nil {
+		t.Fatalf("disabled with %q at %v", w.DisabledReason, w.DisabledAt)
+	}
+	eventually(t, "the failing receiver disabled", func() bool { return !st.hook("wh_failing").Enabled })
+	if w := st.hook("wh_failing"); !strings.Contains(w.DisabledReason, "every delivery failed since") {
+		t.Fatalf("disabled with %q", w.DisabledReason)
+	}
+	eventually(t, "the owner told twice", func() bool { ids, _, _ := owner.calls(); return len(ids) == 2 })
+	goneCalls, _, _ := gone.calls()
+	failedCalls, _, _ := failing.calls()
+	if len(goneCalls) != 1 || len(failedCalls) < 3 {
+		t.Fatalf("the gone receiver was called %d times (want 1), the failing one %d (want several)", len(goneCalls), len(failedCalls))
+	}
+	// Nothing more is sent to either, even to a new event.
+	if err := d.Publish(ctx, event(credgate.EventRotated)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	d.Idle(ctx)
+	if again, _, _ := failing.calls(); len(again) != len(failedCalls) {
+		t.Fatalf("%d attempts after the failing receiver was disabled", len(again)-len(failedCalls))
+	}
+	if again, _, _ := gone.calls(); len(again) != 1 {
+		t.Fatalf("%d attempts after the gone receiver was disabled", len(again)-1)
+	}
+	owner.mu.Lock()
+	told := map[string]string{}
+	for _, e := range owner.events {
+		told[e.Data.WebhookID] = e.Type + ": " + e.Data.Reason
+	}
+	owner.mu.Unlock()
+	if !strings.Contains(told["wh_gone"], "webhook.disabled: the receiver answered 410") || !strings.Contains(told["wh_failing"], "webhook.disabled: every delivery failed") {
+		t.Fatalf("the owner was told %v", told)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(disabled) != 2 || logs.FilterMessage("webhook: a subscription was disabled").Len() != 2 {
+		t.Fatalf("metric hook told %v; %d log lines", disabled, logs.FilterMessage("webhook: a subscription was disabled").Len())
 	}
 }

@@ -60,17 +60,24 @@ type MonitorConfig struct {
 	// credential.expiring is sent; TenantThresholds override them.
 	ExpiryThresholds []int            `yaml:"expiry_thresholds"`
 	TenantThresholds map[string][]int `yaml:"tenant_thresholds"`
+	// RefreshWorkers bounds the automatic refreshes at once; a tenant
+	// gets at most half.
+	RefreshWorkers int `yaml:"refresh_workers"`
 }
 
 // WebhooksConfig times webhook deliveries: Timeout per attempt; after a
 // failure Backoff, doubled each time up to MaxBackoff; given up after
-// MaxAttempts or RetryFor.
+// MaxAttempts or RetryFor. Workers bound the events delivered at once (a
+// tenant gets at most half); a subscription whose every delivery failed
+// for DisableAfter is disabled.
 type WebhooksConfig struct {
-	Timeout     time.Duration `yaml:"timeout"`
-	Backoff     time.Duration `yaml:"backoff"`
-	MaxBackoff  time.Duration `yaml:"max_backoff"`
-	RetryFor    time.Duration `yaml:"retry_for"`
-	MaxAttempts int           `yaml:"max_attempts"`
+	Workers      int           `yaml:"workers"`
+	DisableAfter time.Duration `yaml:"disable_after"`
+	Timeout      time.Duration `yaml:"timeout"`
+	Backoff      time.Duration `yaml:"backoff"`
+	MaxBackoff   time.Duration `yaml:"max_backoff"`
+	RetryFor     time.Duration `yaml:"retry_for"`
+	MaxAttempts  int           `yaml:"max_attempts"`
 }
 
 // OutboundConfig governs the requests credgate sends on a tenant's behalf
@@ -375,11 +382,12 @@ func DefaultConfig() Config {
 		Limits:    LimitsConfig{Default: credgate.DefaultTenantLimits},
 		Monitor: MonitorConfig{
 			Interval: monitor.DefaultInterval, Rate: monitor.DefaultRate, LeaseTTL: monitor.DefaultLeaseTTL,
-			ExpiryThresholds: credgate.DefaultExpiryThresholds,
+			ExpiryThresholds: credgate.DefaultExpiryThresholds, RefreshWorkers: monitor.DefaultWorkers,
 		},
 		Webhooks: WebhooksConfig{
 			Timeout: webhook.DefaultTimeout, Backoff: webhook.DefaultBackoff, MaxBackoff: webhook.DefaultMaxBackoff,
 			RetryFor: webhook.DefaultRetryFor, MaxAttempts: webhook.DefaultMaxAttempts,
+			Workers: webhook.DefaultWorkers, DisableAfter: credgate.DefaultDisableAfter,
 		},
 	}
 }
@@ -569,6 +577,12 @@ func (c Config) Validate() error {
 	}
 	if w := c.Webhooks; w.Timeout < time.Second || w.Backoff < time.Second || w.MaxBackoff < w.Backoff || w.RetryFor < w.Backoff || w.MaxAttempts < 1 {
 		bad("webhooks: timeout and backoff at least 1s, max_backoff and retry_for at least backoff, max_attempts at least 1")
+	}
+	if w := c.Webhooks; w.Workers < 1 || w.Workers > 256 || w.DisableAfter < time.Minute {
+		bad("webhooks: workers from 1 to 256, disable_after at least 1m")
+	}
+	if n := c.Monitor.RefreshWorkers; n < 1 || n > 256 {
+		bad("monitor: refresh_workers from 1 to 256")
 	}
 	return errors.Join(errs...)
 }

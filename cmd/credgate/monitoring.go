@@ -36,7 +36,8 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 	d, err := webhook.New(webhook.Options{
 		Store: store, Client: guard.Client(w.Timeout), Logger: log.Named("webhook"), Holder: holder,
 		Timeout: w.Timeout, Backoff: w.Backoff, MaxBackoff: w.MaxBackoff, RetryFor: w.RetryFor, MaxAttempts: w.MaxAttempts,
-		Observe: metrics.WebhookDelivery,
+		Workers: w.Workers, DisableAfter: w.DisableAfter,
+		Observe: metrics.WebhookDelivery, OnDisabled: metrics.WebhookDisabled,
 	})
 	if err != nil {
 		return nil, err
@@ -45,6 +46,7 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 	mon, err := monitor.New(monitor.Options{
 		Store: store, Events: d, Sweep: d, Grant: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)),
 		Logger: log.Named("monitor"), Holder: holder, Interval: mc.Interval, Rate: mc.Rate, LeaseTTL: mc.LeaseTTL,
+		Workers: mc.RefreshWorkers,
 		Thresholds: func(tenant string) []int {
 			if t, ok := mc.TenantThresholds[tenant]; ok {
 				return t
@@ -65,7 +67,7 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 
 // run delivers and, unless disabled, monitors until ctx ends.
 func (m *monitoring) run(ctx context.Context, monitorOn bool) {
-	go m.events.Run(ctx, 4)
+	go m.events.Run(ctx)
 	if monitorOn {
 		go m.monitor.Run(ctx)
 	}
