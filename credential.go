@@ -52,11 +52,17 @@ type Credential struct {
 	// PreviousRevokeAt: a gradual migration from the old values.
 	PreviousVersion  int        `json:"previousVersion,omitempty"`
 	PreviousRevokeAt *time.Time `json:"previousRevokeAt,omitempty"`
-	// Notices are the expiry notices sent for the credential and
-	// PreviousRevoked the previous version whose end was announced
-	// (bookkeeping of the monitor, never shown).
+	// RevokeWhenMigrated ends the previous version before its
+	// PreviousRevokeAt, as soon as every recent reader of it has read the
+	// current one (Migration).
+	RevokeWhenMigrated bool `json:"revokeWhenMigrated,omitempty"`
+	// Notices are the expiry notices sent for the credential,
+	// PreviousRevoked the previous version whose end was announced and
+	// StalledNotice the one whose stalled migration was (bookkeeping of
+	// the monitor, never shown).
 	Notices         ExpiryNotices `json:"-"`
 	PreviousRevoked int           `json:"-"`
+	StalledNotice   int           `json:"-"`
 
 	// Secrets holds the secret values; nil when the reader may not see them.
 	Secrets Secrets `json:"-"`
@@ -299,11 +305,12 @@ func (r CredentialRead) MayRead(c *Credential) error {
 }
 
 // KeepPrevious makes a rotation of c keep its current values servable
-// until (nil: the rotation ends them at once).
-func (c *Credential) KeepPrevious(until *time.Time) {
-	c.PreviousVersion, c.PreviousRevokeAt = 0, nil
+// until (nil: the rotation ends them at once), or until every recent
+// reader of them has moved to the new ones when whenMigrated.
+func (c *Credential) KeepPrevious(until *time.Time, whenMigrated bool) {
+	c.PreviousVersion, c.PreviousRevokeAt, c.RevokeWhenMigrated = 0, nil, false
 	if until != nil {
-		c.PreviousVersion, c.PreviousRevokeAt = c.Version, until
+		c.PreviousVersion, c.PreviousRevokeAt, c.RevokeWhenMigrated = c.Version, until, whenMigrated
 	}
 }
 
@@ -490,4 +497,13 @@ func (c *Credential) ExpiryBucket(now time.Time) string {
 		return "lt_30d"
 	}
 	return ""
+}
+
+// UnusedSince reports whether nobody read c's values since t: its last
+// read was before t, or it was never read and existed before t.
+func (c *Credential) UnusedSince(t time.Time) bool {
+	if c.LastAccessedAt != nil {
+		return c.LastAccessedAt.Before(t)
+	}
+	return c.CreatedAt.Before(t)
 }

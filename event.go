@@ -28,11 +28,15 @@ const (
 	// EventWebhookDisabled tells a tenant's other subscriptions that
 	// credgate disabled one whose receiver kept failing or answered 410.
 	EventWebhookDisabled = "webhook.disabled"
+	// EventMigrationStalled names, a day before a rotation's
+	// previousRevokeAt, the readers still on the previous version.
+	EventMigrationStalled = "credential.migration_stalled"
 )
 
 // EventTypes lists the event types.
 var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied,
-	EventGrantCreated, EventGrantDeleted, EventGrantExpired, EventWebhookDisabled}
+	EventGrantCreated, EventGrantDeleted, EventGrantExpired, EventWebhookDisabled, EventMigrationStalled,
+	EventNewReader, EventReadSpike, EventBroadRead, EventRevokedRead}
 
 // SystemSubject is the actor of what credgate does by itself (refresh,
 // scheduled revocation, expiry notices); it is also the subject Vault's
@@ -70,6 +74,22 @@ type EventData struct {
 	Grant *Grant `json:"grant,omitempty"`
 	// WebhookID is the subscription a webhook.* event is about.
 	WebhookID string `json:"webhookId,omitempty"`
+	// Readers are the principals an event about a credential's use names
+	// (credential.migration_stalled: those still on the previous version).
+	Readers []EventReader `json:"readers,omitempty"`
+	// Count and Threshold are the numbers that tripped an alert of
+	// unusual use, and the threshold they crossed.
+	Count     int64   `json:"count,omitempty"`
+	Threshold float64 `json:"threshold,omitempty"`
+}
+
+// EventReader is a principal that read a credential, as an event names it.
+type EventReader struct {
+	Subject     string    `json:"subject"`
+	Name        string    `json:"name,omitempty"`
+	Email       string    `json:"email,omitempty"`
+	LastVersion int       `json:"lastVersion,omitempty"`
+	LastRead    time.Time `json:"lastRead"`
 }
 
 // EventActor is who caused an event.

@@ -16,8 +16,12 @@ type CredentialFilter struct {
 	Status        string // the effective status (EffectiveStatus)
 	AuthType      string
 	ExpiresBefore time.Time // only credentials with an expiresAt before this
-	After         *CredentialPosition
-	Limit         int
+	// UnusedSince selects the credentials nobody read since then: read
+	// last before it, or never read and created before it (candidates to
+	// revoke).
+	UnusedSince time.Time
+	After       *CredentialPosition
+	Limit       int
 	// Visible is ServiceFilter.Visible for the integrations listed.
 	Visible func(integration string) bool
 }
@@ -54,6 +58,8 @@ func (f CredentialFilter) Matches(c *Credential, now time.Time) bool {
 	case f.AuthType != "" && c.AuthType != f.AuthType:
 		return false
 	case !f.ExpiresBefore.IsZero() && (c.ExpiresAt == nil || !c.ExpiresAt.Before(f.ExpiresBefore)):
+		return false
+	case !f.UnusedSince.IsZero() && !c.UnusedSince(f.UnusedSince):
 		return false
 	}
 	return true

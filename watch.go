@@ -74,13 +74,15 @@ func (c *Credential) MarkSent(days int, expired bool, thresholds []int) {
 type Watch struct {
 	ExpiryNotices
 	Refresh *RefreshState `json:"r,omitempty"`
-	// PreviousRevoked is the previous version whose end was announced.
+	// PreviousRevoked is the previous version whose end was announced;
+	// StalledNotice the one whose stalled migration was.
 	PreviousRevoked int `json:"p,omitempty"`
+	StalledNotice   int `json:"s,omitempty"`
 }
 
 // WatchOf returns what the monitor keeps of c.
 func WatchOf(c *Credential) Watch {
-	return Watch{ExpiryNotices: c.Notices, Refresh: c.Refresh, PreviousRevoked: c.PreviousRevoked}
+	return Watch{ExpiryNotices: c.Notices, Refresh: c.Refresh, PreviousRevoked: c.PreviousRevoked, StalledNotice: c.StalledNotice}
 }
 
 // Encode renders w for a metadata value (at most 512 bytes).
@@ -96,7 +98,7 @@ func (c *Credential) ApplyWatch(s string) {
 	if s == "" || json.Unmarshal([]byte(s), &w) != nil {
 		return
 	}
-	c.Notices, c.Refresh, c.PreviousRevoked = w.ExpiryNotices, w.Refresh, w.PreviousRevoked
+	c.Notices, c.Refresh, c.PreviousRevoked, c.StalledNotice = w.ExpiryNotices, w.Refresh, w.PreviousRevoked, w.StalledNotice
 }
 
 // PreviousEnded reports whether the previous version c kept servable has

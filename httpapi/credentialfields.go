@@ -204,16 +204,17 @@ var credentialReadOnly = func() map[string]bool {
 // credentialInput is what a client sent for a credential: descriptive
 // fields (credentialFields, kept raw until applied), the secret fields and
 // customFields, whose values are strings or null to remove them, and the
-// fields of one route: id and integrationId (create), generate and
-// previousRevokeAt (rotate).
+// fields of one route: id and integrationId (create), generate,
+// previousRevokeAt and revokeWhenMigrated (rotate).
 type credentialInput struct {
-	ID               *string // on create: a client-chosen id; else the path's
-	IntegrationID    *string
-	fields           map[string]json.RawMessage // by credentialFields name
-	Secrets          map[string]*string         // by field name
-	CustomFields     map[string]*string
-	Generate         *bool           // rotate only
-	PreviousRevokeAt json.RawMessage // rotate only
+	ID                 *string // on create: a client-chosen id; else the path's
+	IntegrationID      *string
+	fields             map[string]json.RawMessage // by credentialFields name
+	Secrets            map[string]*string         // by field name
+	CustomFields       map[string]*string
+	Generate           *bool           // rotate only
+	PreviousRevokeAt   json.RawMessage // rotate only
+	RevokeWhenMigrated *bool           // rotate only, with PreviousRevokeAt
 }
 
 // UnmarshalJSON reads the input strictly: every unknown field and every
@@ -229,6 +230,7 @@ func (in *credentialInput) UnmarshalJSON(b []byte) error {
 	}{
 		"id": {&in.ID, "string"}, "integrationId": {&in.IntegrationID, "string"}, "customFields": {&in.CustomFields, "object"},
 		"generate": {&in.Generate, "boolean"}, "previousRevokeAt": {&in.PreviousRevokeAt, "string"},
+		"revokeWhenMigrated": {&in.RevokeWhenMigrated, "boolean"},
 	}
 	fe := credgate.FieldErrors{}
 	for name, v := range raw {

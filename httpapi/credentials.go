@@ -28,8 +28,8 @@ func (h *handlers) createCredential(c *gin.Context) {
 	case in.Generate != nil:
 		fail(c, credgate.FieldErrors{"generate": "goes with rotate; send the values to store"}.Err())
 		return
-	case in.PreviousRevokeAt != nil:
-		fail(c, credgate.FieldErrors{"previousRevokeAt": "goes with rotate"}.Err())
+	case in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil:
+		fail(c, credgate.FieldErrors{"previousRevokeAt": "goes with rotate, and so does revokeWhenMigrated"}.Err())
 		return
 	}
 	if !may(c.Request.Context(), policy.CredentialsWrite, *in.IntegrationID) {
@@ -122,13 +122,18 @@ func (h *handlers) getCredential(c *gin.Context) {
 		h.denied(ctx, service, read.ID, credgate.ErrorMessage(err))
 	}
 	if err != nil {
+		h.revokedRead(ctx, service, read.ID, err)
 		fail(c, inCredentialTerms(err, service))
 		return
 	}
 	// lastAccessedAt in the answer is the access before this one; this
 	// one is recorded for the next reader.
-	if h.access != nil && read.Version == 0 {
-		h.access.RecordAccess(ctx, service, out.ID)
+	if h.access != nil {
+		if read.Version == 0 {
+			h.access.RecordAccess(ctx, service, out.ID)
+		}
+		// The ledger counts every read of values, of whichever version.
+		h.access.RecordRead(ctx, service, out.ID, out.Version, grantOf(ctx, service))
 	}
 	c.Header("ETag", etag(out.Version))
 	c.Header("Cache-Control", "no-store")
@@ -185,6 +190,13 @@ func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, 
 		if t := now.Add(d); f.ExpiresBefore.IsZero() || t.Before(f.ExpiresBefore) {
 			f.ExpiresBefore = t
 		}
+	}
+	if v := c.Query("unusedFor"); v != "" {
+		d, err := credgate.ParseWithin(v)
+		if err != nil {
+			return f, invalidParam("unusedFor must be %s", err)
+		}
+		f.UnusedSince = now.Add(-d)
 	}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -258,8 +270,8 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if in.Generate != nil || in.PreviousRevokeAt != nil {
-		fail(c, credgate.FieldErrors{"body": "generate and previousRevokeAt go with rotate"}.Err())
+	if in.Generate != nil || in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil {
+		fail(c, credgate.FieldErrors{"body": "generate, previousRevokeAt and revokeWhenMigrated go with rotate"}.Err())
 		return
 	}
 	if err := in.sameID(id); err != nil {

@@ -38,6 +38,7 @@ import (
 	"github.com/credgate/credgate/vaultstore/devvault"
 	"github.com/credgate/credgate/vaultstore/vaultidp"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
+	"github.com/credgate/credgate/webhook"
 )
 
 // suite is what every test of this package shares: one real Vault,
@@ -241,12 +242,20 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	a := &testAPI{t: t, ops: map[string]int{}, metrics: httpapi.NewMetrics(named)}
 	vaultTimeout := cmp.Or(o.vaultTimeout, 2*time.Second)
+	// Unusual use is published as cmd/credgate publishes it, once the
+	// dispatcher runs.
+	var alerts atomic.Pointer[webhook.Dispatcher]
 	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: vaultTimeout, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, ServiceCacheTTL: o.serviceCacheTTL, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
 		a.metrics.ObserveVault(op, d, err)
 		a.vaultCalls.Add(1)
 		a.mu.Lock()
 		a.ops[op]++
 		a.mu.Unlock()
+	}, OnUsageAlert: func(u credgate.UsageAlert) {
+		a.metrics.UsageAlert(u.Type)
+		if d := alerts.Load(); d != nil {
+			d.Announce(context.Background(), u.Event())
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -277,14 +286,16 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	var events httpapi.EventPublisher
 	if o.monitor != nil {
-		events = a.startMonitoring(guard, log, o.monitor)
+		d := a.startMonitoring(guard, log, o.monitor)
+		alerts.Store(d)
+		events = d
 	}
 	a.grants, err = grants.New(grants.Options{Store: a.store, Configured: o.configured})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h, err := httpapi.New(httpapi.Options{
-		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store,
+		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store, Usage: a.store,
 		Webhooks: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout,

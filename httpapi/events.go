@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"time"
 
 	"github.com/credgate/credgate"
 )
@@ -83,5 +86,30 @@ func (h *handlers) denied(ctx context.Context, service, cred, why string) {
 	if id, ok := credgate.CanonicalCredentialID(cred); ok {
 		e.Data.CredentialID = id
 	}
+	h.events.Announce(ctx, e)
+}
+
+// revokedRead announces credential.revoked_read when err says the caller
+// in ctx asked for the values of a revoked credential (or a migration's
+// revoked previous version) of service: something still runs on a key
+// that was taken away. Once per credential, principal and hour on a
+// replica.
+func (h *handlers) revokedRead(ctx context.Context, service, cred string, err error) {
+	var ce *credgate.Error
+	if h.events == nil || !errors.As(err, &ce) || ce.Status != credgate.CredRevoked {
+		return
+	}
+	p := credgate.PrincipalFrom(ctx)
+	hour := time.Now().UTC().Truncate(time.Hour)
+	key := strings.Join([]string{p.Tenant, cred, service, p.Issuer, p.Subject, hour.Format(time.RFC3339)}, "\x00")
+	if seen, _ := h.revokedReads.ContainsOrAdd(key, true); seen {
+		return
+	}
+	e := credgate.NewEvent(ctx, credgate.EventRevokedRead, nil)
+	e.Data.IntegrationID, e.Data.Reason = service, ce.Message
+	if id, ok := credgate.CanonicalCredentialID(cred); ok {
+		e.Data.CredentialID = id
+	}
+	e.Data.Readers = []credgate.EventReader{{Subject: p.Subject, Name: p.Name, Email: p.Email, LastRead: time.Now().UTC()}}
 	h.events.Announce(ctx, e)
 }

@@ -18,6 +18,7 @@ type monitorMetrics struct {
 	deliveries  *prometheus.CounterVec
 	delivery    prometheus.Histogram
 	disabled    *prometheus.CounterVec
+	alerts      *prometheus.CounterVec
 	passSeconds prometheus.Gauge
 	passCreds   prometheus.Gauge
 }
@@ -43,6 +44,9 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credgate_webhooks_disabled_total", Help: "Subscriptions credgate disabled by reason (gone: the receiver answered 410; failing: every delivery failed for webhooks.disable_after).",
 		}, []string{"reason"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credgate_usage_alerts_total", Help: "Findings of unusual use by type (credential.new_reader, credential.read_spike, tenant.broad_read).",
+		}, []string{"type"}),
 		passSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "credgate_monitor_pass_seconds", Help: "How long the last monitor pass over all credentials took.",
 		}),
@@ -50,7 +54,7 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 			Name: "credgate_monitor_pass_credentials", Help: "Credentials the last monitor pass examined.",
 		}),
 	}
-	reg.MustRegister(m.credentials, m.expiring, m.refreshes, m.deliveries, m.delivery, m.disabled, m.passSeconds, m.passCreds)
+	reg.MustRegister(m.credentials, m.expiring, m.refreshes, m.deliveries, m.delivery, m.disabled, m.alerts, m.passSeconds, m.passCreds)
 	return m
 }
 
@@ -99,6 +103,11 @@ func (m *Metrics) CredentialRefresh(outcome string) {
 func (m *Metrics) WebhookDelivery(outcome string, d time.Duration) {
 	m.monitor.deliveries.WithLabelValues(outcome).Inc()
 	m.monitor.delivery.Observe(d.Seconds())
+}
+
+// UsageAlert records a finding of unusual use.
+func (m *Metrics) UsageAlert(typ string) {
+	m.monitor.alerts.WithLabelValues(typ).Inc()
 }
 
 // WebhookDisabled records a subscription credgate disabled (gone, failing).

@@ -43,6 +43,19 @@ func resolveGrants(g GrantResolver) gin.HandlerFunc {
 }
 
 // accessOf is p's access as policy decides it.
+// grantOf names the grant by which the caller in ctx reads values of
+// integration: "" when a tenant-wide role allows it.
+func grantOf(ctx context.Context, integration string) string {
+	a := accessOf(credgate.PrincipalFrom(ctx))
+	if a.Tenantwide(policy.CredentialsRead) {
+		return ""
+	}
+	if through := a.Through(policy.CredentialsRead, integration); len(through) > 0 {
+		return through[0].ID
+	}
+	return ""
+}
+
 func accessOf(p *credgate.Principal) policy.Access {
 	a := policy.Access{Roles: p.Roles, Scopes: make([]policy.Scope, len(p.Grants))}
 	for i, g := range p.Grants {

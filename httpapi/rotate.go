@@ -36,11 +36,19 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 	generate := in.Generate != nil && *in.Generate
 	// previousRevokeAt keeps the values being replaced servable until
 	// then, for a gradual migration; without it they end now.
+	// revokeWhenMigrated ends them earlier, once every recent reader of
+	// them has read the new ones (credgate.Migration).
 	var keep *time.Time
-	if in.PreviousRevokeAt != nil {
+	whenMigrated := in.RevokeWhenMigrated != nil && *in.RevokeWhenMigrated
+	if in.PreviousRevokeAt != nil || whenMigrated {
 		fe := credgate.FieldErrors{}
-		if keep = timeOrNull(fe, "previousRevokeAt", in.PreviousRevokeAt); keep != nil && !keep.After(time.Now()) {
-			fe.Add("previousRevokeAt", "must be in the future")
+		if in.PreviousRevokeAt != nil {
+			if keep = timeOrNull(fe, "previousRevokeAt", in.PreviousRevokeAt); keep != nil && !keep.After(time.Now()) {
+				fe.Add("previousRevokeAt", "must be in the future")
+			}
+		}
+		if whenMigrated && keep == nil {
+			fe.Add("revokeWhenMigrated", "needs previousRevokeAt, the deadline of the migration")
 		}
 		if err := fe.Err(); err != nil {
 			fail(c, err)
@@ -60,7 +68,7 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 	case generate:
 		out, err = h.rotator.RotateCredential(ctx, id, version, func(cr *credgate.Credential) error {
 			seen = cr.Version
-			cr.KeepPrevious(keep)
+			cr.KeepPrevious(keep, whenMigrated)
 			return cr.Generate(func() (string, error) { return h.rotator.RandomSecret(ctx) })
 		}, false)
 	case in.hasSecrets():
@@ -74,7 +82,7 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 				return err
 			}
 			if credgate.ChangeOf(old, cr.Secrets) == credgate.ChangeRotated {
-				cr.KeepPrevious(keep)
+				cr.KeepPrevious(keep, whenMigrated)
 			}
 			return nil
 		}, true)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
@@ -62,10 +63,19 @@ type EndpointGuard interface {
 	CheckURL(ctx context.Context, url string) (warning string, err error)
 }
 
-// AccessRecorder notes decrypted reads (lastAccessedAt), off the request's
-// critical path.
+// AccessRecorder notes decrypted reads, off the request's critical path:
+// lastAccessedAt, and each read of values by its principal, version and
+// grant ("" for a tenant-wide role) for the credential's ledger.
 type AccessRecorder interface {
 	RecordAccess(ctx context.Context, service, cred string)
+	RecordRead(ctx context.Context, service, cred string, version int, grant string)
+}
+
+// UsageReader reads a credential's ledger (who read it, which version)
+// and its description (whether it migrates).
+type UsageReader interface {
+	CredentialLedger(ctx context.Context, service, cred string) (*credgate.Ledger, error)
+	DescribeCredential(ctx context.Context, service, cred string) (*credgate.Credential, error)
 }
 
 // Authenticator verifies a bearer token; realm is the realmname header.
@@ -112,6 +122,8 @@ type Options struct {
 	// Events, when set, is told about every change of a credential and
 	// every refused read of its values.
 	Events EventPublisher
+	// Usage, when set, serves GET /api/v1/credentials/{id}/usage.
+	Usage UsageReader
 	// Locator finds a credential's integration, for callers whose access
 	// is grants.
 	Locator CredentialLocator
@@ -178,7 +190,8 @@ func New(o Options) (http.Handler, error) {
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
 	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints,
-		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver}
+		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, usage: o.Usage, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver}
+	h.revokedReads, _ = lru.New[string, bool](10_000) // (a positive size cannot fail)
 	if h.roleMap == nil {
 		h.roleMap = policy.DefaultRoleMap()
 	}
@@ -207,6 +220,9 @@ func New(o Options) (http.Handler, error) {
 	cred.PATCH("/:id", h.requireOnCredential(policy.CredentialsWrite), h.patchCredential)
 	cred.DELETE("/:id", h.requireOnCredential(policy.CredentialsWrite), h.deleteCredential)
 	cred.GET("/:id/versions", h.requireOnCredential(policy.CredentialsMetaRead), h.credentialVersions)
+	if o.Usage != nil {
+		cred.GET("/:id/usage", h.requireOnCredential(policy.UsageRead), h.credentialUsage)
+	}
 	cred.POST("/:id/rotate", h.requireOnCredential(policy.CredentialsWrite), once, h.rotateCredential)
 
 	if o.Grants != nil {
@@ -245,18 +261,22 @@ func New(o Options) (http.Handler, error) {
 }
 
 type handlers struct {
-	locate    CredentialLocator
-	grants    GrantStore
-	resolver  GrantResolver
-	roleMap   policy.RoleMap
-	services  ServiceStore
-	creds     CredentialStore
-	primary   PrimaryCredentials
-	rotator   Rotator
-	access    AccessRecorder
-	refresh   credgate.RefreshGrant
-	endpoints EndpointGuard
-	webhooks  WebhookStore
-	events    EventPublisher
-	log       *zap.Logger
+	locate   CredentialLocator
+	usage    UsageReader
+	grants   GrantStore
+	resolver GrantResolver
+	// revokedReads are the revoked reads announced this hour, so that
+	// each is announced once.
+	revokedReads *lru.Cache[string, bool]
+	roleMap      policy.RoleMap
+	services     ServiceStore
+	creds        CredentialStore
+	primary      PrimaryCredentials
+	rotator      Rotator
+	access       AccessRecorder
+	refresh      credgate.RefreshGrant
+	endpoints    EndpointGuard
+	webhooks     WebhookStore
+	events       EventPublisher
+	log          *zap.Logger
 }

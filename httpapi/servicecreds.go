@@ -80,6 +80,7 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 	}
 	if h.access != nil {
 		h.access.RecordAccess(ctx, id, cred.ID)
+		h.access.RecordRead(ctx, id, cred.ID, cred.Version, grantOf(ctx, id))
 	}
 	c.Header("ETag", etag(cred.Version))
 	c.Header("Cache-Control", "no-store")

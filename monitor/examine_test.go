@@ -21,6 +21,16 @@ type recorder struct {
 	watches   []credgate.Watch
 	events    []credgate.Event
 	refresh   func(c *credgate.Credential) (*credgate.Credential, error)
+	ledger    credgate.Ledger
+	current   *credgate.Credential   // what UpdateCredential reads, when set
+	updated   []*credgate.Credential // what each UpdateCredential wrote
+}
+
+func (r *recorder) CredentialLedger(context.Context, string, string) (*credgate.Ledger, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.ledger
+	return &l, nil
 }
 
 func (r *recorder) Tenants(context.Context) ([]string, error) { return nil, nil }
@@ -45,10 +55,15 @@ func (r *recorder) UpdateCredential(_ context.Context, _ string, ifMatch int, fn
 	defer r.mu.Unlock()
 	r.updates = append(r.updates, ifMatch)
 	c := &credgate.Credential{ID: "cred-1", Status: credgate.CredActive, Version: ifMatch}
+	if r.current != nil {
+		copied := *r.current
+		c = &copied
+	}
 	if err := fn(c); err != nil {
 		return nil, err
 	}
 	c.Version++
+	r.updated = append(r.updated, c)
 	return c, nil
 }
 func (r *recorder) RefreshCredential(_ context.Context, _ string, ifMatch int, _ credgate.RefreshGrant) (*credgate.Credential, error) {
@@ -233,3 +248,56 @@ func TestExamineRefreshesOnConditionAndBacksOff(t *testing.T) {
 }
 
 func (r *recorder) SweepIdempotency(context.Context, string) (int, error) { return 0, nil }
+
+// TestExamineEndsAMigrationWhenEveryReaderMoved: a rotation that keeps its
+// previous version until a deadline, revokeWhenMigrated, ends it as soon as
+// the ledger shows every recent reader on a newer version, on condition of
+// the version read; a reader silent for longer than the lookback does not
+// hold it. A day before the deadline the readers still on it are named,
+// once.
+func TestExamineEndsAMigrationWhenEveryReaderMoved(t *testing.T) {
+	deadline := at(10 * 24 * time.Hour)
+	migrating := func() *credgate.Credential {
+		return &credgate.Credential{ID: "cred-1", IntegrationID: "stripe", Status: credgate.CredActive, Version: 2, PreviousVersion: 1, PreviousRevokeAt: deadline, RevokeWhenMigrated: true}
+	}
+	reader := func(subject string, version int, ago time.Duration) credgate.LedgerReader {
+		return credgate.LedgerReader{Issuer: "https://idp", Subject: subject, LastVersion: version, LastRead: now.Add(-ago), Reads: 3}
+	}
+	r := &recorder{}
+	r.current = migrating()
+	r.ledger = credgate.Ledger{Readers: []credgate.LedgerReader{reader("billing", 1, time.Hour), reader("checkout", 2, time.Minute), reader("gone", 1, 40*24*time.Hour)}}
+	m := examiner(t, r)
+	m.examineNow(ctxOf(), "acme", migrating())
+	if len(r.updates)+len(r.events) != 0 {
+		t.Fatalf("billing is still on version 1, yet: updates %v, events %v", r.updates, r.types())
+	}
+	r.ledger.Readers[0] = reader("billing", 2, time.Second)
+	m.examineNow(ctxOf(), "acme", migrating())
+	if len(r.updates) != 1 || r.updates[0] != 2 || !r.updated[0].PreviousRevokeAt.Equal(now) {
+		t.Fatalf("updates %v (%+v); want the previous version ended now, on condition of version 2", r.updates, r.updated)
+	}
+	if len(r.events) != 1 || r.events[0].Type != credgate.EventRevoked || r.events[0].Data.Reason != "migrated" || r.events[0].Data.Version != 1 {
+		t.Fatalf("events %+v", r.events)
+	}
+
+	// Without revokeWhenMigrated it waits for its deadline; a day before
+	// it, the readers still on version 1 are named once.
+	r = &recorder{}
+	r.ledger = credgate.Ledger{Readers: []credgate.LedgerReader{reader("billing", 1, time.Hour), reader("checkout", 2, time.Minute)}}
+	m = examiner(t, r)
+	c := migrating()
+	c.RevokeWhenMigrated = false
+	m.examineNow(ctxOf(), "acme", c)
+	if len(r.events)+len(r.updates) != 0 {
+		t.Fatalf("ten days before the deadline: %v", r.types())
+	}
+	c.PreviousRevokeAt = at(20 * time.Hour)
+	m.examineNow(ctxOf(), "acme", c)
+	m.examineNow(ctxOf(), "acme", c) // c carries the notice now
+	if len(r.events) != 1 || r.events[0].Type != credgate.EventMigrationStalled || len(r.events[0].Data.Readers) != 1 || r.events[0].Data.Readers[0].Subject != "billing" {
+		t.Fatalf("events %+v; want one migration_stalled naming billing", r.events)
+	}
+	if len(r.updates) != 0 {
+		t.Fatalf("updates %v before the deadline", r.updates)
+	}
+}

@@ -110,3 +110,6 @@ func TestOnlyTheLeaseHolderScansAndALostLeaseWithdraws(t *testing.T) {
 }
 
 func (s *leaseStore) SweepIdempotency(context.Context, string) (int, error) { return 0, nil }
+func (s *leaseStore) CredentialLedger(context.Context, string, string) (*credgate.Ledger, error) {
+	return &credgate.Ledger{}, nil
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -33,6 +34,8 @@ type Store interface {
 	// SweepIdempotency removes tenant's Idempotency-Key answers past
 	// keeping.
 	SweepIdempotency(ctx context.Context, tenant string) (int, error)
+	// CredentialLedger is who read a credential (a migration's readers).
+	CredentialLedger(ctx context.Context, service, cred string) (*credgate.Ledger, error)
 }
 
 // Publisher publishes events (webhook.Dispatcher): notices at once, and
@@ -333,7 +336,10 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 		return
 	}
 	if c.PreviousEnded(now) {
-		m.previousEnded(ctx, tenant, c)
+		m.previousEnded(ctx, tenant, c, "previousRevokeAt")
+	}
+	if c.MigrationWatched(now) {
+		m.migration(ctx, tenant, c)
 	}
 	if at, ok := c.RefreshAt(); ok && !at.After(now.Add(m.lookahead())) {
 		id := credgate.RequestIDFrom(ctx)
@@ -410,10 +416,11 @@ func (m *Monitor) revoke(ctx context.Context, c *credgate.Credential) {
 }
 
 // previousEnded announces that the previous version c kept servable is
-// served no more (its reads stop at PreviousRevokeAt by themselves).
-func (m *Monitor) previousEnded(ctx context.Context, tenant string, c *credgate.Credential) {
+// served no more (its reads stop at PreviousRevokeAt by themselves), for
+// reason (previousRevokeAt, or migrated).
+func (m *Monitor) previousEnded(ctx context.Context, tenant string, c *credgate.Credential, reason string) {
 	e := credgate.NewEvent(ctx, credgate.EventRevoked, c)
-	e.Data.Version, e.Data.Reason = c.PreviousVersion, "previousRevokeAt"
+	e.Data.Version, e.Data.Reason = c.PreviousVersion, reason
 	e.OnceID(credgate.EventRevoked, c.ID, strconv.Itoa(c.PreviousVersion))
 	if err := m.o.Events.Publish(ctx, e); err != nil {
 		m.o.Logger.Warn("monitor: publishing the end of a previous version failed", zap.String("credential_id", c.ID), zap.Error(err))
@@ -488,4 +495,57 @@ func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Creden
 	}
 	m.o.Logger.Info("monitor: an automatic refresh failed", zap.String("tenant", tenant), zap.String("credential_id", c.ID), zap.String("reason", st.LastError), zap.Int("failures", st.Failures))
 	return c, true
+}
+
+// migration looks at who has moved off the previous version c keeps
+// servable: when every recent reader has and c asked for it, the previous
+// version ends now (on condition that c is still the version the scan
+// read); a day before the deadline, the readers still on it are named once
+// (credential.migration_stalled).
+func (m *Monitor) migration(ctx context.Context, tenant string, c *credgate.Credential) {
+	now := m.o.Now()
+	l, err := m.o.Store.CredentialLedger(ctx, c.IntegrationID, c.ID)
+	if err != nil {
+		m.o.Logger.Warn("monitor: reading a credential's ledger failed", zap.String("credential_id", c.ID), zap.Error(err))
+		return
+	}
+	mg := c.MigrationOf(l, now)
+	end, stalled := c.MigrationDue(mg, now)
+	switch {
+	case end:
+		prev := c.PreviousVersion
+		out, err := m.o.Store.UpdateCredential(ctx, c.ID, c.Version, func(x *credgate.Credential) error {
+			if x.PreviousVersion == prev {
+				at := now.UTC()
+				x.PreviousRevokeAt = &at
+			}
+			return nil
+		})
+		if err != nil {
+			if credgate.ErrorCode(err) != credgate.EVersionConflict {
+				m.o.Logger.Warn("monitor: ending a migrated previous version failed", zap.String("credential_id", c.ID), zap.Error(err))
+			}
+			return
+		}
+		out.Notices, out.Refresh, out.PreviousRevoked, out.StalledNotice = c.Notices, c.Refresh, c.PreviousRevoked, c.StalledNotice
+		if out.PreviousEnded(now) {
+			m.previousEnded(ctx, tenant, out, "migrated")
+		}
+	case stalled:
+		e := credgate.NewEvent(ctx, credgate.EventMigrationStalled, c)
+		e.Data.Version = c.PreviousVersion
+		e.Data.Reason = fmt.Sprintf("%d of %d recent readers still read version %d, which ends at %s", len(mg.Pending), len(mg.Pending)+len(mg.Moved), c.PreviousVersion, mg.Deadline.UTC().Format(time.RFC3339))
+		for _, r := range mg.Pending {
+			e.Data.Readers = append(e.Data.Readers, credgate.EventReader{Subject: r.Subject, Name: r.Name, Email: r.Email, LastVersion: r.LastVersion, LastRead: r.LastRead})
+		}
+		e.OnceID(credgate.EventMigrationStalled, c.ID, strconv.Itoa(c.PreviousVersion))
+		if err := m.o.Events.Publish(ctx, e); err != nil {
+			m.o.Logger.Warn("monitor: publishing a stalled migration failed", zap.String("credential_id", c.ID), zap.Error(err))
+			return
+		}
+		c.StalledNotice = c.PreviousVersion
+		if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
+			m.o.Logger.Warn("monitor: recording a stalled migration failed", zap.String("credential_id", c.ID), zap.Error(err))
+		}
+	}
 }

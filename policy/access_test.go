@@ -72,6 +72,8 @@ func TestAGrantsPolicyReachesOnlyItsIntegrations(t *testing.T) {
 			switch {
 			case rest == "services/stripe_production", rest == "services/sendgrid_*",
 				rest == "credentials/stripe_production/*", rest == "credentials/sendgrid_*":
+			case role == policy.IntegrationAdmin && (rest == "ledgers/stripe_production/*" || rest == "ledgers/sendgrid_*"):
+				// who read its integrations' credentials
 			case role != policy.IntegrationViewer && role != policy.CredentialReader && strings.HasPrefix(rest, "idempotency/"):
 				// the answers its own POSTs keep, keyed by caller and key
 			case role == policy.IntegrationAdmin && (strings.HasPrefix(rest, "service-names/") || strings.HasPrefix(rest, "credential-index/") || strings.HasPrefix(rest, "credential-locks/")):

@@ -30,6 +30,8 @@ const (
 	FolderOutbox       = "outbox"      // events not yet delivered everywhere
 	FolderAccess       = "access"      // the tenant's grants (one record)
 	FolderIdempotency  = "idempotency" // answers kept for Idempotency-Key, by caller and key
+	FolderLedgers      = "ledgers"     // who read each credential: ledgers/<service>/<credential>
+	FolderReach        = "reach"       // which integrations each principal read lately
 )
 
 // tenantsRoot is the folder every tenant's records are under; systemRoot

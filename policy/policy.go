@@ -25,6 +25,9 @@ const (
 	WebhooksManage Permission = "webhooks:manage"
 	// GrantsManage: the tenant's grants and the review of who may do what.
 	GrantsManage Permission = "grants:manage"
+	// UsageRead: who read a credential, and which version (its ledger,
+	// which credgate writes as the tenant's system principal).
+	UsageRead Permission = "usage:read"
 )
 
 // Role is a credgate role: a named set of permissions.
@@ -38,7 +41,7 @@ const (
 )
 
 var rolePermissions = map[Role][]Permission{
-	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage, GrantsManage},
+	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage, GrantsManage, UsageRead},
 	CredentialReader:  {ServicesRead, CredentialsMetaRead, CredentialsRead},
 	IntegrationViewer: {ServicesRead, CredentialsMetaRead},
 }
@@ -227,6 +230,10 @@ var permissionRules = map[Permission][]rule{
 		{FolderOutbox, "data", []string{"create", "read", "update"}, notGranted},
 		{FolderOutbox, "metadata", []string{"list", "delete"}, notGranted},
 		idempotencyRules[0], idempotencyRules[1],
+	},
+	UsageRead: {
+		{FolderLedgers, "data", []string{"create", "read", "update"}, byFolder},
+		{FolderReach, "data", []string{"create", "read", "update"}, notGranted},
 	},
 	GrantsManage: {
 		{FolderAccess, "data", []string{"create", "read", "update"}, notGranted},

@@ -2,6 +2,7 @@ package vaultstore
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -89,9 +90,13 @@ func (s *Store) writeAccesses() {
 	}
 }
 
-// Close writes the lastAccessedAt values still pending, then stops the
-// background writer; it gives up when ctx ends.
+// Close writes the lastAccessedAt values and the ledgers' reads still
+// pending, then stops the background writers; it gives up when ctx ends.
 func (s *Store) Close(ctx context.Context) error {
+	return errors.Join(s.closeAccesses(ctx), s.closeLedgers(ctx))
+}
+
+func (s *Store) closeAccesses(ctx context.Context) error {
 	r := s.access
 	r.mu.Lock()
 	if r.closed {

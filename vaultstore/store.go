@@ -76,6 +76,14 @@ type Options struct {
 	// Limits returns what a tenant may keep; default
 	// credgate.DefaultTenantLimits for every tenant.
 	Limits func(tenant string) credgate.TenantLimits
+	// LedgerInterval is how often the reads gathered for the credentials'
+	// ledgers are written; default DefaultLedgerInterval.
+	LedgerInterval time.Duration
+	// UsageRules returns a tenant's thresholds of unusual use (default
+	// credgate.DefaultUsageRules); OnUsageAlert, when set, is told of each
+	// finding as the ledgers are written (an event to publish).
+	UsageRules   func(tenant string) credgate.UsageRules
+	OnUsageAlert func(credgate.UsageAlert)
 }
 
 // Store keeps credgate's records in Vault. It is safe for concurrent use.
@@ -87,6 +95,7 @@ type Store struct {
 	policies *lru.Cache[string, [32]byte] // policy name -> hash of what we wrote
 	mint     singleflight.Group
 	access   *accessRecorder
+	ledgers  *ledgerBook
 	health   healthCache
 	services *serviceCache
 	usage    usageBook
@@ -187,6 +196,12 @@ func New(opts Options) (*Store, error) {
 	if opts.LockWait <= 0 {
 		opts.LockWait = DefaultLockWait
 	}
+	if opts.LedgerInterval <= 0 {
+		opts.LedgerInterval = DefaultLedgerInterval
+	}
+	if opts.UsageRules == nil {
+		opts.UsageRules = func(string) credgate.UsageRules { return credgate.DefaultUsageRules }
+	}
 	if opts.ServiceCacheTTL == 0 {
 		opts.ServiceCacheTTL = DefaultServiceCacheTTL
 	}
@@ -205,7 +220,7 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder(), services: services, vault: newVaultHTTP(opts.Client)}, nil
+	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder(), ledgers: newLedgerBook(), services: services, vault: newVaultHTTP(opts.Client)}, nil
 }
 
 // observe times one Vault call.

@@ -41,6 +41,7 @@ type Config struct {
 	Auth           AuthConfig      `yaml:"auth"`
 	RateLimit      RateLimitConfig `yaml:"rate_limit"`
 	Limits         LimitsConfig    `yaml:"limits"`
+	Usage          UsageConfig     `yaml:"usage"`
 	Outbound       OutboundConfig  `yaml:"outbound"`
 	Monitor        MonitorConfig   `yaml:"monitor"`
 	Webhooks       WebhooksConfig  `yaml:"webhooks"`
@@ -130,6 +131,22 @@ type RateLimitConfig struct {
 type LimitsConfig struct {
 	Default credgate.TenantLimits            `yaml:"default"`
 	Tenants map[string]credgate.TenantLimits `yaml:"tenants"`
+}
+
+// UsageConfig holds the thresholds of unusual use (credgate.UsageRules):
+// the default's, and a tenant's where it differs (a field left out is the
+// default's).
+type UsageConfig struct {
+	credgate.UsageRules `yaml:",inline"`
+	Tenants             map[string]credgate.UsageRules `yaml:"tenants"`
+}
+
+// of returns tenant's thresholds.
+func (u UsageConfig) of(tenant string) credgate.UsageRules {
+	if t, ok := u.Tenants[tenant]; ok {
+		return t.Or(u.UsageRules)
+	}
+	return u.UsageRules
 }
 
 // maxWebhookLimit bounds limits.*.webhooks: every event is sent to each.
@@ -380,6 +397,7 @@ func DefaultConfig() Config {
 		Auth:      AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
 		RateLimit: RateLimitConfig{Default: 100},
 		Limits:    LimitsConfig{Default: credgate.DefaultTenantLimits},
+		Usage:     UsageConfig{UsageRules: credgate.DefaultUsageRules},
 		Monitor: MonitorConfig{
 			Interval: monitor.DefaultInterval, Rate: monitor.DefaultRate, LeaseTTL: monitor.DefaultLeaseTTL,
 			ExpiryThresholds: credgate.DefaultExpiryThresholds, RefreshWorkers: monitor.DefaultWorkers,
@@ -546,6 +564,14 @@ func (c Config) Validate() error {
 		}
 	}
 	c.Limits.check(bad)
+	if why := c.Usage.UsageRules.Check(); why != "" {
+		bad("usage: %s", why)
+	}
+	for t, r := range c.Usage.Tenants {
+		if why := r.Or(c.Usage.UsageRules).Check(); why != "" || !validTenant(t) {
+			bad("usage.tenants.%s: a valid tenant id; %s", t, why)
+		}
+	}
 	if _, err := c.Outbound.guard(); err != nil {
 		errs = append(errs, err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/webhook"
 )
 
 func main() {
@@ -201,10 +202,20 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Unusual use the ledgers find is published once the dispatcher is.
+	var alerts atomic.Pointer[webhook.Dispatcher]
 	store, err := vaultstore.New(vaultstore.Options{
 		Client: vc, Identity: identity, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
 		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
+		UsageRules: cfg.Usage.of,
+		OnUsageAlert: func(a credgate.UsageAlert) {
+			metrics.UsageAlert(a.Type)
+			m.Logger.Warn("unusual use of credentials", zap.String("type", a.Type), zap.String("tenant", a.Tenant), zap.String("credential_id", a.Cred), zap.String("subject", a.Reader.Subject), zap.String("reason", a.Reason))
+			if d := alerts.Load(); d != nil {
+				d.Announce(context.Background(), a.Event())
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -248,6 +259,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	alerts.Store(mon.events)
 	configured, err := cfg.grants(time.Now())
 	if err != nil {
 		return err
@@ -257,7 +269,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	handler, err := httpapi.New(httpapi.Options{
-		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store,
+		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store, Usage: store,
 		Webhooks: store, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(), Idempotency: store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,

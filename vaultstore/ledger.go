@@ -1,0 +1,310 @@
+package vaultstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// A credential's ledger (credgate.Ledger) is kept at
+// tenants/<t>/ledgers/<service>/<credential>, readable by the roles with
+// policy.UsageRead on the integration. Reads are gathered in memory per
+// replica and merged into the ledgers through the one read-modify-write,
+// as the tenant's system principal, once per LedgerInterval: never on a
+// request's path, at most one write per credential and interval per
+// replica. Batches a crash loses are lost (the counts lean low); a read is
+// never counted for anyone but the principal its token proved.
+
+// DefaultLedgerInterval is how often a replica writes the reads it
+// gathered; maxPendingReaders bounds what it gathers meanwhile (readers of
+// credentials: past it, reads are not counted).
+const (
+	DefaultLedgerInterval = time.Minute
+	maxPendingReaders     = 100_000
+	ledgerWriters         = 8
+)
+
+type ledgerKey struct{ tenant, service, cred string }
+
+type readerKey struct{ issuer, subject string }
+
+// reachKey is a principal of a tenant, for its reach (credgate.Reach).
+type reachKey struct{ tenant, issuer, subject string }
+
+// reachBatch is the integrations a principal read since the last write,
+// each with its last read, and the principal as its last read named it.
+type reachBatch struct {
+	reads     map[string]time.Time
+	who       credgate.EventReader
+	requestID string
+}
+
+type ledgerBook struct {
+	mu      sync.Mutex
+	pending map[ledgerKey]map[readerKey]*credgate.ReadBatch
+	reach   map[reachKey]*reachBatch
+	readers int
+	lost    int64
+	running bool
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newLedgerBook() *ledgerBook {
+	return &ledgerBook{pending: map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, reach: map[reachKey]*reachBatch{}, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (k *session) ledgerPath(service, cred string) string {
+	return k.path(policy.FolderLedgers, service+"/"+cred)
+}
+
+// reachPath is the reach of a principal: its record is named by a hash of
+// issuer and subject (names that may hold any character).
+func (k *session) reachPath(issuer, subject string) string {
+	sum := sha256.Sum256([]byte(issuer + "\x00" + subject))
+	return k.path(policy.FolderReach, hex.EncodeToString(sum[:16]))
+}
+
+// RecordRead counts a read of version of credential cred of service by the
+// caller in ctx, through grant ("" for a tenant-wide role), for the ledger.
+func (s *Store) RecordRead(ctx context.Context, service, cred string, version int, grant string) {
+	p := credgate.PrincipalFrom(ctx)
+	if p == nil {
+		return
+	}
+	b := s.ledgers
+	key, rk := ledgerKey{p.Tenant, service, cred}, readerKey{p.Issuer, p.Subject}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	readers := b.pending[key]
+	if readers == nil {
+		readers = map[readerKey]*credgate.ReadBatch{}
+		b.pending[key] = readers
+	}
+	batch := readers[rk]
+	if batch == nil {
+		if b.readers >= maxPendingReaders {
+			b.lost++
+			return
+		}
+		batch = &credgate.ReadBatch{Issuer: p.Issuer, Subject: p.Subject, Name: p.Name, Email: p.Email}
+		readers[rk] = batch
+		b.readers++
+	}
+	now := s.opts.Now()
+	batch.Add(version, grant, now)
+	batch.RequestID = credgate.RequestIDFrom(ctx)
+	rk2 := reachKey{p.Tenant, p.Issuer, p.Subject}
+	reach := b.reach[rk2]
+	if reach == nil {
+		reach = &reachBatch{reads: map[string]time.Time{}}
+		b.reach[rk2] = reach
+	}
+	reach.reads[service] = now
+	reach.who = credgate.EventReader{Subject: p.Subject, Name: p.Name, Email: p.Email, LastVersion: version, LastRead: now}
+	reach.requestID = batch.RequestID
+	if !b.running {
+		b.running = true
+		go s.writeLedgers()
+	}
+}
+
+// writeLedgers writes what was gathered every LedgerInterval, and once
+// more when the store closes.
+func (s *Store) writeLedgers() {
+	b := s.ledgers
+	defer close(b.done)
+	t := time.NewTicker(s.opts.LedgerInterval)
+	defer t.Stop()
+	for {
+		stopping := false
+		select {
+		case <-t.C:
+		case <-b.stop:
+			stopping = true
+		}
+		s.FlushLedgers()
+		if stopping {
+			return
+		}
+	}
+}
+
+// FlushLedgers writes the reads gathered so far now (tests, shutdown).
+func (s *Store) FlushLedgers() {
+	b := s.ledgers
+	b.mu.Lock()
+	batch, reach := b.pending, b.reach
+	b.pending, b.reach, b.readers = map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, map[reachKey]*reachBatch{}, 0
+	b.mu.Unlock()
+	s.mergeLedgers(batch)
+	s.mergeReach(reach)
+}
+
+// mergeReach merges what each principal read into its reach, and reports
+// the broad reads found.
+func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
+	for key, r := range reach {
+		rules := s.opts.UsageRules(key.tenant)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
+		k, err := s.systemSession(ctx, key.tenant)
+		if err != nil {
+			cancel()
+			continue
+		}
+		rec := jsonRecord[credgate.Reach](k, "reach", k.reachPath(key.issuer, key.subject))
+		rec.create = true
+		n, broad := 0, false
+		_, _, err = update(ctx, rec, 0, func(x *credgate.Reach) error {
+			n, broad = x.Merge(r.reads, s.opts.Now(), rules)
+			return nil
+		})
+		cancel()
+		if err == nil && broad && s.opts.OnUsageAlert != nil {
+			s.opts.OnUsageAlert(credgate.UsageAlert{Type: credgate.EventBroadRead, Tenant: key.tenant, Reader: r.who, Issuer: key.issuer, RequestID: r.requestID,
+				Count: int64(n), Threshold: float64(rules.BroadIntegrations), Window: s.opts.Now().Truncate(rules.BroadWindow),
+				Reason: fmt.Sprintf("%s read the values of %d integrations within %s (threshold %d)", r.who.Subject, n, rules.BroadWindow, rules.BroadIntegrations)})
+		}
+	}
+}
+
+func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch) {
+	work := make(chan ledgerKey)
+	var wg sync.WaitGroup
+	for range min(ledgerWriters, len(batch)) {
+		wg.Go(func() {
+			for key := range work {
+				readers := make([]credgate.ReadBatch, 0, len(batch[key]))
+				for _, r := range batch[key] {
+					readers = append(readers, *r)
+				}
+				if err := s.mergeLedger(key, readers); err != nil {
+					s.ledgers.mu.Lock()
+					for _, r := range readers {
+						for _, h := range r.Hours {
+							s.ledgers.lost += h.Reads
+						}
+					}
+					s.ledgers.mu.Unlock()
+				}
+			}
+		})
+	}
+	for key := range batch {
+		work <- key
+	}
+	close(work)
+	wg.Wait()
+}
+
+// mergeLedger merges readers into the ledger of key. A write whose answer
+// was lost is not tried again: it may have been made, and counting twice
+// is worse than counting low.
+func (s *Store) mergeLedger(key ledgerKey, readers []credgate.ReadBatch) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
+	defer cancel()
+	k, err := s.systemSession(ctx, key.tenant)
+	if err != nil {
+		return err
+	}
+	r := jsonRecord[credgate.Ledger](k, "ledger", k.ledgerPath(key.service, key.cred))
+	r.create = true
+	rules := s.opts.UsageRules(key.tenant)
+	var found []credgate.UsageAlert
+	_, _, err = update(ctx, r, 0, func(l *credgate.Ledger) error {
+		now := s.opts.Now()
+		found = l.Unusual(readers, now, rules) // of the attempt that is written
+		l.Merge(readers, now)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.opts.OnUsageAlert != nil {
+		for _, a := range found {
+			a.Tenant, a.Integration, a.Cred = key.tenant, key.service, key.cred
+			s.opts.OnUsageAlert(a)
+		}
+	}
+	return nil
+}
+
+// LostReads counts the reads this replica could not count in a ledger
+// (gathered past its bound, or their write failed).
+func (s *Store) LostReads() int64 {
+	s.ledgers.mu.Lock()
+	defer s.ledgers.mu.Unlock()
+	return s.ledgers.lost
+}
+
+// CredentialLedger returns the ledger of credential cred of service, as
+// the caller in ctx may read it (policy.UsageRead on the integration):
+// empty when nobody read it yet. Errors: INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
+func (s *Store) CredentialLedger(ctx context.Context, service, cred string) (*credgate.Ledger, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var l credgate.Ledger
+	if _, err := k.read(ctx, "ledger_read", k.ledgerPath(service, cred), &l); err != nil && !errors.Is(err, errNotFound) {
+		return nil, translate(err, credgate.ECredentialNotFound)
+	}
+	return &l, nil
+}
+
+// closeLedgers writes what is pending and stops the writer.
+func (s *Store) closeLedgers(ctx context.Context) error {
+	b := s.ledgers
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	running := b.running
+	b.mu.Unlock()
+	if !running {
+		return nil
+	}
+	close(b.stop)
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// DescribeCredential describes credential cred of service without its
+// values, from its projection (one metadata read), as the caller in ctx
+// may read it. Errors: CREDENTIAL_NOT_FOUND, INSUFFICIENT_PERMISSIONS,
+// BACKEND_UNAVAILABLE.
+func (s *Store) DescribeCredential(ctx context.Context, service, cred string) (*credgate.Credential, error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, cred))
+	if err != nil {
+		return nil, translate(err, credgate.ECredentialNotFound)
+	}
+	info, ok := fromProjection(meta.CustomMetadata)
+	if !ok || info.Deleted {
+		return nil, credgate.Errorf(credgate.ECredentialNotFound, "No credential exists with ID: %s", cred)
+	}
+	c := info.Credential
+	c.ID, c.ReadAt = cred, s.opts.Now()
+	return &c, nil
+}
