@@ -1,9 +1,14 @@
 package httpapi_test
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/credgate/credgate"
 )
 
 // benchGet measures GET path with tok, which must answer 200.
@@ -43,4 +48,40 @@ func BenchmarkGetCredential(b *testing.B) {
 	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
 	a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
 	benchGet(b, a, "/api/v1/credentials/bench", tok)
+}
+
+// BenchmarkLedgerMinute is one replica's minute of ledger work at 1,000
+// reads a second spread over 1,000 credentials by 20 principals: 60,000
+// reads gathered in memory (what each read costs on its path), then the
+// one flush that merges them into the ledgers and the principals' reach.
+// It reports the Vault calls of that minute and how long the flush took.
+func BenchmarkLedgerMinute(b *testing.B) {
+	a := newAPI(b, apiOptions{unchecked: true})
+	ten := tenant(b)
+	principals := make([]context.Context, 20)
+	for i := range principals {
+		p := &credgate.Principal{Subject: fmt.Sprint("app-", i), Issuer: "https://idp.example", Tenant: ten, TenantName: ten, Roles: []string{"credential_reader"}}
+		principals[i] = credgate.WithRequestID(credgate.WithPrincipal(context.Background(), p), "req")
+	}
+	creds := make([]string, 1000)
+	for i := range creds {
+		creds[i] = fmt.Sprintf("cred-00000000-0000-4000-8000-%012d", i)
+	}
+	var gather, flush time.Duration
+	calls := 0
+	for b.Loop() {
+		start := time.Now()
+		for i := range 60_000 {
+			a.store.RecordRead(principals[i%len(principals)], fmt.Sprint("svc", i%50), creds[i%len(creds)], 1, "")
+		}
+		gather += time.Since(start)
+		before := a.vaultCalls.Load()
+		start = time.Now()
+		a.store.FlushLedgers()
+		flush += time.Since(start)
+		calls += int(a.vaultCalls.Load() - before)
+	}
+	b.ReportMetric(float64(gather.Nanoseconds())/float64(b.N)/60_000, "ns/read-gathered")
+	b.ReportMetric(float64(calls)/float64(b.N), "vault-calls/minute")
+	b.ReportMetric(flush.Seconds()/float64(b.N), "s/flush")
 }

@@ -27,7 +27,7 @@ import (
 // credentials: past it, reads are not counted).
 const (
 	DefaultLedgerInterval = time.Minute
-	maxPendingReaders     = 100_000
+	maxPendingReaders     = 50_000
 	ledgerWriters         = 8
 )
 

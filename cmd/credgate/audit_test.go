@@ -38,6 +38,7 @@ type auditStory struct {
 	v1, v2   string            // the values alice stores, then rotates to
 	credID   string
 	otherCrd string // carol's credential in globex
+	main     *Main
 }
 
 func (s *auditStory) token(user, tenant string, roles ...string) string {
@@ -101,7 +102,7 @@ func startAuditStory(t *testing.T) *auditStory {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close() })
-	s.base = "http://" + m.Addr()
+	s.base, s.main = "http://"+m.Addr(), m
 
 	s.token("alice", "acme", "integration_admin")
 	s.token("bob", "acme", "credential_reader")

@@ -59,6 +59,7 @@ commands:
   dev         run a local stack: Vault dev server, identity issuer, API
   dev token   mint a token from the running dev stack (also: credgate token)
   audit       who did what to which credential, from Vault's audit log (-h for flags)
+  usage       who read a credential and which version, from the API (CREDGATE_ADDR, CREDGATE_TOKEN)
   version     print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCmd(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "usage":
+		return usageCmd(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "credgate", version())
 		return nil

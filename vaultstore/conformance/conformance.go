@@ -38,6 +38,10 @@ type Store interface {
 	CredentialVersions(ctx context.Context, cred string) ([]credgate.CredentialVersion, error)
 	RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error, repeatable bool) (*credgate.Credential, error)
 	TokenFor(ctx context.Context, p *credgate.Principal) (string, error)
+	// The credentials' ledgers: reads gathered, merged, read back.
+	RecordRead(ctx context.Context, service, cred string, version int, grant string)
+	FlushLedgers()
+	CredentialLedger(ctx context.Context, service, cred string) (*credgate.Ledger, error)
 }
 
 // Env is a store under test and a way to look behind it.
@@ -72,6 +76,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) *Env) {
 		{"TheValueReadProvesItsOwnStatus", testValueProvesStatus},
 		{"CredentialsOfAnEarlierServiceAreNotInherited", testIncarnation},
 		{"DeleteMarksFirstAndFinishesOnRepeat", testDeleteFinishes},
+		{"LedgerMergesAddUpAcrossConcurrentWriters", testLedgerMerges},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newEnv(t)) })
@@ -559,5 +564,54 @@ func testDeleteFinishes(t *testing.T, e *Env) {
 		if sec, _ := e.Root.Logical().List(policy.Layout{Mount: f.e.Mount}.Metadata(policy.FolderPath(f.tenant, folder))); sec != nil {
 			t.Fatalf("left under %s: %v", folder, sec.Data["keys"])
 		}
+	}
+}
+
+// testLedgerMerges: reads gathered and flushed by many writers at once
+// (each flush merges through check-and-set into the same ledger) add up
+// exactly: no read counted twice, none lost, each reader's last version
+// the one it read last; a reader may not read the ledger, its admin may.
+func testLedgerMerges(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.cred(t, "ledger", "key-"+f.tenant)
+	const writers, reads = 8, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range reads {
+				who := f.reader
+				if i%5 == 0 {
+					who = f.viewer // (the ledger counts whoever the caller says read)
+				}
+				e.Store.RecordRead(who, "svc", c.ID, 1+w%2, "")
+				if i%7 == 0 {
+					e.Store.FlushLedgers()
+				}
+			}
+			e.Store.FlushLedgers()
+		})
+	}
+	wg.Wait()
+	e.Store.RecordRead(f.reader, "svc", c.ID, 3, "")
+	e.Store.FlushLedgers()
+	l, err := e.Store.CredentialLedger(f.admin, "svc", c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, hours int64
+	for _, r := range l.Readers {
+		total += r.Reads
+	}
+	for _, h := range l.Hours {
+		hours += h.Reads
+	}
+	if want := int64(writers*reads + 1); total != want || hours != want || len(l.Readers) != 2 {
+		t.Fatalf("%d reads by %d readers, %d in the hours; want %d by 2", total, len(l.Readers), hours, want)
+	}
+	if rita := l.ReaderOf("", "rita"); rita == nil || rita.LastVersion != 3 || rita.Reads != writers*reads*4/5+1 {
+		t.Fatalf("rita: %+v", rita)
+	}
+	if _, err := e.Store.CredentialLedger(f.reader, "svc", c.ID); credgate.ErrorCode(err) != credgate.EInsufficientPermissions {
+		t.Fatalf("a reader reads the ledger: %v", err)
 	}
 }
