@@ -23,16 +23,13 @@ type accessRecorder struct {
 	last    map[accessKey]time.Time // when each credential was last queued
 	pending map[accessKey]time.Time
 	wake    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-	running bool // the writer goroutine was started
-	closed  bool
+	background
 }
 
 func newAccessRecorder() *accessRecorder {
 	return &accessRecorder{
 		last: map[accessKey]time.Time{}, pending: map[accessKey]time.Time{},
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), background: newBackground(),
 	}
 }
 
@@ -55,10 +52,7 @@ func (s *Store) RecordAccess(ctx context.Context, service, cred string) {
 			}
 		}
 	}
-	if !r.running {
-		r.running = true
-		go s.writeAccesses()
-	}
+	r.start(s.writeAccesses)
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -97,23 +91,5 @@ func (s *Store) Close(ctx context.Context) error {
 }
 
 func (s *Store) closeAccesses(ctx context.Context) error {
-	r := s.access
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil
-	}
-	r.closed = true
-	running := r.running
-	r.mu.Unlock()
-	if !running {
-		return nil // nothing was ever queued
-	}
-	close(r.stop)
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.access.shutdown(ctx, &s.access.mu)
 }

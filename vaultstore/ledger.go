@@ -52,14 +52,11 @@ type ledgerBook struct {
 	reach   map[reachKey]*reachBatch
 	readers int
 	lost    int64
-	running bool
-	closed  bool
-	stop    chan struct{}
-	done    chan struct{}
+	background
 }
 
 func newLedgerBook() *ledgerBook {
-	return &ledgerBook{pending: map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, reach: map[reachKey]*reachBatch{}, stop: make(chan struct{}), done: make(chan struct{})}
+	return &ledgerBook{pending: map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, reach: map[reachKey]*reachBatch{}, background: newBackground()}
 }
 
 func (k *session) ledgerPath(service, cred string) string {
@@ -114,10 +111,7 @@ func (s *Store) RecordRead(ctx context.Context, service, cred string, version in
 	reach.reads[service] = now
 	reach.who = credgate.EventReader{Subject: p.Subject, Name: p.Name, Email: p.Email, LastVersion: version, LastRead: now}
 	reach.requestID = batch.RequestID
-	if !b.running {
-		b.running = true
-		go s.writeLedgers()
-	}
+	b.start(s.writeLedgers)
 }
 
 // writeLedgers writes what was gathered every LedgerInterval, and once
@@ -266,25 +260,7 @@ func (s *Store) CredentialLedger(ctx context.Context, service, cred string) (*cr
 
 // closeLedgers writes what is pending and stops the writer.
 func (s *Store) closeLedgers(ctx context.Context) error {
-	b := s.ledgers
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
-	}
-	b.closed = true
-	running := b.running
-	b.mu.Unlock()
-	if !running {
-		return nil
-	}
-	close(b.stop)
-	select {
-	case <-b.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.ledgers.shutdown(ctx, &s.ledgers.mu)
 }
 
 // DescribeCredential describes credential cred of service without its
