@@ -443,13 +443,21 @@ type PrimaryUpdate struct {
 	// CredentialID, when set, must name the current primary credential: a
 	// client that sends back what it read writes to what it read.
 	CredentialID string
+	// NewID, when set, is the id of the credential made when the service
+	// has none to update, and the service must have none (its creation
+	// was announced under that id before the write: Intent).
+	NewID string
+	// Written, when set, is told what the write was: the credential as
+	// written and its event (created, rotated, or "" for a change of
+	// expiry only).
+	Written func(c *Credential, event string)
 }
 
 // NewPrimary returns the credential made for u on service when the service
 // has none to update.
 func (u PrimaryUpdate) NewPrimary(service string) *Credential {
 	return &Credential{
-		IntegrationID: service, CredentialName: "default", AuthType: AuthCustom, Status: CredActive,
+		ID: u.NewID, IntegrationID: service, CredentialName: "default", AuthType: AuthCustom, Status: CredActive,
 		Metadata: map[string]any{}, Secrets: u.Secrets.Clone(), ExpiresAt: u.ExpiresAt,
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // TestAChangeThatStandsIsAnnouncedOnceWhateverTheCut: each write (create,
-// rotate, revoke, delete) is cut off from Vault before and after each of
+// rotate, both PUTs of the services family, revoke, delete) is cut off from Vault before and after each of
 // its Vault requests, through a replica that sends the events it makes;
 // another replica, on a whole connection, sweeps. After recovery, every
 // change that stands was announced exactly once (one webhook-id, the
@@ -53,6 +53,16 @@ func TestAChangeThatStandsIsAnnouncedOnceWhateverTheCut(t *testing.T) {
 		{name: "rotate", event: credgate.EventRotated, repeat: true,
 			write: func(a *testAPI, tok, cred string) reply {
 				return a.do("POST", "/api/v1/credentials/"+cred+"/rotate", tok, map[string]any{"apiKey": key2}, "If-Match", `"1"`)
+			},
+			stands: func(a *testAPI, tok, cred string) bool { v, _ := read(a, tok, cred); return v == 2 }},
+		{name: "PUT services/{id}/credentials", event: credgate.EventRotated,
+			write: func(a *testAPI, tok, cred string) reply {
+				return a.do("PUT", "/api/v1/services/svc/credentials", tok, map[string]any{"credentials": map[string]any{"api_key": key2}})
+			},
+			stands: func(a *testAPI, tok, cred string) bool { v, _ := read(a, tok, cred); return v == 2 }},
+		{name: "PUT services/{id} with credentials", event: credgate.EventRotated,
+			write: func(a *testAPI, tok, cred string) reply {
+				return a.do("PUT", "/api/v1/services/svc", tok, map[string]any{"name": "Svc", "credentials": map[string]any{"api_key": key2}})
 			},
 			stands: func(a *testAPI, tok, cred string) bool { v, _ := read(a, tok, cred); return v == 2 }},
 		{name: "revoke", event: credgate.EventRevoked,

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/credgate/credgate"
 )
@@ -139,14 +141,19 @@ func (h *handlers) putServiceCredentials(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
-	out, event, err := h.primary.SetPrimaryCredential(ctx, id, version, *u)
+	ctx, ann, err := h.intendPrimary(c.Request.Context(), id, u)
 	if err != nil {
 		fail(c, inServiceTerms(err))
 		return
 	}
-	if event != "" {
-		h.publish(ctx, event, out)
+	out, event, err := h.primary.SetPrimaryCredential(ctx, id, version, *u)
+	if err == nil && event != "" {
+		ann.happened(ctx, event, out)
+	}
+	ann.done(ctx, err)
+	if err != nil {
+		fail(c, inServiceTerms(err))
+		return
 	}
 	c.Header("ETag", etag(out.Version))
 	c.JSON(http.StatusOK, serviceCredentialsOf(out, maskSecrets))
@@ -232,4 +239,29 @@ func (h *handlers) serviceCredentialVersions(c *gin.Context) {
 		out.Versions[i] = serviceCredentialVersionV1(v)
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// intendPrimary records, before a write of service's primary credential by
+// u, the event the write will be (credgate.Intent): rotated, for the
+// credential the service serves now (u then names it: a write that would
+// reach another is a conflict), or created, for a credential named now
+// (u.NewID). u.Written is for the caller to set.
+func (h *handlers) intendPrimary(ctx context.Context, service string, u *credgate.PrimaryUpdate) (context.Context, *announcing, error) {
+	if h.events == nil {
+		return ctx, &announcing{}, nil
+	}
+	typ, target := credgate.EventRotated, &credgate.Credential{ID: u.CredentialID, IntegrationID: service}
+	if target.ID == "" {
+		cur, err := h.primary.DescribePrimary(ctx, service)
+		switch {
+		case err == nil:
+			target.ID, u.CredentialID = cur.ID, cur.ID
+		case credgate.ErrorCode(err) == credgate.ECredentialNotFound:
+			typ, u.NewID = credgate.EventCreated, "cred-"+uuid.NewString()
+			target.ID = u.NewID
+		default:
+			return ctx, nil, err
+		}
+	}
+	return h.intend(ctx, target, typ)
 }

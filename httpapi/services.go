@@ -239,11 +239,25 @@ func (h *handlers) putService(c *gin.Context) {
 		fail(c, refused(policy.CredentialsWrite, id))
 		return
 	}
-	out, err := h.services.UpdateService(c.Request.Context(), id, version, func(svc *credgate.Service) error {
+	ctx, ann := c.Request.Context(), &announcing{}
+	var written *credgate.Credential
+	var event string
+	if creds != nil {
+		if ctx, ann, err = h.intendPrimary(ctx, id, creds); err != nil {
+			fail(c, inServiceTerms(err))
+			return
+		}
+		creds.Written = func(cr *credgate.Credential, ev string) { written, event = cr, ev }
+	}
+	out, err := h.services.UpdateService(ctx, id, version, func(svc *credgate.Service) error {
 		// PUT replaces every mutable field: what is not sent is reset.
 		*svc = credgate.Service{ID: svc.ID, Status: credgate.StatusActive, Metadata: map[string]any{}, Version: svc.Version}
 		return in.apply(svc)
 	}, creds)
+	if err == nil && event != "" {
+		ann.happened(ctx, event, written)
+	}
+	ann.done(ctx, err)
 	if err != nil {
 		fail(c, inServiceTerms(err))
 		return

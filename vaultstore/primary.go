@@ -54,6 +54,9 @@ func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch in
 	if u.CredentialID != "" && (pick == nil || pick.ID != u.CredentialID) {
 		return nil, "", nil, credgate.Errorf(credgate.EVersionConflict, "the service's credentials are no longer credential %s; read them again", u.CredentialID)
 	}
+	if u.NewID != "" && pick != nil && pick.ID != u.NewID {
+		return nil, "", nil, credgate.Errorf(credgate.EVersionConflict, "the service has credentials now (credential %s); read them again", pick.ID)
+	}
 	if pick == nil {
 		if ifMatch > 0 {
 			return nil, "", nil, credgate.Errorf(credgate.ECredentialNotFound, "the service has no credentials to match If-Match")
@@ -65,6 +68,9 @@ func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch in
 		out, err := k.createCred(ctx, rec, c)
 		if err != nil {
 			return nil, "", nil, err
+		}
+		if u.Written != nil {
+			u.Written(out, credgate.EventCreated)
 		}
 		return out, credgate.EventCreated, func(ctx context.Context) { _ = k.removeCred(ctx, rec.ID, out.ID, true) }, nil
 	}
@@ -87,6 +93,9 @@ func (k *session) setPrimary(ctx context.Context, rec *serviceRecord, ifMatch in
 	event := ""
 	if credgate.ChangeOf(before, out.Secrets) == credgate.ChangeRotated {
 		event = credgate.EventRotated
+	}
+	if u.Written != nil {
+		u.Written(out, event)
 	}
 	return out, event, undo, nil
 }
