@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -21,8 +20,8 @@ import (
 type IdempotencyStore interface {
 	// ClaimIdempotency returns the answer kept for the key (to replay),
 	// or nil when holder is to run the request; IDEMPOTENCY_KEY_REUSED
-	// for a key of another request, IDEMPOTENCY_KEY_IN_USE while another
-	// request runs it.
+	// for a key of another request. While another request runs the key it
+	// waits; IDEMPOTENCY_KEY_IN_USE when ctx ends first.
 	ClaimIdempotency(ctx context.Context, key, fingerprint, holder string, stale time.Duration) ([]byte, error)
 	// KeepIdempotency keeps answer for the key (nil: forgets the claim,
 	// so the next request with the key runs).
@@ -85,13 +84,7 @@ func idempotent(st IdempotencyStore, requestTimeout time.Duration) gin.HandlerFu
 		ctx := c.Request.Context()
 		// A holder older than a request can live has died: its claim lapses.
 		stale := requestTimeout + 5*time.Second
-		var kept []byte
-		for {
-			kept, err = st.ClaimIdempotency(ctx, key, fingerprint, holder, stale)
-			if credgate.ErrorCode(err) != credgate.EIdempotencyKeyInUse || !pauseFor(ctx, time.Duration(50+rand.IntN(100))*time.Millisecond) {
-				break
-			}
-		}
+		kept, err := st.ClaimIdempotency(ctx, key, fingerprint, holder, stale)
 		switch {
 		case err != nil:
 			fail(c, err)
@@ -159,18 +152,6 @@ func validIdempotencyKey(k string) bool {
 		}
 	}
 	return true
-}
-
-// pauseFor waits d, or until ctx ends; it reports whether ctx is live.
-func pauseFor(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // recordingWriter keeps a copy of what is written.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/credgate/credgate"
@@ -56,10 +57,21 @@ func (r *idemRecord) live(now time.Time) bool { return r.State != "" && now.Befo
 // ClaimIdempotency claims the caller's key for a request with fingerprint
 // (a hash of what it asks), as holder: the answer kept for it when the
 // key's request is done (to be replayed), nil when holder is to run it
-// now (the key is new, or its last holder is older than stale). Errors:
-// IDEMPOTENCY_KEY_REUSED (the key was used for another request),
-// IDEMPOTENCY_KEY_IN_USE (another request runs it), the store's.
+// now (the key is new, or its last holder is older than stale). While
+// another request runs the key it waits, as a rotation waits for its lock,
+// until that request is done or ctx ends. Errors: IDEMPOTENCY_KEY_REUSED
+// (the key was used for another request), IDEMPOTENCY_KEY_IN_USE (another
+// request still ran it when ctx ended), the store's.
 func (s *Store) ClaimIdempotency(ctx context.Context, key, fingerprint, holder string, stale time.Duration) ([]byte, error) {
+	for {
+		answer, err := s.claimIdempotency(ctx, key, fingerprint, holder, stale)
+		if credgate.ErrorCode(err) != credgate.EIdempotencyKeyInUse || !sleep(ctx, time.Duration(50+rand.IntN(100))*time.Millisecond) {
+			return answer, err
+		}
+	}
+}
+
+func (s *Store) claimIdempotency(ctx context.Context, key, fingerprint, holder string, stale time.Duration) ([]byte, error) {
 	k, err := s.session(ctx)
 	if err != nil {
 		return nil, err

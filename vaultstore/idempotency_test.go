@@ -17,7 +17,10 @@ func TestIdempotencyKeysAreClaimedOnceAndSweptAfterTwoDays(t *testing.T) {
 	if a, err := e.store.ClaimIdempotency(ctx, "k1", "fp", "h1", time.Minute); err != nil || a != nil {
 		t.Fatalf("first claim: %q %v", a, err)
 	}
-	if _, err := e.store.ClaimIdempotency(ctx, "k1", "fp", "h2", time.Minute); credgate.ErrorCode(err) != credgate.EIdempotencyKeyInUse {
+	// (It waits for the first holder; the deadline comes first.)
+	busy, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := e.store.ClaimIdempotency(busy, "k1", "fp", "h2", time.Minute); credgate.ErrorCode(err) != credgate.EIdempotencyKeyInUse {
 		t.Fatalf("a second holder while the first runs: %v", err)
 	}
 	if _, err := e.store.ClaimIdempotency(ctx, "k1", "other", "h2", time.Minute); credgate.ErrorCode(err) != credgate.EIdempotencyKeyReused {
