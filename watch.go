@@ -98,6 +98,11 @@ func (c *Credential) ApplyWatch(s string) {
 	if s == "" || json.Unmarshal([]byte(s), &w) != nil {
 		return
 	}
+	c.SetWatch(w)
+}
+
+// SetWatch sets on c what the monitor keeps of it (WatchOf's inverse).
+func (c *Credential) SetWatch(w Watch) {
 	c.Notices, c.Refresh, c.PreviousRevoked, c.StalledNotice = w.ExpiryNotices, w.Refresh, w.PreviousRevoked, w.StalledNotice
 }
 

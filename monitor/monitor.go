@@ -527,7 +527,7 @@ func (m *Monitor) migration(ctx context.Context, tenant string, c *credgate.Cred
 			}
 			return
 		}
-		out.Notices, out.Refresh, out.PreviousRevoked, out.StalledNotice = c.Notices, c.Refresh, c.PreviousRevoked, c.StalledNotice
+		out.SetWatch(credgate.WatchOf(c)) // the monitor's bookkeeping, which the write does not carry
 		if out.PreviousEnded(now) {
 			m.previousEnded(ctx, tenant, out, "migrated")
 		}
