@@ -48,6 +48,22 @@ func liveOf(rec *serviceRecord, infos []*credInfo, now time.Time) []*credgate.Cr
 	return list
 }
 
+// describeCred reads the projected description of credential id of
+// service (one metadata read); nil without an error when it has no
+// projection (its creation did not finish). Errors: errNotFound, Vault's.
+func (k *session) describeCred(ctx context.Context, service, id string) (*credInfo, error) {
+	meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, id))
+	if err != nil {
+		return nil, err
+	}
+	info, ok := fromProjection(meta.CustomMetadata)
+	if !ok {
+		return nil, nil
+	}
+	info.ID = id
+	return info, nil
+}
+
 // listCreds returns the projected descriptions of the credentials kept under
 // service. A credential without a version (its creation did not finish) is
 // left out.
@@ -64,17 +80,11 @@ func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, e
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, id))
-			if err != nil {
-				if !errors.Is(err, errNotFound) {
-					errs[i] = err
-				}
-				return
+			info, err := k.describeCred(ctx, service, id)
+			if err != nil && !errors.Is(err, errNotFound) {
+				errs[i] = err
 			}
-			if info, ok := fromProjection(meta.CustomMetadata); ok {
-				info.ID = id
-				out[i] = info
-			}
+			out[i] = info
 		})
 	}
 	wg.Wait()

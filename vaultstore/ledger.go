@@ -272,15 +272,14 @@ func (s *Store) DescribeCredential(ctx context.Context, service, cred string) (*
 	if err != nil {
 		return nil, err
 	}
-	meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, cred))
+	info, err := k.describeCred(ctx, service, cred)
 	if err != nil {
 		return nil, translate(err, credgate.ECredentialNotFound)
 	}
-	info, ok := fromProjection(meta.CustomMetadata)
-	if !ok || info.Deleted {
+	if info == nil || info.Deleted {
 		return nil, credgate.Errorf(credgate.ECredentialNotFound, "No credential exists with ID: %s", cred)
 	}
 	c := info.Credential
-	c.ID, c.ReadAt = cred, s.opts.Now()
+	c.ReadAt = s.opts.Now()
 	return &c, nil
 }
