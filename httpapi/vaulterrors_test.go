@@ -98,34 +98,32 @@ func TestVaultErrorsAreTranslatedByWhatTheyMean(t *testing.T) {
 	px.Answer(serviceWrite, 413, `{"errors":["request too large"]}`)
 	wantError(t, patch(), 413, "PAYLOAD_TOO_LARGE")
 
+	// outage: with faults in place a write is 503 with Retry-After; after
+	// they heal (and credgate's memory of Vault's health lapses) it works.
+	outage := func(what string, faults func()) {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond) // past credgate's memory of Vault's health
+		faults()
+		r := patch()
+		wantError(t, r, 503, "BACKEND_UNAVAILABLE")
+		if r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: 503 without Retry-After", what)
+		}
+		px.Heal()
+		time.Sleep(1100 * time.Millisecond)
+		if r := patch(); r.Status != 200 {
+			t.Fatalf("after %s: %d %s", what, r.Status, r.Raw)
+		}
+	}
 	// An audit device that fails: Vault answers 500 to every audited
 	// call, and sys/health (not audited) says it is fine. That is an
 	// outage a retry survives.
-	time.Sleep(1100 * time.Millisecond) // past credgate's memory of Vault's health
-	px.Answer(func(r *http.Request) bool { return !health(r) }, 500, `{"errors":["internal error"]}`)
-	r = patch()
-	wantError(t, r, 503, "BACKEND_UNAVAILABLE")
-	if r.Header.Get("Retry-After") == "" {
-		t.Fatal("503 without Retry-After")
-	}
-	px.Heal()
-	time.Sleep(1100 * time.Millisecond)
-	if r := patch(); r.Status != 200 {
-		t.Fatalf("after the audit device recovered: %d %s", r.Status, r.Raw)
-	}
-
+	outage("the audit device recovered", func() {
+		px.Answer(func(r *http.Request) bool { return !health(r) }, 500, `{"errors":["internal error"]}`)
+	})
 	// Vault down: the same 500 is an outage now.
-	time.Sleep(1100 * time.Millisecond) // past credgate's memory of Vault's health
-	px.Answer(serviceWrite, 500, `{"errors":["internal error"]}`)
-	px.Answer(health, 503, `{"initialized":true,"sealed":true}`)
-	r = patch()
-	wantError(t, r, 503, "BACKEND_UNAVAILABLE")
-	if r.Header.Get("Retry-After") == "" {
-		t.Fatal("503 without Retry-After")
-	}
-	px.Heal()
-	time.Sleep(1100 * time.Millisecond)
-	if r := patch(); r.Status != 200 {
-		t.Fatalf("after Vault is back: %d %s", r.Status, r.Raw)
-	}
+	outage("Vault is back", func() {
+		px.Answer(serviceWrite, 500, `{"errors":["internal error"]}`)
+		px.Answer(health, 503, `{"initialized":true,"sealed":true}`)
+	})
 }
