@@ -56,13 +56,23 @@ type Credential struct {
 	// PreviousRevokeAt, as soon as every recent reader of it has read the
 	// current one (Migration).
 	RevokeWhenMigrated bool `json:"revokeWhenMigrated,omitempty"`
+	// RotationPolicy says how often the values are to be rotated, and
+	// Rotator the tenant's rotator that rotates them (when due, or on
+	// request). RotationDueAt is derived from the policy (or the tenant's
+	// default) and the last rotation; Rotation is the latest rotation
+	// through a rotator. Neither is stored with the record.
+	RotationPolicy *RotationPolicy `json:"rotationPolicy,omitempty"`
+	Rotator        string          `json:"rotator,omitempty"`
+	RotationDueAt  *time.Time      `json:"rotationDueAt,omitempty"`
+	Rotation       *RotationStatus `json:"rotation,omitempty"`
 	// Notices are the expiry notices sent for the credential,
 	// PreviousRevoked the previous version whose end was announced and
 	// StalledNotice the one whose stalled migration was (bookkeeping of
 	// the monitor, never shown).
-	Notices         ExpiryNotices `json:"-"`
-	PreviousRevoked int           `json:"-"`
-	StalledNotice   int           `json:"-"`
+	Notices         ExpiryNotices   `json:"-"`
+	PreviousRevoked int             `json:"-"`
+	StalledNotice   int             `json:"-"`
+	RotationSent    RotationNotices `json:"-"`
 
 	// Secrets holds the secret values; nil when the reader may not see them.
 	Secrets Secrets `json:"-"`
@@ -182,6 +192,10 @@ func (c *Credential) Validate() error {
 	}
 	if c.AutoRefresh && !c.CanRefresh() {
 		fe.Add("autoRefresh", "needs an OAuth2 credential with a refreshToken and a tokenEndpoint")
+	}
+	c.RotationPolicy.Check(fe, "rotationPolicy")
+	if c.Rotator != "" && !ValidRotatorID(c.Rotator) {
+		fe.Add("rotator", "must be a rotator id (rot_<uuid>)")
 	}
 	if c.AuthType == AuthCustom && len(c.Secrets) == 0 {
 		fe.Add("customFields", "a custom credential needs at least one secret value")

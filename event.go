@@ -31,11 +31,20 @@ const (
 	// EventMigrationStalled names, a day before a rotation's
 	// previousRevokeAt, the readers still on the previous version.
 	EventMigrationStalled = "credential.migration_stalled"
+	// EventRotationDue: a credential's rotation policy says it is due
+	// (once per due date); EventRotationOverdue: it is still not rotated
+	// the overdue period later.
+	EventRotationDue     = "credential.rotation_due"
+	EventRotationOverdue = "credential.rotation_overdue"
+	// EventRotationFailed: a rotation through a rotator failed (a step
+	// refused, or its attempts spent); the current values still serve.
+	EventRotationFailed = "credential.rotation_failed"
 )
 
 // EventTypes lists the event types.
 var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied,
 	EventGrantCreated, EventGrantDeleted, EventGrantExpired, EventWebhookDisabled, EventMigrationStalled,
+	EventRotationDue, EventRotationOverdue, EventRotationFailed,
 	EventNewReader, EventReadSpike, EventBroadRead, EventRevokedRead}
 
 // SystemSubject is the actor of what credgate does by itself (refresh,
@@ -81,6 +90,10 @@ type EventData struct {
 	// unusual use, and the threshold they crossed.
 	Count     int64   `json:"count,omitempty"`
 	Threshold float64 `json:"threshold,omitempty"`
+	// RotationDueAt is the due date a rotation notice is about; Rotation
+	// the rotation a credential.rotation_failed is about (never a value).
+	RotationDueAt *time.Time      `json:"rotationDueAt,omitempty"`
+	Rotation      *RotationStatus `json:"rotation,omitempty"`
 }
 
 // EventReader is a principal that read a credential, as an event names it.

@@ -20,6 +20,9 @@ type CredentialFilter struct {
 	// last before it, or never read and created before it (candidates to
 	// revoke).
 	UnusedSince time.Time
+	// RotationDue selects the credentials due for rotation
+	// (Credential.RotationIsDue).
+	RotationDue bool
 	After       *CredentialPosition
 	Limit       int
 	// Visible is ServiceFilter.Visible for the integrations listed.
@@ -60,6 +63,8 @@ func (f CredentialFilter) Matches(c *Credential, now time.Time) bool {
 	case !f.ExpiresBefore.IsZero() && (c.ExpiresAt == nil || !c.ExpiresAt.Before(f.ExpiresBefore)):
 		return false
 	case !f.UnusedSince.IsZero() && !c.UnusedSince(f.UnusedSince):
+		return false
+	case f.RotationDue && !c.RotationIsDue(now):
 		return false
 	}
 	return true
@@ -133,11 +138,16 @@ func ParseCredentialPosition(s string) (*CredentialPosition, error) {
 // counts and the metrics show.
 type InventoryCounts struct {
 	Status, Expiry map[string]int
+	// Rotation counts by rotation bucket (RotationBucket).
+	Rotation map[string]int
+	// Overdue is the overdue period the rotation buckets use (0:
+	// DefaultRotationOverdue).
+	Overdue time.Duration
 }
 
 // NewInventoryCounts returns empty counts.
 func NewInventoryCounts() InventoryCounts {
-	return InventoryCounts{Status: map[string]int{}, Expiry: map[string]int{}}
+	return InventoryCounts{Status: map[string]int{}, Expiry: map[string]int{}, Rotation: map[string]int{}}
 }
 
 // Count adds c as it is at now.
@@ -146,5 +156,12 @@ func (n InventoryCounts) Count(c *Credential, now time.Time) {
 	n.Status[st]++
 	if b := c.ExpiryBucket(now); b != "" && st != CredRevoked {
 		n.Expiry[b]++
+	}
+	overdue := n.Overdue
+	if overdue == 0 {
+		overdue = DefaultRotationOverdue
+	}
+	if b := c.RotationBucket(now, overdue); b != "" && n.Rotation != nil {
+		n.Rotation[b]++
 	}
 }

@@ -78,11 +78,18 @@ type Watch struct {
 	// StalledNotice the one whose stalled migration was.
 	PreviousRevoked int `json:"p,omitempty"`
 	StalledNotice   int `json:"s,omitempty"`
+	// Rotation are the rotation notices sent.
+	Rotation *RotationNotices `json:"rn,omitempty"`
 }
 
 // WatchOf returns what the monitor keeps of c.
 func WatchOf(c *Credential) Watch {
-	return Watch{ExpiryNotices: c.Notices, Refresh: c.Refresh, PreviousRevoked: c.PreviousRevoked, StalledNotice: c.StalledNotice}
+	w := Watch{ExpiryNotices: c.Notices, Refresh: c.Refresh, PreviousRevoked: c.PreviousRevoked, StalledNotice: c.StalledNotice}
+	if c.RotationSent != (RotationNotices{}) {
+		n := c.RotationSent
+		w.Rotation = &n
+	}
+	return w
 }
 
 // Encode renders w for a metadata value (at most 512 bytes).
@@ -104,6 +111,10 @@ func (c *Credential) ApplyWatch(s string) {
 // SetWatch sets on c what the monitor keeps of it (WatchOf's inverse).
 func (c *Credential) SetWatch(w Watch) {
 	c.Notices, c.Refresh, c.PreviousRevoked, c.StalledNotice = w.ExpiryNotices, w.Refresh, w.PreviousRevoked, w.StalledNotice
+	c.RotationSent = RotationNotices{}
+	if w.Rotation != nil {
+		c.RotationSent = *w.Rotation
+	}
 }
 
 // PreviousEnded reports whether the previous version c kept servable has
