@@ -152,6 +152,17 @@ var credentialFields = []credentialField{
 			fe.Add("autoRefresh", "must be a JSON boolean")
 		}
 	}},
+	text("rotator", func(c *credgate.Credential) *string { return &c.Rotator }),
+	{"rotationPolicy", "object", func(c *credgate.Credential, raw json.RawMessage, fe credgate.FieldErrors) {
+		var p *credgate.RotationPolicy // null removes the credential's own policy
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.DisallowUnknownFields()
+		if d.Decode(&p) != nil {
+			fe.Add("rotationPolicy", `must be {"every": "90d"}, with "keepPrevious" optional`)
+			return
+		}
+		c.RotationPolicy = p
+	}},
 	instant("expiresAt", func(c *credgate.Credential) **time.Time { return &c.ExpiresAt }),
 	instant("revokeAt", func(c *credgate.Credential) **time.Time { return &c.RevokeAt }),
 }
@@ -213,6 +224,7 @@ type credentialInput struct {
 	Secrets            map[string]*string         // by field name
 	CustomFields       map[string]*string
 	Generate           *bool           // rotate only
+	Via                *string         // rotate only: "rotator"
 	PreviousRevokeAt   json.RawMessage // rotate only
 	RevokeWhenMigrated *bool           // rotate only, with PreviousRevokeAt
 }
@@ -230,7 +242,7 @@ func (in *credentialInput) UnmarshalJSON(b []byte) error {
 	}{
 		"id": {&in.ID, "string"}, "integrationId": {&in.IntegrationID, "string"}, "customFields": {&in.CustomFields, "object"},
 		"generate": {&in.Generate, "boolean"}, "previousRevokeAt": {&in.PreviousRevokeAt, "string"},
-		"revokeWhenMigrated": {&in.RevokeWhenMigrated, "boolean"},
+		"revokeWhenMigrated": {&in.RevokeWhenMigrated, "boolean"}, "via": {&in.Via, "string"},
 	}
 	fe := credgate.FieldErrors{}
 	for name, v := range raw {

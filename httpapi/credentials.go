@@ -31,6 +31,13 @@ func (h *handlers) createCredential(c *gin.Context) {
 	case in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil:
 		fail(c, credgate.FieldErrors{"previousRevokeAt": "goes with rotate, and so does revokeWhenMigrated"}.Err())
 		return
+	case in.Via != nil:
+		fail(c, credgate.FieldErrors{"via": "goes with rotate"}.Err())
+		return
+	}
+	if err := h.checkRotator(c.Request.Context(), &in); err != nil {
+		fail(c, err)
+		return
 	}
 	if !may(c.Request.Context(), policy.CredentialsWrite, *in.IntegrationID) {
 		fail(c, refused(policy.CredentialsWrite, *in.IntegrationID))
@@ -198,6 +205,15 @@ func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, 
 		}
 		f.UnusedSince = now.Add(-d)
 	}
+	if v, ok := c.GetQuery("rotationDue"); ok {
+		switch v {
+		case "true":
+			f.RotationDue = true
+		case "false", "":
+		default:
+			return f, invalidParam("rotationDue must be true or false")
+		}
+	}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {
@@ -270,8 +286,12 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if in.Generate != nil || in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil {
-		fail(c, credgate.FieldErrors{"body": "generate, previousRevokeAt and revokeWhenMigrated go with rotate"}.Err())
+	if in.Generate != nil || in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil || in.Via != nil {
+		fail(c, credgate.FieldErrors{"body": "generate, via, previousRevokeAt and revokeWhenMigrated go with rotate"}.Err())
+		return
+	}
+	if err := h.checkRotator(c.Request.Context(), &in); err != nil {
+		fail(c, err)
 		return
 	}
 	if err := in.sameID(id); err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/rotation"
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/devvault"
@@ -189,6 +190,12 @@ type monitorSetup struct {
 	maxAttempts int              // webhook attempts; default webhook.DefaultMaxAttempts
 	// disableAfter is webhook.Options.DisableAfter; default its default.
 	disableAfter time.Duration
+	// rotationBackoff and rotationAttempts time the retries of rotation
+	// steps (default 200 ms, credgate's attempts); rotationOverdue is the
+	// overdue period (0: credgate's).
+	rotationBackoff  time.Duration
+	rotationAttempts int
+	rotationOverdue  time.Duration
 	// noMonitor runs the dispatcher (what this instance publishes is
 	// delivered from here) but no monitor: another instance sweeps.
 	noMonitor bool
@@ -204,6 +211,43 @@ type testAPI struct {
 	vaultCalls atomic.Int64
 	mu         sync.Mutex
 	ops        map[string]int // Vault calls by operation
+	// rotations drives this instance's rotations (with a monitor); holder
+	// names it in leases; stop stops its monitor, dispatcher and
+	// rotations, as a replica that dies would.
+	rotations *rotation.Runner
+	holder    string
+	stop      func()
+	// root is a root client of the instance's own Vault (replicas).
+	root *api.Client
+}
+
+// rootRead reads the data of logical path p of the credgate mount as
+// root: nil when there is none.
+func (a *testAPI) rootRead(p string) (map[string]any, error) {
+	c := a.root
+	if c == nil {
+		c = s.root
+	}
+	sec, err := c.Logical().Read("credgate/data/" + p)
+	if err != nil || sec == nil {
+		return nil, err
+	}
+	data, _ := sec.Data["data"].(map[string]any)
+	return data, nil
+}
+
+// metricsText is what a's /metrics answers.
+func (a *testAPI) metricsText() string { return string(a.do("GET", "/metrics", "", nil).Raw) }
+
+// grepLines is the lines of text that hold sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (a *testAPI) opCount(op string) int {
@@ -296,7 +340,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	h, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store, Usage: a.store,
-		Webhooks: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
+		Webhooks: a.store, Rotators: a.store, Rotations: rotationsOf(a), Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
@@ -311,6 +355,14 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	return a
+}
+
+// rotationsOf is a's rotations for its handler, or nil without a monitor.
+func rotationsOf(a *testAPI) httpapi.Rotations {
+	if a.rotations == nil {
+		return nil
+	}
+	return a.rotations
 }
 
 var nonID = regexp.MustCompile(`[^A-Za-z0-9]+`)

@@ -79,14 +79,15 @@ type routeFamily struct {
 	logs string
 }
 
-// routeFamilies is the one table of route families; the webhooks and the
-// grants answer as the credentials do. Every other path answers in the services
+// routeFamilies is the one table of route families; the webhooks, the
+// grants and the rotators answer as the credentials do. Every other path answers in the services
 // family's shape.
 var routeFamilies = []routeFamily{
 	{"/api/v1/services", false, credgate.Errorf(credgate.EInvalidRequest, "malformed service id in the path"), "integration"},
 	{"/api/v1/credentials", true, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"), "credential"},
 	{"/api/v1/webhooks", true, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"), ""},
 	{"/api/v1/grants", true, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"), ""},
+	{"/api/v1/rotators", true, credgate.Errorf(credgate.EInvalidParameter, "malformed id in the path"), ""},
 }
 
 // familyOf is the family of a request path.

@@ -14,6 +14,8 @@ import (
 type monitorMetrics struct {
 	credentials *prometheus.GaugeVec
 	expiring    *prometheus.GaugeVec
+	rotation    *prometheus.GaugeVec
+	steps       *prometheus.CounterVec
 	refreshes   *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
 	delivery    prometheus.Histogram
@@ -31,6 +33,12 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 		expiring: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "credgate_credentials_expiry", Help: "Credentials not revoked by tenant and expiry bucket (expired, lt_1d, lt_7d, lt_30d), as the last monitor pass counted them.",
 		}, []string{"tenant", "bucket"}),
+		rotation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credgate_credentials_rotation", Help: "Active credentials with a rotation policy by tenant and rotation bucket (overdue, due, lt_7d, lt_30d), as the last monitor pass counted them.",
+		}, []string{"tenant", "bucket"}),
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credgate_rotation_steps_total", Help: "Steps of rotations through rotators by step (create, test, promote, finish) and outcome (ok, retry, failed).",
+		}, []string{"step", "outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credgate_credential_refreshes_total", Help: "Automatic OAuth2 refreshes by outcome (ok, error).",
 		}, []string{"outcome"}),
@@ -54,7 +62,7 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 			Name: "credgate_monitor_pass_credentials", Help: "Credentials the last monitor pass examined.",
 		}),
 	}
-	reg.MustRegister(m.credentials, m.expiring, m.refreshes, m.deliveries, m.delivery, m.disabled, m.alerts, m.passSeconds, m.passCreds)
+	reg.MustRegister(m.credentials, m.expiring, m.rotation, m.steps, m.refreshes, m.deliveries, m.delivery, m.disabled, m.alerts, m.passSeconds, m.passCreds)
 	return m
 }
 
@@ -63,6 +71,7 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 func (m *Metrics) MonitorPass(byTenant map[string]credgate.InventoryCounts, credentials int, took time.Duration) {
 	status := map[[2]string]int{}
 	expiry := map[[2]string]int{}
+	rotation := map[[2]string]int{}
 	for t, c := range byTenant {
 		label := m.tenantLabel(t)
 		for k, n := range c.Status {
@@ -71,10 +80,17 @@ func (m *Metrics) MonitorPass(byTenant map[string]credgate.InventoryCounts, cred
 		for k, n := range c.Expiry {
 			expiry[[2]string{label, k}] += n
 		}
+		for k, n := range c.Rotation {
+			rotation[[2]string{label, k}] += n
+		}
 	}
 	mm := m.monitor
 	mm.credentials.Reset()
 	mm.expiring.Reset()
+	mm.rotation.Reset()
+	for k, n := range rotation {
+		mm.rotation.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
 	for k, n := range status {
 		mm.credentials.WithLabelValues(k[0], k[1]).Set(float64(n))
 	}
@@ -90,8 +106,15 @@ func (m *Metrics) MonitorPass(byTenant map[string]credgate.InventoryCounts, cred
 func (m *Metrics) MonitorLost() {
 	m.monitor.credentials.Reset()
 	m.monitor.expiring.Reset()
+	m.monitor.rotation.Reset()
 	m.monitor.passSeconds.Set(0)
 	m.monitor.passCreds.Set(0)
+}
+
+// RotationStep records a step of a rotation through a rotator (ok,
+// retry, failed).
+func (m *Metrics) RotationStep(step, outcome string) {
+	m.monitor.steps.WithLabelValues(step, outcome).Inc()
 }
 
 // CredentialRefresh records an automatic refresh (ok, error).

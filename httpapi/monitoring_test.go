@@ -21,6 +21,7 @@ import (
 	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
+	"github.com/credgate/credgate/rotation"
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
 	"github.com/credgate/credgate/webhook"
@@ -42,7 +43,16 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	if err != nil {
 		a.t.Fatal(err)
 	}
+	a.rotations, err = rotation.New(rotation.Options{
+		Store: a.store, Events: d, Client: guard.Client, Logger: log, Holder: holder, Now: o.now,
+		Retry:       credgate.RetryPolicy{Backoff: cmp.Or(o.rotationBackoff, 200*time.Millisecond), MaxAttempts: o.rotationAttempts},
+		LeaseMargin: time.Second, OnStep: a.metrics.RotationStep,
+	})
+	if err != nil {
+		a.t.Fatal(err)
+	}
 	mon, err := monitor.New(monitor.Options{
+		Rotations: a.rotations, RotationOverdue: func(string) time.Duration { return o.rotationOverdue },
 		Store: a.store, Events: d, Sweep: d, Grant: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Logger: log,
 		Holder: holder, Interval: 300 * time.Millisecond, LeaseTTL: 3 * time.Second, Tick: 100 * time.Millisecond,
 		SweepEvery: 500 * time.Millisecond, RefreshBackoff: 200 * time.Millisecond, Now: o.now, OnRefresh: a.metrics.CredentialRefresh, OnLost: a.metrics.MonitorLost,
@@ -54,10 +64,13 @@ func (a *testAPI) startMonitoring(guard *outbound.Guard, log *zap.Logger, o *mon
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Run(ctx) })
+	wg.Go(func() { a.rotations.Run(ctx) })
 	if !o.noMonitor {
 		wg.Go(func() { mon.Run(ctx) })
 	}
-	a.t.Cleanup(func() { cancel(); wg.Wait() })
+	a.holder = holder
+	a.stop = func() { cancel(); wg.Wait() }
+	a.t.Cleanup(a.stop)
 	return d
 }
 
@@ -87,6 +100,7 @@ func replicas(t *testing.T, c *clock, tune ...func(*monitorSetup)) (a, b *testAP
 	}
 	a = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: setup()})
 	b = newAPI(t, apiOptions{vault: own, ownToken: res.Token, monitor: setup()})
+	a.root, b.root = own.Client(t), own.Client(t)
 	return a, b
 }
 

@@ -152,7 +152,7 @@ var ginParam = regexp.MustCompile(`[:*]([A-Za-z]+)`)
 
 func TestOpenAPIDocumentsEveryRouteAndOnlyThose(t *testing.T) {
 	a := newAPI(t, apiOptions{})
-	h, err := httpapi.New(httpapi.Options{Services: a.store, Credentials: a.store, Primary: a.store, Rotator: a.store, Webhooks: a.store, Locator: a.store, Usage: a.store,
+	h, err := httpapi.New(httpapi.Options{Services: a.store, Credentials: a.store, Primary: a.store, Rotator: a.store, Webhooks: a.store, Rotators: a.store, Locator: a.store, Usage: a.store,
 		Grants: grantStore{a.store, a.grants}, Refresh: tokenrefresh.Grant(nil), Endpoints: mustGuard(t), Auth: noAuth{}, Logger: nopLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,17 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		fail(c, credgate.FieldErrors{"body": "rotate takes only secret values or generate; change other fields with PATCH"}.Err())
 		return
 	}
+	if in.Via != nil {
+		switch {
+		case *in.Via != "rotator":
+			fail(c, credgate.FieldErrors{"via": `must be "rotator"`}.Err())
+		case in.hasSecrets() || in.Generate != nil || in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil:
+			fail(c, credgate.FieldErrors{"via": "takes nothing else: the rotator makes the values, and the rotation policy's keepPrevious keeps the previous ones"}.Err())
+		default:
+			h.rotateViaRotator(c, id, version)
+		}
+		return
+	}
 	generate := in.Generate != nil && *in.Generate
 	// previousRevokeAt keeps the values being replaced servable until
 	// then, for a gradual migration; without it they end now.

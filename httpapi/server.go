@@ -137,6 +137,10 @@ type Options struct {
 	// Idempotency, when set, keeps the answers of POSTs sent with an
 	// Idempotency-Key.
 	Idempotency IdempotencyStore
+	// Rotators, when set, serves /api/v1/rotators; Rotations, when set,
+	// rotates through them (POST …/rotate {"via":"rotator"}).
+	Rotators  RotatorStore
+	Rotations Rotations
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -190,7 +194,8 @@ func New(o Options) (http.Handler, error) {
 	r.GET("/readyz", readyz(o.Ready, o.Logger))
 
 	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints,
-		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, usage: o.Usage, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver}
+		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, usage: o.Usage, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver,
+		rotators: o.Rotators, rotations: o.Rotations}
 	h.revokedReads, _ = lru.New[string, bool](10_000) // (a positive size cannot fail)
 	if h.roleMap == nil {
 		h.roleMap = policy.DefaultRoleMap()
@@ -245,6 +250,15 @@ func New(o Options) (http.Handler, error) {
 		wh.GET("/:id/deliveries", h.webhookDeliveries)
 	}
 
+	if o.Rotators != nil {
+		rt := authed.Group("/api/v1/rotators", require(policy.RotatorsManage))
+		rt.GET("", h.listRotators)
+		rt.POST("", once, h.createRotator)
+		rt.GET("/:id", h.getRotator)
+		rt.PATCH("/:id", h.patchRotator)
+		rt.DELETE("/:id", h.deleteRotator)
+	}
+
 	r.NoMethod(func(c *gin.Context) {
 		fail(c, credgate.Errorf(credgate.EMethodNotAllowed, "%s is not allowed here; allowed: %s", c.Request.Method, c.Writer.Header().Get("Allow")))
 	})
@@ -277,6 +291,8 @@ type handlers struct {
 	refresh      credgate.RefreshGrant
 	endpoints    EndpointGuard
 	webhooks     WebhookStore
+	rotators     RotatorStore
+	rotations    Rotations
 	events       EventPublisher
 	log          *zap.Logger
 }

@@ -45,6 +45,12 @@ type Publisher interface {
 	Intend(ctx context.Context, events ...credgate.Event) (credgate.Intent, error)
 }
 
+// Rotations starts the rotations credentials' policies make due and
+// resumes those whose next step is due (rotation.Runner).
+type Rotations interface {
+	Examine(ctx context.Context, tenant string, c *credgate.Credential)
+}
+
 // Sweeper retries the webhook deliveries that are due (webhook.Dispatcher).
 type Sweeper interface {
 	Sweep(ctx context.Context) (int, error)
@@ -82,6 +88,11 @@ type Options struct {
 	// Thresholds returns a tenant's expiry thresholds in days (nil:
 	// credgate.DefaultExpiryThresholds).
 	Thresholds func(tenant string) []int
+	// RotationOverdue returns how long after rotationDueAt a tenant's
+	// credential is announced overdue (0: credgate.DefaultRotationOverdue).
+	RotationOverdue func(tenant string) time.Duration
+	// Rotations, when set, is handed every credential the scan examines.
+	Rotations Rotations
 	// RefreshBackoff is the pause after a failed refresh, doubled after
 	// each further failure, at most an hour; default a minute.
 	RefreshBackoff time.Duration
@@ -268,6 +279,7 @@ func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, 
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
 	sys = credgate.WithRequestID(sys, "monitor-"+uuid.NewString())
 	counts := credgate.NewInventoryCounts()
+	counts.Overdue = m.overdue(tenant)
 	seen := 0
 	var after *credgate.CredentialPosition
 	for {
@@ -341,6 +353,10 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 	if c.MigrationWatched(now) {
 		m.migration(ctx, tenant, c)
 	}
+	m.rotationNotice(ctx, tenant, c)
+	if m.o.Rotations != nil {
+		m.o.Rotations.Examine(ctx, tenant, c)
+	}
 	if at, ok := c.RefreshAt(); ok && !at.After(now.Add(m.lookahead())) {
 		id := credgate.RequestIDFrom(ctx)
 		c := *c // the scan goes on with its copy
@@ -383,6 +399,37 @@ func (m *Monitor) notify(ctx context.Context, tenant string, c *credgate.Credent
 	c.MarkSent(days, expired, thresholds)
 	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
 		m.o.Logger.Warn("monitor: recording an expiry notice failed", zap.String("credential_id", c.ID), zap.Error(err))
+	}
+}
+
+// overdue is how long after its due date tenant's credential not rotated
+// is overdue.
+func (m *Monitor) overdue(tenant string) time.Duration {
+	if m.o.RotationOverdue != nil {
+		if d := m.o.RotationOverdue(tenant); d > 0 {
+			return d
+		}
+	}
+	return credgate.DefaultRotationOverdue
+}
+
+// rotationNotice sends c's rotation notice when one is due: once per due
+// date each, the overdue one the overdue period later.
+func (m *Monitor) rotationNotice(ctx context.Context, tenant string, c *credgate.Credential) {
+	typ := c.RotationNoticeDue(m.o.Now(), m.overdue(tenant))
+	if typ == "" {
+		return
+	}
+	e := credgate.NewEvent(ctx, typ, c)
+	e.Data.RotationDueAt = c.RotationDueAt
+	e.OnceID(typ, c.ID, c.RotationDueAt.UTC().Format(time.RFC3339))
+	if err := m.o.Events.Publish(ctx, e); err != nil {
+		m.o.Logger.Warn("monitor: publishing a rotation notice failed", zap.String("credential_id", c.ID), zap.Error(err))
+		return
+	}
+	c.MarkRotationNotice(typ)
+	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
+		m.o.Logger.Warn("monitor: recording a rotation notice failed", zap.String("credential_id", c.ID), zap.Error(err))
 	}
 }
 

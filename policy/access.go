@@ -28,8 +28,10 @@ type Access struct {
 }
 
 // grantable reports whether a grant's role confers p on its integrations:
-// the tenant's webhooks and grants are never a grant's to manage.
-func grantable(p Permission) bool { return p != WebhooksManage && p != GrantsManage }
+// the tenant's webhooks, grants and rotators are never a grant's to manage.
+func grantable(p Permission) bool {
+	return p != WebhooksManage && p != GrantsManage && p != RotatorsManage
+}
 
 // Matches reports whether pattern names integration: the same id, a
 // prefix of it followed by *, or *.

@@ -32,6 +32,8 @@ const (
 	FolderIdempotency  = "idempotency" // answers kept for Idempotency-Key, by caller and key
 	FolderLedgers      = "ledgers"     // who read each credential: ledgers/<service>/<credential>
 	FolderReach        = "reach"       // which integrations each principal read lately
+	FolderRotators     = "rotators"    // the tenant's rotators, with their signing secrets
+	FolderRotations    = "rotations"   // each credential's latest rotation through a rotator, with its pending values: rotations/<service>/<credential>
 )
 
 // tenantsRoot is the folder every tenant's records are under; systemRoot

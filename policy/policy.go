@@ -28,6 +28,9 @@ const (
 	// UsageRead: who read a credential, and which version (its ledger,
 	// which credgate writes as the tenant's system principal).
 	UsageRead Permission = "usage:read"
+	// RotatorsManage: the tenant's rotators, and the rotations credgate
+	// runs through them (their pending values among them).
+	RotatorsManage Permission = "rotators:manage"
 )
 
 // Role is a credgate role: a named set of permissions.
@@ -41,7 +44,7 @@ const (
 )
 
 var rolePermissions = map[Role][]Permission{
-	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage, GrantsManage, UsageRead},
+	IntegrationAdmin:  {ServicesRead, ServicesWrite, CredentialsMetaRead, CredentialsRead, CredentialsWrite, WebhooksManage, GrantsManage, UsageRead, RotatorsManage},
 	CredentialReader:  {ServicesRead, CredentialsMetaRead, CredentialsRead},
 	IntegrationViewer: {ServicesRead, CredentialsMetaRead},
 }
@@ -197,6 +200,7 @@ var permissionRules = map[Permission][]rule{
 		{FolderCredentials, "metadata", []string{"list", "delete"}, byFolder},
 		{FolderCredIndex, "metadata", []string{"delete"}, byTenant},
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
+		{FolderRotations, "metadata", []string{"delete"}, byFolder},
 		idempotencyRules[0], idempotencyRules[1],
 	},
 	CredentialsMetaRead: {
@@ -217,6 +221,8 @@ var permissionRules = map[Permission][]rule{
 		// The rotation lock: a record whose KV version is the lock.
 		{FolderCredLocks, "data", []string{"create", "read", "update"}, byTenant},
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
+		// A credential's rotation record goes with it.
+		{FolderRotations, "metadata", []string{"delete"}, byFolder},
 		idempotencyRules[0], idempotencyRules[1],
 		// The monitor (through the system principal) removes what is past
 		// keeping; never a grant's: its holder would find others' answers.
@@ -229,6 +235,12 @@ var permissionRules = map[Permission][]rule{
 		{FolderDeliveries, "metadata", []string{"delete"}, notGranted},
 		{FolderOutbox, "data", []string{"create", "read", "update"}, notGranted},
 		{FolderOutbox, "metadata", []string{"list", "delete"}, notGranted},
+		idempotencyRules[0], idempotencyRules[1],
+	},
+	RotatorsManage: {
+		{FolderRotators, "data", []string{"create", "read", "update"}, notGranted},
+		{FolderRotators, "metadata", []string{"list", "delete"}, notGranted},
+		{FolderRotations, "data", []string{"create", "read", "update"}, byFolder},
 		idempotencyRules[0], idempotencyRules[1],
 	},
 	UsageRead: {

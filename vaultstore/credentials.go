@@ -97,8 +97,15 @@ func credentialOf(d *credData, sec *kvMeta, now time.Time) *credgate.Credential 
 	c.Version = sec.Version
 	c.LastAccessedAt = parseTime(sec.CustomMetadata.LastAccessedAt)
 	c.ApplyWatch(sec.CustomMetadata.Watch)
+	c.Rotation = credgate.DecodeRotationStatus(sec.CustomMetadata.Rotation)
 	c.ReadAt = now
 	return &c
+}
+
+// derive sets what c's stored fields and the tenant's configuration make
+// of it: when it is due for rotation.
+func (k *session) derive(c *credgate.Credential) {
+	c.RotationDueAt = c.DueForRotation(k.s.rotationDefault(k.tenant))
 }
 
 // serviceAndCred reads the live service and the current data of cred in
@@ -147,7 +154,9 @@ func (k *session) credRecord(service, cred string, deleted bool) record[credVers
 				}
 			}
 			last = sec
-			return credVersion{c: *credentialOf(d, sec, k.s.opts.Now()), info: d.Info}, sec.Version, nil
+			c := credentialOf(d, sec, k.s.opts.Now())
+			k.derive(c)
+			return credVersion{c: *c, info: d.Info}, sec.Version, nil
 		},
 		write: func(ctx context.Context, cur credVersion, next *credVersion, cas int) (int, error) {
 			info := next.info
@@ -190,6 +199,7 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	info.ChangeID = credgate.ChangeFrom(ctx)
 	info.Credential = *c
 	info.Secrets, info.Version, info.LastAccessedAt, info.Refresh = nil, 0, nil, nil
+	info.RotationDueAt, info.Rotation = nil, nil // derived when read
 	if err := fitsProjection(info); err != nil {
 		return nil, err
 	}
@@ -226,6 +236,7 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	}
 	out := *c
 	out.Version = version
+	k.derive(&out)
 	if cas == 0 && version == 1 {
 		return &out, nil
 	}
@@ -429,6 +440,8 @@ func (k *session) removeCred(ctx context.Context, service, cred string, foundByI
 	paths := []struct{ op, path string }{
 		{"credential_delete", k.credPath(service, cred)},
 		{"credential_lock_delete", k.credLockPath(cred)},
+		{"rotation_delete", rotationPath(k.tenant, service, cred)},
+		{"rotation_lease_delete", rotationLeasePath(k.tenant, cred)},
 		{"credential_index_delete", k.credIndexPath(cred)},
 	}
 	if !foundByIndex {

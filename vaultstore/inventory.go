@@ -29,19 +29,20 @@ func (k *session) serviceAndList(ctx context.Context, service string, now time.T
 	if err != nil {
 		return nil, nil, translate(err, credgate.ECredentialNotFound)
 	}
-	list := liveOf(rec, infos, now)
+	list := k.liveOf(rec, infos, now)
 	credgate.SortInventory(list)
 	return rec, list, nil
 }
 
 // liveOf is the credentials of infos that are rec's own, live, as read at
 // now.
-func liveOf(rec *serviceRecord, infos []*credInfo, now time.Time) []*credgate.Credential {
+func (k *session) liveOf(rec *serviceRecord, infos []*credInfo, now time.Time) []*credgate.Credential {
 	list := []*credgate.Credential{}
 	for _, info := range infos {
 		if info.belongsTo(rec) {
 			c := info.Credential
 			c.ReadAt = now
+			k.derive(&c)
 			list = append(list, &c)
 		}
 	}

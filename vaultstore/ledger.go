@@ -281,5 +281,6 @@ func (s *Store) DescribeCredential(ctx context.Context, service, cred string) (*
 	}
 	c := info.Credential
 	c.ReadAt = s.opts.Now()
+	k.derive(&c)
 	return &c, nil
 }

@@ -18,7 +18,7 @@ func (k *session) credsOf(ctx context.Context, rec *serviceRecord) ([]*credgate.
 	if err != nil {
 		return nil, err
 	}
-	return liveOf(rec, infos, k.s.opts.Now()), nil
+	return k.liveOf(rec, infos, k.s.opts.Now()), nil
 }
 
 // SetPrimaryCredential sets u on the primary credential of service as a new

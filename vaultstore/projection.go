@@ -36,12 +36,14 @@ type hotKeys struct {
 	LastAccessedAt string `json:"lastAccessedAt"`
 	Projected      string `json:"projected"` // the version the projection describes
 	Watch          string `json:"monitor"`   // credgate.Watch: the monitor's bookkeeping
+	Rotation       string `json:"rotation"`  // credgate.RotationStatus: the latest rotation through a rotator
 }
 
 var (
 	metaLastAccess = jsonName[hotKeys]("LastAccessedAt")
 	metaProjected  = jsonName[hotKeys]("Projected")
 	metaWatch      = jsonName[hotKeys]("Watch")
+	metaRotation   = jsonName[hotKeys]("Rotation")
 )
 
 // jsonName is the JSON name of field of T.
@@ -166,6 +168,7 @@ func fromProjection(meta map[string]any) (*credInfo, bool) {
 	info.Version = version
 	info.LastAccessedAt = parseTime(str(meta[metaLastAccess]))
 	info.ApplyWatch(str(meta[metaWatch]))
+	info.Rotation = credgate.DecodeRotationStatus(str(meta[metaRotation]))
 	return &info, true
 }
 

@@ -68,6 +68,7 @@ func missing(service string, serviceGone bool, err error) error {
 // served returns current, the credential's current version, or the
 // version r names, when current's status lets it be served.
 func (k *session) served(ctx context.Context, r credgate.CredentialRead, current *credgate.Credential) (*credgate.Credential, error) {
+	k.derive(current)
 	if err := current.Servable(current.ReadAt); err != nil {
 		return nil, err
 	}

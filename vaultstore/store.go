@@ -84,6 +84,9 @@ type Options struct {
 	// finding as the ledgers are written (an event to publish).
 	UsageRules   func(tenant string) credgate.UsageRules
 	OnUsageAlert func(credgate.UsageAlert)
+	// RotationPolicy returns a tenant's default rotation policy, which
+	// holds for its credentials without their own (nil: none).
+	RotationPolicy func(tenant string) *credgate.RotationPolicy
 }
 
 // Store keeps credgate's records in Vault. It is safe for concurrent use.

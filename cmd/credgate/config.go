@@ -22,6 +22,7 @@ import (
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/policy"
+	"github.com/credgate/credgate/rotation"
 	"github.com/credgate/credgate/vaultlogin"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/webhook"
@@ -45,6 +46,7 @@ type Config struct {
 	Outbound       OutboundConfig  `yaml:"outbound"`
 	Monitor        MonitorConfig   `yaml:"monitor"`
 	Webhooks       WebhooksConfig  `yaml:"webhooks"`
+	Rotation       RotationConfig  `yaml:"rotation"`
 	Grants         []GrantConfig   `yaml:"grants"`
 }
 
@@ -64,6 +66,47 @@ type MonitorConfig struct {
 	// RefreshWorkers bounds the automatic refreshes at once; a tenant
 	// gets at most half.
 	RefreshWorkers int `yaml:"refresh_workers"`
+}
+
+// RotationConfig is the rotation schedule and the driving of rotations
+// through rotators: a default policy (every, keep_previous; none unless
+// set) and a tenant's own, the overdue period after a due date, how a
+// failed step is retried (backoff doubled up to an hour, max_attempts
+// tries) and how many rotations are driven at once (a tenant gets half).
+type RotationConfig struct {
+	RotationPolicyConfig `yaml:",inline"`
+	Backoff              time.Duration                   `yaml:"backoff"`
+	MaxAttempts          int                             `yaml:"max_attempts"`
+	Workers              int                             `yaml:"workers"`
+	Tenants              map[string]RotationPolicyConfig `yaml:"tenants"`
+}
+
+// RotationPolicyConfig is a default rotation policy (credgate.RotationPolicy)
+// and, per tenant, its overdue period.
+type RotationPolicyConfig struct {
+	Every        string        `yaml:"every"`
+	KeepPrevious string        `yaml:"keep_previous"`
+	OverdueAfter time.Duration `yaml:"overdue_after"`
+}
+
+// policyOf returns tenant's default rotation policy, or nil.
+func (r RotationConfig) policyOf(tenant string) *credgate.RotationPolicy {
+	p := r.RotationPolicyConfig
+	if t, ok := r.Tenants[tenant]; ok && t.Every != "" {
+		p = t
+	}
+	if p.Every == "" {
+		return nil
+	}
+	return &credgate.RotationPolicy{Every: p.Every, KeepPrevious: p.KeepPrevious}
+}
+
+// overdueOf returns tenant's overdue period.
+func (r RotationConfig) overdueOf(tenant string) time.Duration {
+	if t, ok := r.Tenants[tenant]; ok && t.OverdueAfter > 0 {
+		return t.OverdueAfter
+	}
+	return r.RotationPolicyConfig.OverdueAfter
 }
 
 // WebhooksConfig times webhook deliveries: Timeout per attempt; after a
@@ -402,6 +445,10 @@ func DefaultConfig() Config {
 			Interval: monitor.DefaultInterval, Rate: monitor.DefaultRate, LeaseTTL: monitor.DefaultLeaseTTL,
 			ExpiryThresholds: credgate.DefaultExpiryThresholds, RefreshWorkers: monitor.DefaultWorkers,
 		},
+		Rotation: RotationConfig{
+			RotationPolicyConfig: RotationPolicyConfig{OverdueAfter: credgate.DefaultRotationOverdue}, Backoff: credgate.DefaultRotationBackoff,
+			MaxAttempts: credgate.DefaultRotationAttempts, Workers: rotation.DefaultWorkers,
+		},
 		Webhooks: WebhooksConfig{
 			Timeout: webhook.DefaultTimeout, Backoff: webhook.DefaultBackoff, MaxBackoff: webhook.DefaultMaxBackoff,
 			RetryFor: webhook.DefaultRetryFor, MaxAttempts: webhook.DefaultMaxAttempts,
@@ -571,6 +618,26 @@ func (c Config) Validate() error {
 		if why := r.Or(c.Usage.UsageRules).Check(); why != "" || !validTenant(t) {
 			bad("usage.tenants.%s: a valid tenant id; %s", t, why)
 		}
+	}
+	checkPolicy := func(key string, p RotationPolicyConfig) {
+		if p.Every == "" && p.KeepPrevious == "" {
+			return
+		}
+		fe := credgate.FieldErrors{}
+		(&credgate.RotationPolicy{Every: p.Every, KeepPrevious: p.KeepPrevious}).Check(fe, key)
+		for f, why := range fe {
+			bad("%s: %s", f, why)
+		}
+	}
+	checkPolicy("rotation", c.Rotation.RotationPolicyConfig)
+	for t, p := range c.Rotation.Tenants {
+		if !validTenant(t) {
+			bad("rotation.tenants.%s: not a valid tenant id", t)
+		}
+		checkPolicy("rotation.tenants."+t, p)
+	}
+	if c.Rotation.OverdueAfter <= 0 || c.Rotation.Backoff < time.Second || c.Rotation.MaxAttempts < 1 || c.Rotation.Workers < 1 {
+		bad("rotation: overdue_after above 0, backoff at least 1s, max_attempts and workers at least 1")
 	}
 	if _, err := c.Outbound.guard(); err != nil {
 		errs = append(errs, err)

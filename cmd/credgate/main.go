@@ -211,7 +211,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Client: vc, Identity: identity, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
 		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
-		UsageRules: cfg.Usage.of,
+		UsageRules: cfg.Usage.of, RotationPolicy: cfg.Rotation.policyOf,
 		OnUsageAlert: func(a credgate.UsageAlert) {
 			metrics.UsageAlert(a.Type)
 			m.Logger.Warn("unusual use of credentials", zap.String("type", a.Type), zap.String("tenant", a.Tenant), zap.String("credential_id", a.Cred), zap.String("subject", a.Reader.Subject), zap.String("reason", a.Reason))
@@ -273,7 +273,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	handler, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store, Usage: store,
-		Webhooks: store, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(), Idempotency: store,
+		Webhooks: store, Rotators: store, Rotations: mon.rotations, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(), Idempotency: store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
 		Metrics: metrics, RateLimit: rl,
 		TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,

@@ -7,9 +7,11 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/outbound"
+	"github.com/credgate/credgate/rotation"
 	"github.com/credgate/credgate/tokenrefresh"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/webhook"
@@ -19,8 +21,9 @@ import (
 // dispatcher (events published here are tried here first) and the monitor
 // (which works only while this replica holds its lease).
 type monitoring struct {
-	events  *webhook.Dispatcher
-	monitor *monitor.Monitor
+	events    *webhook.Dispatcher
+	monitor   *monitor.Monitor
+	rotations *rotation.Runner
 }
 
 // replicaName names this replica in leases and claims: host and a random
@@ -42,8 +45,17 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 	if err != nil {
 		return nil, err
 	}
+	rc := cfg.Rotation
+	rot, err := rotation.New(rotation.Options{
+		Store: store, Events: d, Client: guard.Client, Logger: log.Named("rotation"), Holder: holder,
+		Retry: credgate.RetryPolicy{Backoff: rc.Backoff, MaxAttempts: rc.MaxAttempts}, Workers: rc.Workers, OnStep: metrics.RotationStep,
+	})
+	if err != nil {
+		return nil, err
+	}
 	mc := cfg.Monitor
 	mon, err := monitor.New(monitor.Options{
+		Rotations: rot, RotationOverdue: rc.overdueOf,
 		Store: store, Events: d, Sweep: d, Grant: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)),
 		Logger: log.Named("monitor"), Holder: holder, Interval: mc.Interval, Rate: mc.Rate, LeaseTTL: mc.LeaseTTL,
 		Workers: mc.RefreshWorkers,
@@ -62,12 +74,13 @@ func newMonitoring(cfg Config, store *vaultstore.Store, guard *outbound.Guard, m
 	if err != nil {
 		return nil, err
 	}
-	return &monitoring{events: d, monitor: mon}, nil
+	return &monitoring{events: d, monitor: mon, rotations: rot}, nil
 }
 
 // run delivers and, unless disabled, monitors until ctx ends.
 func (m *monitoring) run(ctx context.Context, monitorOn bool) {
 	go m.events.Run(ctx)
+	go m.rotations.Run(ctx)
 	if monitorOn {
 		go m.monitor.Run(ctx)
 	}

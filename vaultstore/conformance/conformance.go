@@ -42,6 +42,13 @@ type Store interface {
 	RecordRead(ctx context.Context, service, cred string, version int, grant string)
 	FlushLedgers()
 	CredentialLedger(ctx context.Context, service, cred string) (*credgate.Ledger, error)
+	// Rotations through rotators: their records and the turn at driving one.
+	CreateRotator(ctx context.Context, r *credgate.Rotator) (*credgate.Rotator, error)
+	BeginRotation(ctx context.Context, cred, trigger string, ifMatch int) (*credgate.Credential, bool, error)
+	Rotation(ctx context.Context, tenant, service, cred string) (*credgate.Rotation, error)
+	UpdateRotation(ctx context.Context, tenant, service, cred string, fn func(*credgate.Rotation) error) (*credgate.Rotation, error)
+	HoldRotation(ctx context.Context, tenant, cred, holder string, ttl time.Duration) error
+	ReleaseRotation(ctx context.Context, tenant, cred, holder string)
 }
 
 // Env is a store under test and a way to look behind it.
@@ -77,6 +84,8 @@ func Run(t *testing.T, newEnv func(t *testing.T) *Env) {
 		{"CredentialsOfAnEarlierServiceAreNotInherited", testIncarnation},
 		{"DeleteMarksFirstAndFinishesOnRepeat", testDeleteFinishes},
 		{"LedgerMergesAddUpAcrossConcurrentWriters", testLedgerMerges},
+		{"ConcurrentTriggersMakeOneRotation", testOneRotation},
+		{"RotationStepsAreRecordedOnceAndPendingValuesNeverServed", testRotationSteps},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newEnv(t)) })
@@ -613,5 +622,149 @@ func testLedgerMerges(t *testing.T, e *Env) {
 	}
 	if _, err := e.Store.CredentialLedger(f.reader, "svc", c.ID); credgate.ErrorCode(err) != credgate.EInsufficientPermissions {
 		t.Fatalf("a reader reads the ledger: %v", err)
+	}
+}
+
+// rotating is a credential of f named to be rotated by a new rotator.
+func (f *fixture) rotating(t *testing.T, key string) *credgate.Credential {
+	t.Helper()
+	rot, err := f.e.Store.CreateRotator(f.admin, &credgate.Rotator{URL: "https://rotator.example/rotate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.e.Store.CreateCredential(f.admin, &credgate.Credential{
+		IntegrationID: "svc", CredentialName: "rotated", AuthType: credgate.AuthAPIKey, Status: credgate.CredActive,
+		Metadata: map[string]any{}, Secrets: credgate.Secrets{"apiKey": key}, Rotator: rot.ID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testOneRotation(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.rotating(t, "key-"+f.tenant)
+	const n = 8
+	ids := make([]string, n)
+	started := atomic.Int32{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			out, ok, err := e.Store.BeginRotation(f.admin, c.ID, credgate.TriggerRequest, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				started.Add(1)
+			}
+			ids[i] = out.Rotation.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("%d triggers made several rotations: %v", n, ids)
+		}
+	}
+	if started.Load() != 1 {
+		t.Fatalf("%d triggers say they started it", started.Load())
+	}
+	sec, err := e.Root.Logical().Read(f.path("data", policy.FolderRotations, "svc/"+c.ID))
+	if err != nil || sec == nil {
+		t.Fatalf("the rotation is not kept where the layout says: %v", err)
+	}
+	if d := sec.Data["data"].(map[string]any); d["id"] != ids[0] || d["state"] != credgate.RotationRunning || d["step"] != credgate.StepCreate {
+		t.Fatalf("stored: %v", d)
+	}
+	// A viewer sees where it stands on the credential, without values.
+	if got := f.described(t, c.ID); got.Rotation == nil || got.Rotation.ID != ids[0] || got.Rotation.FromVersion != 1 {
+		t.Fatalf("described: %+v", got.Rotation)
+	}
+	// A stale If-Match starts nothing; neither does a credential without
+	// a rotator.
+	if _, _, err := e.Store.BeginRotation(f.admin, c.ID, credgate.TriggerRequest, 9); credgate.ErrorCode(err) != credgate.EVersionConflict {
+		t.Fatalf("stale If-Match: %v", err)
+	}
+	plain := f.cred(t, "plain", "k-"+f.tenant)
+	wantCode(t, func() error {
+		_, _, err := e.Store.BeginRotation(f.admin, plain.ID, credgate.TriggerRequest, 0)
+		return err
+	}(), credgate.EValidationFailed)
+}
+
+func testRotationSteps(t *testing.T, e *Env) {
+	f := newFixture(t, e)
+	c := f.rotating(t, "key-"+f.tenant)
+	if _, _, err := e.Store.BeginRotation(f.admin, c.ID, credgate.TriggerRequest, 0); err != nil {
+		t.Fatal(err)
+	}
+	sys := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(f.tenant))
+	// Two holders: one turn at a time.
+	if err := e.Store.HoldRotation(sys, f.tenant, c.ID, "one", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, e.Store.HoldRotation(sys, f.tenant, c.ID, "two", time.Minute), credgate.EVersionConflict)
+	// Replicas recording the same step's result: one is recorded.
+	pending := "pending-" + f.tenant
+	var recorded atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			_, err := e.Store.UpdateRotation(sys, f.tenant, "svc", c.ID, func(r *credgate.Rotation) error {
+				return r.Created(credgate.Secrets{"apiKey": fmt.Sprint(pending, i)}, nil, time.Now())
+			})
+			switch {
+			case err == nil:
+				recorded.Add(1)
+			case !errors.Is(err, credgate.ErrStepDone):
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if recorded.Load() != 1 {
+		t.Fatalf("%d results of one step recorded", recorded.Load())
+	}
+	rot, err := e.Store.Rotation(sys, f.tenant, "svc", c.ID)
+	if err != nil || rot.Step != credgate.StepTest || !strings.HasPrefix(rot.Pending["apiKey"], pending) {
+		t.Fatalf("rotation: %+v %v", rot, err)
+	}
+	// The pending values are served to nobody: not by a read, not in the
+	// description, and a reader's Vault token cannot read the record.
+	got, err := e.Store.GetCredential(f.reader, credgate.CredentialRead{Service: "svc", ID: c.ID})
+	if err != nil || got.Secrets["apiKey"] != "key-"+f.tenant {
+		t.Fatalf("read: %v %v", got, err)
+	}
+	if d := f.described(t, c.ID); d.Rotation == nil || d.Rotation.Step != credgate.StepTest {
+		t.Fatalf("described: %+v", d.Rotation)
+	}
+	_, _, custom := f.stored(t, c.ID)
+	if b, _ := json.Marshal(custom); strings.Contains(string(b), pending) {
+		t.Fatal("the pending values are in the credential's metadata")
+	}
+	tok, err := e.Store.TokenFor(f.reader, credgate.PrincipalFrom(f.reader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := e.Root.Clone()
+	rc.SetToken(tok)
+	if _, err := rc.Logical().Read(f.path("data", policy.FolderRotations, "svc/"+c.ID)); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("a reader's token reads the rotation: %v", err)
+	}
+	// The holder gives its turn up; the other may take it.
+	e.Store.ReleaseRotation(sys, f.tenant, c.ID, "one")
+	if err := e.Store.HoldRotation(sys, f.tenant, c.ID, "two", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Deleting the credential removes its rotation and its lease.
+	if _, err := e.Store.DeleteCredential(f.admin, c.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{f.path("data", policy.FolderRotations, "svc/"+c.ID), f.path("data", policy.FolderCredLocks, c.ID+".rotation")} {
+		if sec, err := e.Root.Logical().Read(p); err != nil || sec != nil {
+			t.Fatalf("%s outlived its credential: %v %v", p, sec, err)
+		}
 	}
 }
