@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/examples/rotator"
 	"github.com/credgate/credgate/policy"
@@ -282,6 +284,17 @@ func TestRotationThroughARotatorEndToEnd(t *testing.T) {
 	if m := a.metricsText() + b.metricsText(); !strings.Contains(m, `credgate_rotation_steps_total{outcome="ok",step="create"} 1`) {
 		t.Fatalf("no step metrics:\n%s", grepLines(m, "credgate_rotation_steps_total"))
 	}
+	// A status the credential shows wrongly (its write failed) is shown
+	// again from the rotation's record by the next pass; nothing is called.
+	stale := credgate.RotationStatus{ID: ids[0], Rotator: s.rotatorID, Trigger: credgate.TriggerRequest, State: credgate.RotationRunning, Step: credgate.StepTest, StartedAt: time.Now(), UpdatedAt: time.Now(), FromVersion: 1}
+	path := policy.Path(s.ten, policy.FolderCredentials, "stripe/"+s.cred)
+	if err := a.root.KVv2("credgate").PatchMetadata(context.Background(), path, api.KVMetadataPatchInput{CustomMetadata: map[string]any{"rotation": stale.Encode()}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the status shown again", func() bool { return s.rotation(t, a)["state"] == credgate.RotationSucceeded })
+	if s.rot.count(credgate.StepTest) != 1 || s.rot.count(credgate.StepCreate) != 1 {
+		t.Fatal("a stale status made the rotator be called again")
+	}
 }
 
 // With a migration period the previous key stays servable and is revoked
@@ -528,7 +541,6 @@ func TestRotatorRoutesAndChecks(t *testing.T) {
 	if rec, err := a.rootRead(policy.Path(s.ten, policy.FolderRotations, "stripe/"+s.cred)); err == nil && rec != nil {
 		t.Fatalf("the rotation record outlived its credential: %v", rec)
 	}
-	_ = context.Background()
 }
 
 // A credential with a rotator and a policy is rotated by itself when due:

@@ -176,6 +176,9 @@ func (r *Runner) drive(ctx context.Context, tenant, service, cred string) {
 		}
 		ctx := credgate.WithRequestID(ctx, rot.ID)
 		if !rot.Active() {
+			// Over, though the credential may still show it under way (a
+			// status that could not be shown): show it again.
+			_, _ = r.o.Store.UpdateRotation(ctx, tenant, service, cred, func(*credgate.Rotation) error { return nil })
 			return
 		}
 		rotator, err := r.o.Store.GetRotator(ctx, rot.Rotator)
