@@ -73,6 +73,12 @@ type Credential struct {
 	PreviousRevoked int             `json:"-"`
 	StalledNotice   int             `json:"-"`
 	RotationSent    RotationNotices `json:"-"`
+	// Connection is where an OAuth2 credential's link with its provider
+	// stands (credgate sets it); TokenEndpointAuthMethod is how credgate
+	// authenticates at the token endpoint (client_secret_basic, the
+	// default, or client_secret_post).
+	Connection              *Connection `json:"connection,omitempty"`
+	TokenEndpointAuthMethod string      `json:"tokenEndpointAuthMethod,omitempty"`
 
 	// Secrets holds the secret values; nil when the reader may not see them.
 	Secrets Secrets `json:"-"`
@@ -178,10 +184,18 @@ func (c *Credential) Validate() error {
 		fe.Add("authType", "must be one of "+strings.Join(AuthTypes, ", "))
 		return fe.Err()
 	}
+	c.checkConnection(fe)
+	awaits := c.awaitsConnection()
 	for _, f := range rule.required {
-		if c.Secrets[f] == "" {
-			fe.Add(f, "is required for authType "+c.AuthType)
+		if c.Secrets[f] == "" && !(f == "accessToken" && awaits) {
+			fe.Add(f, "is required for authType "+c.AuthType+" (an oauth2_bearer credential with authorizationEndpoint, tokenEndpoint and clientId may instead await its connection)")
 		}
+	}
+	switch pending := c.Pending(); {
+	case awaits && !pending:
+		c.Connection = &Connection{State: ConnectionPending, Since: time.Now().UTC().Truncate(time.Second)}
+	case !awaits && pending: // its tokens were stored by hand
+		c.Connection = &Connection{State: ConnectionConnected, Since: time.Now().UTC().Truncate(time.Second)}
 	}
 	switch {
 	case c.TokenEndpoint != "":
@@ -191,7 +205,7 @@ func (c *Credential) Validate() error {
 		fe.Add("tokenEndpoint", "is required with a refreshToken")
 	}
 	if c.AutoRefresh && !c.CanRefresh() {
-		fe.Add("autoRefresh", "needs an OAuth2 credential with a refreshToken and a tokenEndpoint")
+		fe.Add("autoRefresh", "needs an OAuth2 credential with a tokenEndpoint and a refreshToken (or a client-credentials one)")
 	}
 	c.RotationPolicy.Check(fe, "rotationPolicy")
 	if c.Rotator != "" && !ValidRotatorID(c.Rotator) {
@@ -203,9 +217,11 @@ func (c *Credential) Validate() error {
 	return fe.Err()
 }
 
-// CanRefresh reports whether rotation is an OAuth2 refresh-token grant.
+// CanRefresh reports whether rotation is an OAuth2 grant: a refresh-token
+// grant, or for a client-credentials credential without a refresh token, a
+// client-credentials grant.
 func (c *Credential) CanRefresh() bool {
-	return authRules[c.AuthType].oauth2 && c.TokenEndpoint != "" && c.Secrets["refreshToken"] != ""
+	return authRules[c.AuthType].oauth2 && c.TokenEndpoint != "" && (c.Secrets["refreshToken"] != "" || c.AuthType == AuthOAuth2ClientCredentials)
 }
 
 // Generate replaces the secret values credgate may generate for c (the auth
@@ -275,6 +291,9 @@ func (c *Credential) CheckSuccessor(old *Credential, now time.Time) error {
 func (c *Credential) Servable(now time.Time) error {
 	switch st := c.EffectiveStatus(now); st {
 	case CredActive, CredExpired:
+		if c.Pending() {
+			return &Error{Code: ECredentialNotFound, Message: "the credential awaits its OAuth2 connection (POST /api/v1/credentials/" + c.ID + "/connect); it has no tokens yet"}
+		}
 		return nil
 	default:
 		return &Error{Code: ECredentialNotFound, Message: "the credential is " + st + "; its values are not served", Status: st}
@@ -334,6 +353,9 @@ func (c *Credential) KeepPrevious(until *time.Time, whenMigrated bool) {
 func PickServable(list []*Credential, now time.Time) *Credential {
 	var best, bestExpired *Credential
 	for _, c := range list {
+		if c.Pending() {
+			continue // nothing to serve yet
+		}
 		switch c.EffectiveStatus(now) {
 		case CredActive:
 			if best == nil || c.CreatedAt.After(best.CreatedAt) {

@@ -45,6 +45,7 @@ const (
 var EventTypes = []string{EventCreated, EventRotated, EventRefreshed, EventRefreshFailed, EventRevoked, EventDeleted, EventExpiring, EventExpired, EventAccessDenied,
 	EventGrantCreated, EventGrantDeleted, EventGrantExpired, EventWebhookDisabled, EventMigrationStalled,
 	EventRotationDue, EventRotationOverdue, EventRotationFailed,
+	EventConnected, EventConnectionBroken, EventConnectionRestored,
 	EventNewReader, EventReadSpike, EventBroadRead, EventRevokedRead}
 
 // SystemSubject is the actor of what credgate does by itself (refresh,

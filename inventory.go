@@ -23,8 +23,11 @@ type CredentialFilter struct {
 	// RotationDue selects the credentials due for rotation
 	// (Credential.RotationIsDue).
 	RotationDue bool
-	After       *CredentialPosition
-	Limit       int
+	// Connection selects the credentials whose connection is in that
+	// state (ConnectionStates).
+	Connection string
+	After      *CredentialPosition
+	Limit      int
 	// Visible is ServiceFilter.Visible for the integrations listed.
 	Visible func(integration string) bool
 }
@@ -47,6 +50,9 @@ func (f CredentialFilter) Check() FieldErrors {
 	if f.AuthType != "" && !slices.Contains(AuthTypes, f.AuthType) {
 		fe.Add("authType", "must be one of "+strings.Join(AuthTypes, ", "))
 	}
+	if f.Connection != "" && !slices.Contains(ConnectionStates, f.Connection) {
+		fe.Add("connection", "must be one of "+strings.Join(ConnectionStates, ", "))
+	}
 	return fe
 }
 
@@ -65,6 +71,8 @@ func (f CredentialFilter) Matches(c *Credential, now time.Time) bool {
 	case !f.UnusedSince.IsZero() && !c.UnusedSince(f.UnusedSince):
 		return false
 	case f.RotationDue && !c.RotationIsDue(now):
+		return false
+	case f.Connection != "" && (c.Connection == nil || c.Connection.State != f.Connection):
 		return false
 	}
 	return true
@@ -138,8 +146,9 @@ func ParseCredentialPosition(s string) (*CredentialPosition, error) {
 // counts and the metrics show.
 type InventoryCounts struct {
 	Status, Expiry map[string]int
-	// Rotation counts by rotation bucket (RotationBucket).
-	Rotation map[string]int
+	// Rotation counts by rotation bucket (RotationBucket); Connection
+	// the OAuth2 credentials by connection state.
+	Rotation, Connection map[string]int
 	// Overdue is the overdue period the rotation buckets use (0:
 	// DefaultRotationOverdue).
 	Overdue time.Duration
@@ -147,7 +156,7 @@ type InventoryCounts struct {
 
 // NewInventoryCounts returns empty counts.
 func NewInventoryCounts() InventoryCounts {
-	return InventoryCounts{Status: map[string]int{}, Expiry: map[string]int{}, Rotation: map[string]int{}}
+	return InventoryCounts{Status: map[string]int{}, Expiry: map[string]int{}, Rotation: map[string]int{}, Connection: map[string]int{}}
 }
 
 // Count adds c as it is at now.
@@ -163,5 +172,8 @@ func (n InventoryCounts) Count(c *Credential, now time.Time) {
 	}
 	if b := c.RotationBucket(now, overdue); b != "" && n.Rotation != nil {
 		n.Rotation[b]++
+	}
+	if c.Connection != nil && n.Connection != nil && st != CredRevoked {
+		n.Connection[c.Connection.State]++
 	}
 }
