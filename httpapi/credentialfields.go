@@ -153,6 +153,7 @@ var credentialFields = []credentialField{
 		}
 	}},
 	text("rotator", func(c *credgate.Credential) *string { return &c.Rotator }),
+	text("tokenEndpointAuthMethod", func(c *credgate.Credential) *string { return &c.TokenEndpointAuthMethod }),
 	{"rotationPolicy", "object", func(c *credgate.Credential, raw json.RawMessage, fe credgate.FieldErrors) {
 		var p *credgate.RotationPolicy // null removes the credential's own policy
 		d := json.NewDecoder(bytes.NewReader(raw))

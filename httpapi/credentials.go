@@ -133,6 +133,16 @@ func (h *handlers) getCredential(c *gin.Context) {
 		fail(c, inCredentialTerms(err, service))
 		return
 	}
+	if h.tokens != nil && read.Version == 0 && out.TokenDue(time.Now()) {
+		// A client-credentials credential without a current token: one is
+		// minted (one token request however many readers find it due),
+		// written as credgate; the reader may read it, not write it.
+		sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(credgate.PrincipalFrom(ctx).Tenant))
+		if out, err = h.tokens.EnsureToken(sys, out.ID, h.refresh); err != nil {
+			fail(c, err)
+			return
+		}
+	}
 	// lastAccessedAt in the answer is the access before this one; this
 	// one is recorded for the next reader.
 	if h.access != nil {
@@ -174,7 +184,7 @@ func (h *handlers) listCredentials(c *gin.Context) {
 // authType, expiresBefore (RFC 3339), expiringWithin (30d, 12h, 90m: an
 // expiresAt before now plus that, expired ones included), limit, cursor.
 func inventoryFilter(c *gin.Context, now time.Time) (credgate.CredentialFilter, error) {
-	f := credgate.CredentialFilter{IntegrationID: c.Query("integrationId"), Status: c.Query("status"), AuthType: c.Query("authType"), Limit: defaultListLimit,
+	f := credgate.CredentialFilter{IntegrationID: c.Query("integrationId"), Status: c.Query("status"), AuthType: c.Query("authType"), Connection: c.Query("connection"), Limit: defaultListLimit,
 		Visible: visible(c.Request.Context(), policy.CredentialsMetaRead)}
 	if _, ok := c.GetQuery("integrationId"); ok && f.IntegrationID == "" {
 		return f, invalidParam("integrationId must be a valid service id")

@@ -11,11 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +31,7 @@ import (
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
 	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/connect"
 	"github.com/credgate/credgate/grants"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/outbound"
@@ -178,6 +181,9 @@ type apiOptions struct {
 	monitor *monitorSetup
 	// configured are grants from configuration, by tenant.
 	configured map[string][]credgate.Grant
+	// redirectAllow is oauth.redirect_allow; connectTTL oauth.state_ttl.
+	redirectAllow []string
+	connectTTL    time.Duration
 	// requestTimeout bounds each request; 0: httpapi's default.
 	requestTimeout time.Duration
 	// vaultTimeout bounds each Vault call; 0: 2 s.
@@ -295,6 +301,12 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		a.mu.Lock()
 		a.ops[op]++
 		a.mu.Unlock()
+	}, OnConnection: func(ctx context.Context, c *credgate.Credential, typ string) {
+		if d := alerts.Load(); d != nil {
+			e := credgate.NewEvent(ctx, typ, c)
+			e.OnceID(typ, c.ID, strconv.Itoa(c.Version))
+			d.Announce(ctx, e)
+		}
 	}, OnUsageAlert: func(u credgate.UsageAlert) {
 		a.metrics.UsageAlert(u.Type)
 		if d := alerts.Load(); d != nil {
@@ -329,10 +341,23 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		access = nil
 	}
 	var events httpapi.EventPublisher
+	// The server listens first: a connect's redirect URI names it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var connector httpapi.Connector
 	if o.monitor != nil {
 		d := a.startMonitoring(guard, log, o.monitor)
 		alerts.Store(d)
 		events = d
+		connector, err = connect.New(connect.Options{
+			Store: a.store, Events: d, Guard: guard, Client: guard.Client(tokenrefresh.Timeout), PublicURL: "http://" + ln.Addr().String(),
+			RedirectAllow: o.redirectAllow, TTL: o.connectTTL, Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	a.grants, err = grants.New(grants.Options{Store: a.store, Configured: o.configured})
 	if err != nil {
@@ -340,7 +365,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	}
 	h, err := httpapi.New(httpapi.Options{
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store, Usage: a.store,
-		Webhooks: a.store, Rotators: a.store, Rotations: rotationsOf(a), Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
+		Webhooks: a.store, Rotators: a.store, Rotations: rotationsOf(a), Connect: connector, Tokens: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
 		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
@@ -351,7 +376,10 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if !o.unchecked {
 		h = s.spec.validating(h)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	_ = srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	return a

@@ -138,8 +138,16 @@ func TestOneTenantsHangingEndpointsDelayNoOtherTenant(t *testing.T) {
 	if created > allowed(normalCreated) || refreshed > allowed(normalRefreshed) {
 		t.Fatalf("beside a hanging tenant: created %s (alone %s), refreshed %s (alone %s)", created, normalCreated, refreshed, normalRefreshed)
 	}
-	if hook.held.Load() > 2 || idp.held.Load() > 2 {
-		t.Fatalf("the hanging tenant holds %d deliveries and %d refreshes at once; want its share, 2", hook.held.Load(), idp.held.Load())
+	// Its share: 2 of each at once. (A request whose client gave up is
+	// counted until the server notices the closed connection, so the
+	// fewest held over a short while is what runs.)
+	hooks, refreshes := hook.held.Load(), idp.held.Load()
+	for range 10 {
+		hooks, refreshes = min(hooks, hook.held.Load()), min(refreshes, idp.held.Load())
+		time.Sleep(50 * time.Millisecond)
+	}
+	if hooks > 2 || refreshes > 2 {
+		t.Fatalf("the hanging tenant holds %d deliveries and %d refreshes at once; want its share, 2", hooks, refreshes)
 	}
 	rec.check()
 }

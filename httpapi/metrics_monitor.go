@@ -15,6 +15,7 @@ type monitorMetrics struct {
 	credentials *prometheus.GaugeVec
 	expiring    *prometheus.GaugeVec
 	rotation    *prometheus.GaugeVec
+	connection  *prometheus.GaugeVec
 	steps       *prometheus.CounterVec
 	refreshes   *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
@@ -36,6 +37,9 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 		rotation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "credgate_credentials_rotation", Help: "Active credentials with a rotation policy by tenant and rotation bucket (overdue, due, lt_7d, lt_30d), as the last monitor pass counted them.",
 		}, []string{"tenant", "bucket"}),
+		connection: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credgate_credentials_connection", Help: "OAuth2 credentials not revoked by tenant and connection state (pending_connection, connected, reconnect_required), as the last monitor pass counted them.",
+		}, []string{"tenant", "state"}),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credgate_rotation_steps_total", Help: "Steps of rotations through rotators by step (create, test, promote, finish) and outcome (ok, retry, failed).",
 		}, []string{"step", "outcome"}),
@@ -62,7 +66,7 @@ func newMonitorMetrics(reg *prometheus.Registry) *monitorMetrics {
 			Name: "credgate_monitor_pass_credentials", Help: "Credentials the last monitor pass examined.",
 		}),
 	}
-	reg.MustRegister(m.credentials, m.expiring, m.rotation, m.steps, m.refreshes, m.deliveries, m.delivery, m.disabled, m.alerts, m.passSeconds, m.passCreds)
+	reg.MustRegister(m.credentials, m.expiring, m.rotation, m.connection, m.steps, m.refreshes, m.deliveries, m.delivery, m.disabled, m.alerts, m.passSeconds, m.passCreds)
 	return m
 }
 
@@ -72,6 +76,7 @@ func (m *Metrics) MonitorPass(byTenant map[string]credgate.InventoryCounts, cred
 	status := map[[2]string]int{}
 	expiry := map[[2]string]int{}
 	rotation := map[[2]string]int{}
+	connection := map[[2]string]int{}
 	for t, c := range byTenant {
 		label := m.tenantLabel(t)
 		for k, n := range c.Status {
@@ -83,11 +88,18 @@ func (m *Metrics) MonitorPass(byTenant map[string]credgate.InventoryCounts, cred
 		for k, n := range c.Rotation {
 			rotation[[2]string{label, k}] += n
 		}
+		for k, n := range c.Connection {
+			connection[[2]string{label, k}] += n
+		}
 	}
 	mm := m.monitor
 	mm.credentials.Reset()
 	mm.expiring.Reset()
 	mm.rotation.Reset()
+	mm.connection.Reset()
+	for k, n := range connection {
+		mm.connection.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
 	for k, n := range rotation {
 		mm.rotation.WithLabelValues(k[0], k[1]).Set(float64(n))
 	}
@@ -107,6 +119,7 @@ func (m *Metrics) MonitorLost() {
 	m.monitor.credentials.Reset()
 	m.monitor.expiring.Reset()
 	m.monitor.rotation.Reset()
+	m.monitor.connection.Reset()
 	m.monitor.passSeconds.Set(0)
 	m.monitor.passCreds.Set(0)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/gin-gonic/gin"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/outbound"
 	"github.com/credgate/credgate/tokenrefresh"
@@ -148,12 +150,23 @@ func (sp *spec) report() error {
 	return nil
 }
 
+// noConnect serves no connect: for listing the routes.
+type noConnect struct{}
+
+func (noConnect) Start(context.Context, string, string) (*credgate.ConnectStart, error) {
+	return nil, credgate.Errorf(credgate.ENotFound, "no")
+}
+
+func (noConnect) Callback(context.Context, url.Values) credgate.ConnectResult {
+	return credgate.ConnectResult{Err: credgate.Errorf(credgate.ENotFound, "no")}
+}
+
 var ginParam = regexp.MustCompile(`[:*]([A-Za-z]+)`)
 
 func TestOpenAPIDocumentsEveryRouteAndOnlyThose(t *testing.T) {
 	a := newAPI(t, apiOptions{})
 	h, err := httpapi.New(httpapi.Options{Services: a.store, Credentials: a.store, Primary: a.store, Rotator: a.store, Webhooks: a.store, Rotators: a.store, Locator: a.store, Usage: a.store,
-		Grants: grantStore{a.store, a.grants}, Refresh: tokenrefresh.Grant(nil), Endpoints: mustGuard(t), Auth: noAuth{}, Logger: nopLogger()})
+		Connect: noConnect{}, Tokens: a.store, Grants: grantStore{a.store, a.grants}, Refresh: tokenrefresh.Grant(nil), Endpoints: mustGuard(t), Auth: noAuth{}, Logger: nopLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

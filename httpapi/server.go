@@ -141,6 +141,11 @@ type Options struct {
 	// rotates through them (POST …/rotate {"via":"rotator"}).
 	Rotators  RotatorStore
 	Rotations Rotations
+	// Connect, when set, serves POST …/connect and GET /oauth/callback
+	// (the authorization-code flow). Tokens, when set, mints the access
+	// token of a client-credentials credential a read finds due.
+	Connect Connector
+	Tokens  TokenMinter
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -195,7 +200,7 @@ func New(o Options) (http.Handler, error) {
 
 	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints,
 		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, usage: o.Usage, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver,
-		rotators: o.Rotators, rotations: o.Rotations}
+		rotators: o.Rotators, rotations: o.Rotations, connect: o.Connect, tokens: o.Tokens}
 	h.revokedReads, _ = lru.New[string, bool](10_000) // (a positive size cannot fail)
 	if h.roleMap == nil {
 		h.roleMap = policy.DefaultRoleMap()
@@ -229,6 +234,10 @@ func New(o Options) (http.Handler, error) {
 		cred.GET("/:id/usage", h.requireOnCredential(policy.UsageRead), h.credentialUsage)
 	}
 	cred.POST("/:id/rotate", h.requireOnCredential(policy.CredentialsWrite), once, h.rotateCredential)
+	if o.Connect != nil {
+		cred.POST("/:id/connect", h.requireOnCredential(policy.CredentialsWrite), once, h.connectCredential)
+		r.GET("/oauth/callback", h.oauthCallback) // public: the provider's redirect
+	}
 
 	if o.Grants != nil {
 		svc.GET("/:id/access", require(policy.GrantsManage), h.serviceAccess)
@@ -293,6 +302,8 @@ type handlers struct {
 	webhooks     WebhookStore
 	rotators     RotatorStore
 	rotations    Rotations
+	connect      Connector
+	tokens       TokenMinter
 	events       EventPublisher
 	log          *zap.Logger
 }

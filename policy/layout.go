@@ -33,6 +33,7 @@ const (
 	FolderLedgers      = "ledgers"     // who read each credential: ledgers/<service>/<credential>
 	FolderReach        = "reach"       // which integrations each principal read lately
 	FolderRotators     = "rotators"    // the tenant's rotators, with their signing secrets
+	FolderConnect      = "connect"     // connects awaiting the provider's redirect, by a hash of their state
 	FolderRotations    = "rotations"   // each credential's latest rotation through a rotator, with its pending values: rotations/<service>/<credential>
 )
 

@@ -223,6 +223,10 @@ var permissionRules = map[Permission][]rule{
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
 		// A credential's rotation record goes with it.
 		{FolderRotations, "metadata", []string{"delete"}, byFolder},
+		// A connect's state, written and taken by credgate's system
+		// principal (never a grant's: a state is a PKCE verifier).
+		{FolderConnect, "data", []string{"create", "read", "update"}, notGranted},
+		{FolderConnect, "metadata", []string{"delete"}, notGranted},
 		idempotencyRules[0], idempotencyRules[1],
 		// The monitor (through the system principal) removes what is past
 		// keeping; never a grant's: its holder would find others' answers.

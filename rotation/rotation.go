@@ -47,9 +47,9 @@ type Store interface {
 	UpdateRotation(ctx context.Context, tenant, service, cred string, fn func(*credgate.Rotation) error) (*credgate.Rotation, error)
 	HoldRotation(ctx context.Context, tenant, cred, holder string, ttl time.Duration) error
 	ReleaseRotation(ctx context.Context, tenant, cred, holder string)
-	// RotationSubject is the credential with its values at version (0:
-	// the current one), whatever its status, for the rotator.
-	RotationSubject(ctx context.Context, tenant, service, cred string, version int) (*credgate.Credential, error)
+	// CredentialAsCredgate is the credential with its values at version
+	// (0: the current one), whatever its status, for the rotator.
+	CredentialAsCredgate(ctx context.Context, tenant, service, cred string, version int) (*credgate.Credential, error)
 	GetRotator(ctx context.Context, id string) (*credgate.Rotator, error)
 	RotateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error, repeatable bool) (*credgate.Credential, error)
 }
@@ -302,7 +302,7 @@ func (r *Runner) announceFailure(ctx context.Context, tenant, service, cred stri
 // subject reads the credential at version for a step; a credential gone
 // abandons the rotation (false).
 func (r *Runner) subject(ctx context.Context, tenant, service, cred string, rot *credgate.Rotation, version int) (*credgate.Credential, bool) {
-	c, err := r.o.Store.RotationSubject(ctx, tenant, service, cred, version)
+	c, err := r.o.Store.CredentialAsCredgate(ctx, tenant, service, cred, version)
 	switch code := credgate.ErrorCode(err); {
 	case err == nil:
 		return c, true
@@ -496,7 +496,7 @@ func (r *Runner) finish(ctx context.Context, tenant, service, cred string, rot *
 		return false
 	}
 	previous := credgate.Secrets{}
-	if old, err := r.o.Store.RotationSubject(ctx, tenant, service, cred, rot.FromVersion); err == nil {
+	if old, err := r.o.Store.CredentialAsCredgate(ctx, tenant, service, cred, rot.FromVersion); err == nil {
 		previous = old.Secrets
 	} else if code := credgate.ErrorCode(err); code != credgate.ECredentialNotFound {
 		r.o.Logger.Warn("rotation: reading the previous values failed; it is tried again", zap.String("credential_id", cred), zap.Error(err))

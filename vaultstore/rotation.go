@@ -136,15 +136,44 @@ func (s *Store) RefreshCredential(ctx context.Context, cred string, ifMatch int,
 		own = context.WithValue(own, lockDeadlineKey{}, d)
 	}
 	ctx = own
+	return s.grantAndStore(ctx, cred, ifMatch, nil, grant)
+}
+
+// EnsureToken gives client-credentials credential cred a current access
+// token: when a read finds it due (credgate.Credential.TokenDue), it mints
+// one through grant while holding the rotation lock, so that however many
+// readers on however many replicas find it due at once, one token is
+// requested; the others find it minted. It answers the credential as it
+// stands. Errors: RefreshCredential's.
+func (s *Store) EnsureToken(ctx context.Context, cred string, grant credgate.RefreshGrant) (*credgate.Credential, error) {
+	own, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LockWait+refreshBudget)
+	defer cancel()
+	if d, ok := ctx.Deadline(); ok {
+		own = context.WithValue(own, lockDeadlineKey{}, d)
+	}
+	return s.grantAndStore(own, cred, 0, func(c *credgate.Credential) bool { return c.TokenDue(s.opts.Now()) }, grant)
+}
+
+// grantAndStore makes grant's grant for cred under its rotation lock, when
+// due says so (nil: always), and stores what it answers as one version.
+// What the grant does to an OAuth2 connection (credgate.Credential.
+// ConnectionAfterRefresh) is stored too and told to Options.OnConnection.
+func (s *Store) grantAndStore(ctx context.Context, cred string, ifMatch int, due func(*credgate.Credential) bool, grant credgate.RefreshGrant) (*credgate.Credential, error) {
 	var got credgate.Secrets
 	var expiry *time.Time
-	return s.RotateCredential(ctx, cred, ifMatch, func(c *credgate.Credential) error {
+	var event string
+	var failed *credgate.Credential // as it stood when the grant was refused
+	out, err := s.RotateCredential(ctx, cred, ifMatch, func(c *credgate.Credential) error {
 		if got == nil { // the grant happens once; a CAS retry re-applies it
+			if due != nil && !due(c) {
+				return errUnchanged // another reader minted it: answered as it is
+			}
 			if !c.CanRefresh() {
 				return credgate.FieldErrors{"body": "the credential has no refresh token and token endpoint to rotate with; send new values or generate"}.Err()
 			}
 			var err error
 			if got, expiry, err = grant(ctx, c); err != nil {
+				failed = c
 				return err
 			}
 		}
@@ -152,6 +181,38 @@ func (s *Store) RefreshCredential(ctx context.Context, cred string, ifMatch int,
 			c.Secrets[f] = v
 		}
 		c.ExpiresAt = expiry
+		var next *credgate.Connection
+		if next, event = c.ConnectionAfterRefresh("", true, s.opts.Now()); next != nil {
+			c.Connection = next
+		}
 		return nil
 	}, false)
+	if err == nil {
+		s.connectionChanged(ctx, out, event)
+		return out, nil
+	}
+	var ce *credgate.Error
+	if failed != nil && errors.As(err, &ce) {
+		if next, ev := failed.ConnectionAfterRefresh(ce.UpstreamError, false, s.opts.Now()); next != nil {
+			marked, uerr := s.UpdateCredential(ctx, cred, 0, func(c *credgate.Credential) error {
+				if c.Connection != nil && c.Connection.State == next.State {
+					return errUnchanged
+				}
+				c.Connection = next
+				return nil
+			})
+			if uerr == nil && marked.Version != failed.Version {
+				s.connectionChanged(ctx, marked, ev)
+			}
+		}
+	}
+	return nil, err
+}
+
+// connectionChanged tells Options.OnConnection that c's connection changed
+// (event), once per version of c.
+func (s *Store) connectionChanged(ctx context.Context, c *credgate.Credential, event string) {
+	if event != "" && s.opts.OnConnection != nil {
+		s.opts.OnConnection(ctx, c, event)
+	}
 }

@@ -175,11 +175,12 @@ func (s *Store) ReleaseRotation(ctx context.Context, tenant, cred, holder string
 	_ = releaseLease(ctx, leaseRecord(k, "rotation_lease", rotationLeasePath(tenant, cred)), holder)
 }
 
-// RotationSubject returns credential cred of service in tenant with its
+// CredentialAsCredgate returns credential cred of service in tenant with its
 // values at version (0: the current one), whatever its status, as
-// credgate: what a rotation's steps tell the rotator.
+// credgate: what a rotation's steps tell the rotator, what a connect
+// authenticates with.
 // Errors: CREDENTIAL_NOT_FOUND, BACKEND_UNAVAILABLE.
-func (s *Store) RotationSubject(ctx context.Context, tenant, service, cred string, version int) (*credgate.Credential, error) {
+func (s *Store) CredentialAsCredgate(ctx context.Context, tenant, service, cred string, version int) (*credgate.Credential, error) {
 	k, err := s.systemSession(ctx, tenant)
 	if err != nil {
 		return nil, err

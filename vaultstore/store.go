@@ -87,6 +87,10 @@ type Options struct {
 	// RotationPolicy returns a tenant's default rotation policy, which
 	// holds for its credentials without their own (nil: none).
 	RotationPolicy func(tenant string) *credgate.RotationPolicy
+	// OnConnection, when set, is told when a refresh broke an OAuth2
+	// connection (credgate.EventConnectionBroken) or restored one
+	// (credgate.EventConnectionRestored): an event to publish.
+	OnConnection func(ctx context.Context, c *credgate.Credential, event string)
 }
 
 // Store keeps credgate's records in Vault. It is safe for concurrent use.

@@ -30,7 +30,11 @@ import (
 
 // Config is credgate's configuration: a YAML file, then the environment.
 type Config struct {
-	Listen         string          `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// PublicURL is where browsers and providers reach credgate (the OAuth2
+	// redirect URI is PublicURL/oauth/callback); default http://<listen>.
+	PublicURL      string          `yaml:"public_url"`
+	OAuth          OAuthConfig     `yaml:"oauth"`
 	LogLevel       string          `yaml:"log_level"`
 	TrustedProxies []string        `yaml:"trusted_proxies"`
 	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
@@ -66,6 +70,23 @@ type MonitorConfig struct {
 	// RefreshWorkers bounds the automatic refreshes at once; a tenant
 	// gets at most half.
 	RefreshWorkers int `yaml:"refresh_workers"`
+}
+
+// OAuthConfig governs connects (the authorization-code flow): the URL
+// prefixes a connect may send the browser to afterwards (redirectAfter;
+// none by default) and how long a connect's state waits for the
+// provider's redirect.
+type OAuthConfig struct {
+	RedirectAllow []string      `yaml:"redirect_allow"`
+	StateTTL      time.Duration `yaml:"state_ttl"`
+}
+
+// publicURL is where browsers reach credgate.
+func (c Config) publicURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimSuffix(c.PublicURL, "/")
+	}
+	return "http://" + c.Listen
 }
 
 // RotationConfig is the rotation schedule and the driving of rotations
@@ -478,6 +499,9 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	if v := getenv("CREDGATE_LISTEN"); v != "" {
 		cfg.Listen = v
 	}
+	if v := getenv("CREDGATE_PUBLIC_URL"); v != "" {
+		cfg.PublicURL = v
+	}
 	if v := getenv("CREDGATE_LOG_LEVEL"); v != "" {
 		cfg.LogLevel = v
 	}
@@ -649,6 +673,17 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("rate_limit.redis.address: %q is not host:port", a)
 		}
+	}
+	if u, err := url.Parse(c.publicURL()); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		bad("public_url: an absolute http(s) URL, not %q", c.PublicURL)
+	}
+	for _, p := range c.OAuth.RedirectAllow {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("oauth.redirect_allow: %q is not an absolute http(s) URL prefix", p)
+		}
+	}
+	if c.OAuth.StateTTL < 0 || c.OAuth.StateTTL > time.Hour {
+		bad("oauth.state_ttl: at most 1h (0: 10m)")
 	}
 	if c.Monitor.Interval < time.Second || c.Monitor.Rate <= 0 || c.Monitor.LeaseTTL < 3*time.Second {
 		bad("monitor: interval at least 1s, rate above 0, lease_ttl at least 3s")

@@ -219,6 +219,7 @@ credgate dev stack is up.
   audit log %[6]s
   user      dev, tenant acme, role integration_admin (token valid 1h)
   outbound  token endpoints on loopback allowed (outbound.allow: %[9]s)
+  OAuth     connects come back to %[1]s/oauth/callback (register it as the redirect URI)
 
 export TOKEN='%[7]s'
 

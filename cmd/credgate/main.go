@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/auth"
+	"github.com/credgate/credgate/connect"
 	"github.com/credgate/credgate/grants"
 	"github.com/credgate/credgate/httpapi"
 	"github.com/credgate/credgate/httpapi/ratelimit"
@@ -212,6 +214,13 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
 		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
 		UsageRules: cfg.Usage.of, RotationPolicy: cfg.Rotation.policyOf,
+		OnConnection: func(ctx context.Context, c *credgate.Credential, typ string) {
+			if d := alerts.Load(); d != nil {
+				e := credgate.NewEvent(ctx, typ, c)
+				e.OnceID(typ, c.ID, strconv.Itoa(c.Version))
+				d.Announce(ctx, e)
+			}
+		},
 		OnUsageAlert: func(a credgate.UsageAlert) {
 			metrics.UsageAlert(a.Type)
 			m.Logger.Warn("unusual use of credentials", zap.String("type", a.Type), zap.String("tenant", a.Tenant), zap.String("credential_id", a.Cred), zap.String("subject", a.Reader.Subject), zap.String("reason", a.Reason))
@@ -271,7 +280,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	connector, err := connect.New(connect.Options{
+		Store: store, Events: mon.events, Guard: guard, Client: guard.Client(tokenrefresh.Timeout), PublicURL: cfg.publicURL(),
+		RedirectAllow: cfg.OAuth.RedirectAllow, TTL: cfg.OAuth.StateTTL, Logger: m.Logger.Named("connect"),
+	})
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.New(httpapi.Options{
+		Connect: connector, Tokens: store,
 		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store, Usage: store,
 		Webhooks: store, Rotators: store, Rotations: mon.rotations, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(), Idempotency: store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,
