@@ -1,6 +1,7 @@
 package credgate
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -81,6 +82,33 @@ func (c *Credential) ConnectionAfterRefresh(upstreamError string, ok bool, now t
 		return &Connection{State: ConnectionBroken, Since: now, Reason: upstreamError}, EventConnectionBroken
 	}
 	return nil, ""
+}
+
+// brokenMark is how a broken connection is kept: bookkeeping in the
+// credential's metadata, not a version (a refused refresh changes nothing
+// of the record), for the version it was found at. A version written
+// since (a refresh or a connect that succeeded, new values) is past it.
+type brokenMark struct {
+	Version int       `json:"v"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason"`
+}
+
+// BrokenMark renders the mark of c's connection broken at its current
+// version as next says (ConnectionAfterRefresh), for the metadata.
+func (c *Credential) BrokenMark(next *Connection) string {
+	b, _ := json.Marshal(brokenMark{Version: c.Version, Since: next.Since, Reason: next.Reason})
+	return string(b)
+}
+
+// ApplyBrokenMark sets on c, read at its version, the broken connection
+// the stored mark s records, if it is for that version.
+func (c *Credential) ApplyBrokenMark(s string) {
+	var m brokenMark
+	if s == "" || json.Unmarshal([]byte(s), &m) != nil || m.Version != c.Version || c.Version == 0 {
+		return
+	}
+	c.Connection = &Connection{State: ConnectionBroken, Since: m.Since, Reason: m.Reason}
 }
 
 // Connected records on c the first tokens (or new ones) a connect stored

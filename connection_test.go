@@ -51,6 +51,16 @@ func TestConnectionAfterRefresh(t *testing.T) {
 	if next == nil || next.State != credgate.ConnectionBroken || next.Reason != "invalid_grant" || ev != credgate.EventConnectionBroken {
 		t.Fatalf("%+v %q", next, ev)
 	}
+	// Kept for the version it was found at; a version written since is
+	// past it.
+	c.Version = 3
+	mark := c.BrokenMark(next)
+	at3, at4 := &credgate.Credential{Version: 3}, &credgate.Credential{Version: 4}
+	at3.ApplyBrokenMark(mark)
+	at4.ApplyBrokenMark(mark)
+	if at3.Connection == nil || at3.Connection.State != credgate.ConnectionBroken || at4.Connection != nil {
+		t.Fatalf("the mark: %+v %+v", at3.Connection, at4.Connection)
+	}
 	c.Connection = next
 	if again, ev := c.ConnectionAfterRefresh("invalid_grant", false, t0); again != nil || ev != "" {
 		t.Fatal("a broken connection broke twice")

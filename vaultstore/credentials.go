@@ -98,6 +98,7 @@ func credentialOf(d *credData, sec *kvMeta, now time.Time) *credgate.Credential 
 	c.LastAccessedAt = parseTime(sec.CustomMetadata.LastAccessedAt)
 	c.ApplyWatch(sec.CustomMetadata.Watch)
 	c.Rotation = credgate.DecodeRotationStatus(sec.CustomMetadata.Rotation)
+	c.ApplyBrokenMark(sec.CustomMetadata.Broken)
 	c.ReadAt = now
 	return &c
 }

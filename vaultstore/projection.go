@@ -34,9 +34,10 @@ const (
 // the rest of the store uses are read from them.
 type hotKeys struct {
 	LastAccessedAt string `json:"lastAccessedAt"`
-	Projected      string `json:"projected"` // the version the projection describes
-	Watch          string `json:"monitor"`   // credgate.Watch: the monitor's bookkeeping
-	Rotation       string `json:"rotation"`  // credgate.RotationStatus: the latest rotation through a rotator
+	Projected      string `json:"projected"`  // the version the projection describes
+	Watch          string `json:"monitor"`    // credgate.Watch: the monitor's bookkeeping
+	Rotation       string `json:"rotation"`   // credgate.RotationStatus: the latest rotation through a rotator
+	Broken         string `json:"connection"` // a broken OAuth2 connection (credgate.Credential.BrokenMark)
 }
 
 var (
@@ -44,6 +45,7 @@ var (
 	metaProjected  = jsonName[hotKeys]("Projected")
 	metaWatch      = jsonName[hotKeys]("Watch")
 	metaRotation   = jsonName[hotKeys]("Rotation")
+	metaBroken     = jsonName[hotKeys]("Broken")
 )
 
 // jsonName is the JSON name of field of T.
@@ -169,6 +171,7 @@ func fromProjection(meta map[string]any) (*credInfo, bool) {
 	info.LastAccessedAt = parseTime(str(meta[metaLastAccess]))
 	info.ApplyWatch(str(meta[metaWatch]))
 	info.Rotation = credgate.DecodeRotationStatus(str(meta[metaRotation]))
+	info.ApplyBrokenMark(str(meta[metaBroken]))
 	return &info, true
 }
 

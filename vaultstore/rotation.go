@@ -193,16 +193,15 @@ func (s *Store) grantAndStore(ctx context.Context, cred string, ifMatch int, due
 	}
 	var ce *credgate.Error
 	if failed != nil && errors.As(err, &ce) {
+		// A break is bookkeeping for the version the grant was refused
+		// for, not a version: the refusal changed nothing of the record.
+		// (failed was read under the lock: a replica refused after
+		// another's mark sees it and announces nothing.)
 		if next, ev := failed.ConnectionAfterRefresh(ce.UpstreamError, false, s.opts.Now()); next != nil {
-			marked, uerr := s.UpdateCredential(ctx, cred, 0, func(c *credgate.Credential) error {
-				if c.Connection != nil && c.Connection.State == next.State {
-					return errUnchanged
-				}
-				c.Connection = next
-				return nil
-			})
-			if uerr == nil && marked.Version != failed.Version {
-				s.connectionChanged(ctx, marked, ev)
+			path := credPath(credgate.PrincipalFrom(ctx).Tenant, failed.IntegrationID, failed.ID)
+			if perr := s.patchOwn(ctx, "credential_connection", path, map[string]any{metaBroken: failed.BrokenMark(next)}); perr == nil {
+				failed.Connection = next
+				s.connectionChanged(ctx, failed, ev)
 			}
 		}
 	}
