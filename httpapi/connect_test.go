@@ -312,7 +312,8 @@ func keyOf(m map[string]bool) string {
 
 // A refresh the provider refuses with invalid_grant breaks the connection:
 // reconnect_required, in the inventory filter, one connection_broken
-// however often it is refused again; a refresh that succeeds restores it.
+// however often it is refused again, and the record unchanged; connecting
+// it again through the consent screen restores it.
 func TestInvalidGrantBreaksTheConnectionUntilRestored(t *testing.T) {
 	a := newAPI(t, apiOptions{monitor: &monitorSetup{noMonitor: true}})
 	ts := startTokenServer(t)
@@ -325,7 +326,7 @@ func TestInvalidGrantBreaksTheConnectionUntilRestored(t *testing.T) {
 	id := a.mustCreateCredential(tok, map[string]any{
 		"integrationId": "crm", "credentialName": "sync", "authType": "oauth2_bearer",
 		"accessToken": secret(first.AccessToken), "refreshToken": secret(first.RefreshToken),
-		"clientId": ts.ClientID, "clientSecret": ts.ClientSecret, "tokenEndpoint": ts.URL + "/token",
+		"clientId": ts.ClientID, "clientSecret": ts.ClientSecret, "tokenEndpoint": ts.URL + "/token", "authorizationEndpoint": ts.URL + "/authorize",
 	})["id"].(string)
 	ts.Refuse(true)
 	for range 2 {
@@ -345,11 +346,24 @@ func TestInvalidGrantBreaksTheConnectionUntilRestored(t *testing.T) {
 	if n := len(rec.events(credgate.EventConnectionBroken)); n != 1 {
 		t.Fatalf("%d connection_broken for one break", n)
 	}
-	ts.Refuse(false)
-	out := wantEnvelope(t, a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, nil), 200)
-	if conn := out["connection"].(map[string]any); conn["state"] != credgate.ConnectionConnected {
-		t.Fatalf("after a refresh that succeeded: %v", conn)
+	if d := wantEnvelope(t, a.do("GET", "/api/v1/credentials/crm?credentialId="+id, tok, nil), 200); d["version"] != 1.0 {
+		t.Fatalf("a refused refresh wrote a version: %v", d["version"])
 	}
+	// Connected again through the consent screen: restored.
+	res := a.do("POST", "/api/v1/credentials/"+id+"/connect", tok, nil)
+	code, page, _ := callback(t, a, consent(t, wantEnvelope(t, res, 200)["authorizationUrl"].(string), "allow"))
+	if code != 200 || !strings.Contains(page, "Connected") {
+		t.Fatalf("reconnect: %d %s", code, page)
+	}
+	got := wantEnvelope(t, a.do("GET", "/api/v1/credentials/crm?credentialId="+id, tok, nil), 200)
+	if conn := got["connection"].(map[string]any); conn["state"] != credgate.ConnectionConnected || got["version"] != 2.0 {
+		t.Fatalf("after the reconnect: %v", got)
+	}
+	secret(got["accessToken"].(string))
+	secret(got["refreshToken"].(string))
 	eventually(t, 10*time.Second, "credential.connection_restored", func() bool { return len(rec.events(credgate.EventConnectionRestored)) == 1 })
+	if len(rec.events(credgate.EventConnectionBroken)) != 1 {
+		t.Fatal("the reconnect broke it again")
+	}
 	rec.check()
 }
