@@ -45,7 +45,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	var exit exitError
+	switch {
+	case errors.As(err, &exit): // credgate run: the command's own code
+		os.Exit(exit.code)
+	case err != nil:
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "credgate:", err)
 		}
@@ -62,6 +66,7 @@ commands:
   dev token   mint a token from the running dev stack (also: credgate token)
   audit       who did what to which credential, from Vault's audit log (-h for flags)
   usage       who read a credential and which version, from the API (CREDGATE_ADDR, CREDGATE_TOKEN)
+  run         start a command with services' credentials in its environment (SERVICE_<ID>_<KEY>)
   version     print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return auditCmd(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "usage":
 		return usageCmd(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "run":
+		return runCmd(ctx, args[1:], os.Getenv, os.Environ(), stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "credgate", version())
 		return nil
