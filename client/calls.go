@@ -87,8 +87,18 @@ func (c *Client) GetService(ctx context.Context, id string) (*Service, error) {
 // CreateService registers svc (id optional). idempotencyKey, when set,
 // makes a retry of the same call answer the first answer.
 func (c *Client) CreateService(ctx context.Context, svc *Service, idempotencyKey string) (*Service, error) {
+	body := map[string]any{}
+	for k, v := range map[string]string{"id": svc.ID, "name": svc.Name, "description": svc.Description, "type": svc.Type,
+		"status": svc.Status, "base_url": svc.BaseURL, "api_version": svc.APIVersion} {
+		if v != "" { // what is left out takes the server's default
+			body[k] = v
+		}
+	}
+	if svc.Metadata != nil {
+		body["metadata"] = svc.Metadata
+	}
 	var out Service
-	_, err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/services", body: svc, idempotency: idempotencyKey}, &out)
+	_, err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/services", body: body, idempotency: idempotencyKey}, &out)
 	return &out, err
 }
 

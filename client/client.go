@@ -293,7 +293,7 @@ func (c *Client) once(ctx context.Context, r request, body []byte, out any) (*Re
 	}
 	// The credentials family wraps data in an envelope; the services
 	// family answers the record itself.
-	if strings.HasPrefix(r.path, "/api/v1/services") && !strings.HasSuffix(r.path, "/access") {
+	if strings.HasPrefix(r.path, "/api/v1/services") {
 		if out != nil {
 			if err := json.Unmarshal(raw, out); err != nil {
 				return out2, fmt.Errorf("credgate client: the answer: %w", err)

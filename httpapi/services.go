@@ -300,6 +300,31 @@ func (h *handlers) patchService(c *gin.Context) {
 		if len(in.Credentials) > 0 {
 			return credgate.FieldErrors{"credentials": "set credentials with PUT"}.Err()
 		}
+		// RFC 7386: null removes a member. An optional field is cleared;
+		// a required one cannot be.
+		fe := credgate.FieldErrors{}
+		for k, v := range obj {
+			if string(bytes.TrimSpace(v)) != "null" {
+				continue
+			}
+			switch k {
+			case "description":
+				svc.Description = ""
+			case "type":
+				svc.Type = ""
+			case "base_url":
+				svc.BaseURL = ""
+			case "api_version":
+				svc.APIVersion = ""
+			case "metadata":
+				svc.Metadata = map[string]any{}
+			case "name", "status":
+				fe.Add(k, "is required: null cannot clear it")
+			}
+		}
+		if err := fe.Err(); err != nil {
+			return err
+		}
 		return in.apply(svc)
 	}, nil)
 	if err != nil {
