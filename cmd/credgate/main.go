@@ -67,6 +67,9 @@ commands:
   audit       who did what to which credential, from Vault's audit log (-h for flags)
   usage       who read a credential and which version, from the API (CREDGATE_ADDR, CREDGATE_TOKEN)
   run         start a command with services' credentials in its environment (SERVICE_<ID>_<KEY>)
+  services, credentials, webhooks, grants
+              the API from a shell (credgate services -h; exit codes 2 not found, 3 refused,
+              4 unavailable, 5 invalid request)
   version     print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -92,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageCmd(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "run":
 		return runCmd(ctx, args[1:], os.Getenv, os.Environ(), stdout, stderr)
+	case "services", "credentials", "webhooks", "grants":
+		return apiCmd(ctx, args[0], args[1:], os.Getenv, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "credgate", version())
 		return nil
