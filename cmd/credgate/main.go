@@ -67,6 +67,7 @@ commands:
   audit       who did what to which credential, from Vault's audit log (-h for flags)
   usage       who read a credential and which version, from the API (CREDGATE_ADDR, CREDGATE_TOKEN)
   run         start a command with services' credentials in its environment (SERVICE_<ID>_<KEY>)
+  install     copy this binary to PATH (an init container's way to give an app credgate run)
   services, credentials, webhooks, grants
               the API from a shell (credgate services -h; exit codes 2 not found, 3 refused,
               4 unavailable, 5 invalid request)
@@ -95,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageCmd(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "run":
 		return runCmd(ctx, args[1:], os.Getenv, os.Environ(), stdout, stderr)
+	case "install":
+		return installCmd(args[1:], stdout)
 	case "services", "credentials", "webhooks", "grants":
 		return apiCmd(ctx, args[0], args[1:], os.Getenv, os.Stdin, stdout, stderr)
 	case "version":

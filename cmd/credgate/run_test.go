@@ -154,3 +154,22 @@ while :; do sleep 0.1; done`
 		t.Fatalf("command lines not read:\n%s", b)
 	}
 }
+
+// TestInstallCopiesTheBinary: credgate install PATH leaves an executable
+// copy of the running binary there.
+func TestInstallCopiesTheBinary(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "credgate")
+	var out bytes.Buffer
+	if err := installCmd([]string{dst}, &out); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	a, err1 := os.Stat(self)
+	b, err2 := os.Stat(dst)
+	if err1 != nil || err2 != nil || a.Size() != b.Size() || b.Mode().Perm()&0o111 == 0 {
+		t.Fatalf("installed: %v %v %v", b, err1, err2)
+	}
+	if err := installCmd(nil, &out); err == nil {
+		t.Fatal("install without a path")
+	}
+}
