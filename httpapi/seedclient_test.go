@@ -21,35 +21,7 @@ import (
 // (.ci/run installs Debian's when missing); the npm packages are pinned by
 // package-lock.json.
 func TestTypedSeedClient(t *testing.T) {
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Fatal("npm is not installed (apt-get install nodejs npm; .ci/run does it)")
-	}
-	dir := t.TempDir()
-	for _, f := range []string{"package.json", "package-lock.json", "tsconfig.json", "client.ts", "check.ts"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "seedclient", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	run := func(env []string, name string, args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), env...)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out.String(), errOut.String())
-		}
-		return out.String()
-	}
-	run(nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	dir, run := tsProject(t, "seedclient", "package.json", "package-lock.json", "tsconfig.json", "client.ts", "check.ts")
 	run(nil, filepath.Join(dir, "node_modules", ".bin", "tsc"), "-p", ".", "--strict")
 	run(nil, filepath.Join(dir, "node_modules", ".bin", "ts-json-schema-generator"),
 		"--path", "client.ts", "--type", "*", "--additional-properties", "--no-type-check", "-o", "dist/schema.json")
@@ -69,4 +41,42 @@ func TestTypedSeedClient(t *testing.T) {
 		t.Fatalf("typed client: %d answers of %v checked; failures:\n%s", res.Checked, res.Types, strings.Join(res.Failures, "\n"))
 	}
 	t.Logf("typed client: %d answers of types %v match them", res.Checked, res.Types)
+}
+
+// tsProject copies the TypeScript project testdata/<name> (files) into a
+// folder of the test's own, installs its pinned npm packages (npm ci, from
+// package-lock.json) and answers the folder and a way to run commands in
+// it, each bounded, failing the test with their output.
+func tsProject(t *testing.T, name string, files ...string) (string, func(env []string, cmd string, args ...string) string) {
+	t.Helper()
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Fatal("npm is not installed (apt-get install nodejs npm; .ci/run does it)")
+	}
+	dir := t.TempDir()
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join("testdata", name, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	run := func(env []string, cmdName string, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, cmdName, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s %s: %v\n%s\n%s", cmdName, strings.Join(args, " "), err, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	run(nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	return dir, run
 }
