@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/client"
 )
 
@@ -38,10 +39,11 @@ func runCmd(ctx context.Context, args []string, getenv func(string) string, envi
 		return nil
 	})
 	prefix := fs.String("prefix", "SERVICE_", "what each variable's name starts with, before the service id")
+	credential := fs.String("credential", "", "with one -service: that credential of it (its id), not the one the service serves")
 	watch := fs.Duration("watch", 0, "poll the credentials this often and restart the command when one changes (0: never)")
 	grace := fs.Duration("grace", 10*time.Second, "how long a restarted command gets between SIGTERM and SIGKILL")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: credgate run -service ID [-service ID ...] [-watch 30s] -- COMMAND [ARGS...]")
+		fmt.Fprintln(stderr, "usage: credgate run -service ID [-service ID ...] [-credential ID] [-prefix SERVICE_] [-watch 30s] -- COMMAND [ARGS...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -55,11 +57,20 @@ func runCmd(ctx context.Context, args []string, getenv func(string) string, envi
 	if *watch != 0 && *watch < time.Second {
 		return errors.New("credgate run: -watch is at least 1s")
 	}
+	if *credential != "" && len(services) != 1 {
+		return errors.New("credgate run: -credential goes with exactly one -service")
+	}
 	c, err := cliClient(*addr, getenv)
 	if err != nil {
 		return fmt.Errorf("credgate run: %w", err)
 	}
-	env, versions, err := fetchEnv(ctx, c, services, *prefix)
+	fetch := func() ([]string, map[string]int, error) {
+		if *credential != "" {
+			return fetchCredentialEnv(ctx, c, services[0], *credential, *prefix)
+		}
+		return fetchEnv(ctx, c, services, *prefix)
+	}
+	env, versions, err := fetch()
 	if err != nil {
 		return fmt.Errorf("credgate run: %w; the command was not started", err)
 	}
@@ -91,7 +102,7 @@ func runCmd(ctx context.Context, args []string, getenv func(string) string, envi
 			case s := <-sigs:
 				_ = child.Process.Signal(s)
 			case <-tick:
-				newEnv, newVersions, err := fetchEnv(ctx, c, services, *prefix)
+				newEnv, newVersions, err := fetch()
 				if err != nil {
 					fmt.Fprintf(stderr, "credgate run: polling the credentials failed (the command keeps running): %v\n", err)
 					continue
@@ -137,6 +148,31 @@ func fetchEnv(ctx context.Context, c *client.Client, services []string, prefix s
 		}
 	}
 	return env, versions, nil
+}
+
+// fetchCredentialEnv reads credential cred of service (the credentials
+// family) and names its values as the services family keys them
+// (apiKey: api_key, customFields as they are).
+func fetchCredentialEnv(ctx context.Context, c *client.Client, service, cred, prefix string) ([]string, map[string]int, error) {
+	cr, _, err := c.GetCredential(ctx, client.CredentialRead{Integration: service, CredentialID: cred})
+	if err != nil {
+		return nil, nil, fmt.Errorf("credential %s of %s: %w", cred, service, err)
+	}
+	var env []string
+	for _, f := range credgate.SecretFields() {
+		if v, ok := cr.Values[f.Name]; ok {
+			env = append(env, envName(prefix, service, f.ServiceKey)+"="+v)
+		}
+	}
+	keys := make([]string, 0, len(cr.CustomFields))
+	for k := range cr.CustomFields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, envName(prefix, service, k)+"="+cr.CustomFields[k])
+	}
+	return env, map[string]int{service: cr.Version}, nil
 }
 
 // envName is seed 000's variable name: prefix + SERVICE_ID + "_" + KEY in

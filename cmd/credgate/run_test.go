@@ -74,6 +74,11 @@ func TestRunPutsSeedNamedCredentialsIntoTheCommandsEnvironment(t *testing.T) {
 	if _, err := s.credgateRun(map[string]string{"CREDGATE_ADDR": s.base, "CREDGATE_TOKEN": s.tokens["vera"]}, "-service", "stripe", "--", "touch", marker); err == nil || !strings.Contains(err.Error(), "INSUFFICIENT_PERMISSIONS") {
 		t.Fatalf("a viewer: %v", err)
 	}
+	// One credential by its id: named as the services family keys it.
+	out, err = s.credgateRun(nil, "-service", "stripe", "-credential", s.credID, "-prefix", "APP_", "--", "env")
+	if err != nil || !strings.Contains(out, "APP_STRIPE_API_KEY="+s.v2+"\n") {
+		t.Fatalf("-credential: %v\n%s", err, out)
+	}
 	if envName("SERVICE_", "svc_abc123", "api_key") != "SERVICE_SVC_ABC123_API_KEY" || envName("SERVICE_", "stripe-eu.v2", "api_key") != "SERVICE_STRIPE_EU_V2_API_KEY" {
 		t.Fatal("variable names")
 	}
