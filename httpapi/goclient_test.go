@@ -12,6 +12,7 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/client"
+	"github.com/credgate/credgate/httpapi"
 )
 
 // routeRecorder notes the method and path of every request a client sends.
@@ -200,7 +201,19 @@ func TestGoClientCallsEveryRouteOfTheAPI(t *testing.T) {
 	if !client.IsCode(err, "TENANT_MISMATCH") {
 		t.Fatal("IsCode")
 	}
+	_, err = c.CreateCredential(ctx, map[string]any{"integrationId": "stripe", "credentialName": "big", "authType": "api_key", "apiKey": "k", "description": strings.Repeat("x", 2<<20)}, "")
+	wantCode("a body over the limit", err, 413, "PAYLOAD_TOO_LARGE")
 	must("delete service", c.DeleteService(ctx, "stripe", 0))
+
+	// Over the tenant's rate limit: 429 with how long to wait.
+	limited := newAPI(t, apiOptions{rateLimit: httpapi.RateLimit{Default: 1}})
+	lc, err := client.New(client.Options{Addr: limited.url, Tokens: client.StaticToken(admin), Retries: -1})
+	must("client", err)
+	_, _ = lc.ListServices(ctx)
+	_, err = lc.ListServices(ctx)
+	if e := wantCode("over the rate limit", err, 429, "RATE_LIMITED"); e.RetryAfter <= 0 {
+		t.Fatalf("no Retry-After: %+v", e)
+	}
 
 	// Every documented route under /api/v1 was called.
 	var missing []string
