@@ -27,10 +27,13 @@ const (
 	EIdempotencyKeyInUse     = "IDEMPOTENCY_KEY_IN_USE"
 	EIdempotencyKeyReused    = "IDEMPOTENCY_KEY_REUSED"
 	EPayloadTooLarge         = "PAYLOAD_TOO_LARGE"
-	ERateLimited             = "RATE_LIMITED"
-	EUpstreamError           = "UPSTREAM_ERROR"
-	EBackendUnavailable      = "BACKEND_UNAVAILABLE"
-	EInternal                = "INTERNAL_ERROR"
+	// EUnsupportedMediaType: a body declared as something other than
+	// JSON.
+	EUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	ERateLimited          = "RATE_LIMITED"
+	EUpstreamError        = "UPSTREAM_ERROR"
+	EBackendUnavailable   = "BACKEND_UNAVAILABLE"
+	EInternal             = "INTERNAL_ERROR"
 )
 
 // Error is an error a client may see. Message and the structured facts must

@@ -251,7 +251,7 @@ func TestConnectRefusalsStoreNothing(t *testing.T) {
 func TestClientCredentialsAreMintedOnceForConcurrentReaders(t *testing.T) {
 	var c clock
 	a, b := replicas(t, &c)
-	srv := oauthtest.Start(t, secret("client-secret-"+randHex(8)), oauthtest.Options{ClientTokenExp: 4 * time.Second})
+	srv := oauthtest.Start(t, secret("client-secret-"+randHex(8)), oauthtest.Options{ClientTokenExp: 8 * time.Second})
 	ten := tenant(t)
 	tok := token(t, "alice", ten, "integration_admin")
 	reader := token(t, "app", ten, "credential_reader")
@@ -294,9 +294,9 @@ func TestClientCredentialsAreMintedOnceForConcurrentReaders(t *testing.T) {
 	if got := srv.ClientGrants()["post"]; got != 1 {
 		t.Fatalf("reads within the token's life: %d grants", got)
 	}
-	// Past its lead time (half its life, 2 s, as its life is shorter than
+	// Past its lead time (half its life, 4 s, as its life is shorter than
 	// the lead): one more.
-	time.Sleep(2200 * time.Millisecond)
+	time.Sleep(4200 * time.Millisecond)
 	second := readAll(20)
 	if got := srv.ClientGrants()["post"]; got != 2 || len(second) != 1 || first[keyOf(second)] {
 		t.Fatalf("after the lead time: %d grants, tokens %d (new: %v)", got, len(second), !first[keyOf(second)])

@@ -215,11 +215,24 @@ func startChromium(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.WindowSize(1280, 2400),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
+	// Chromium now and then dies as it starts on these machines (its
+	// crash handler finds no stack mapping): a start that fails is tried
+	// again, at most three times.
+	var err2 error
+	for range 3 {
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		if err2 = chromedp.Run(ctx); err2 != nil {
+			cancel()
+			cancelAlloc()
+			continue
+		}
+		t.Cleanup(cancelAlloc)
+		t.Cleanup(cancel)
+		ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
+		t.Cleanup(cancelTimeout)
+		return ctx
+	}
+	t.Fatalf("chromium did not start: %v", err2)
+	return nil
 }

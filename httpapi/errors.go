@@ -36,6 +36,7 @@ var errorKinds = map[string]errorKind{
 	credgate.EIdempotencyKeyInUse:     {http.StatusConflict, "Idempotency key in use"},
 	credgate.EIdempotencyKeyReused:    {http.StatusUnprocessableEntity, "Idempotency key reused"},
 	credgate.EPayloadTooLarge:         {http.StatusRequestEntityTooLarge, "Payload too large"},
+	credgate.EUnsupportedMediaType:    {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	credgate.ERateLimited:             {http.StatusTooManyRequests, "Rate limited"},
 	credgate.EUpstreamError:           {http.StatusBadGateway, "Upstream error"},
 	credgate.EBackendUnavailable:      {http.StatusServiceUnavailable, "Backend unavailable"},

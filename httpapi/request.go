@@ -48,10 +48,12 @@ func credentialID(c *gin.Context) (string, error) {
 }
 
 // ifMatch reads If-Match: "<version>" (0 when absent), the version a
-// conditional write expects (credgate.CheckVersion).
+// conditional write expects (credgate.CheckVersion). "*" (any current
+// version, RFC 9110 13.1.1) asks only that the record exist, which every
+// write of a record asks anyway: 0.
 func ifMatch(c *gin.Context) (int, error) {
 	v := strings.TrimSpace(c.GetHeader("If-Match"))
-	if v == "" {
+	if v == "" || v == "*" {
 		return 0, nil
 	}
 	v = strings.TrimPrefix(v, "W/")

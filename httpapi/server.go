@@ -189,7 +189,15 @@ func New(o Options) (http.Handler, error) {
 	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(requestID(), accessLog(o.Logger, o.Metrics), recovery(), deadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck())
+	doc, err := OpenAPIDocument()
+	if err != nil {
+		return nil, err
+	}
+	params, err := documentedQueries(doc)
+	if err != nil {
+		return nil, err
+	}
+	r.Use(headAsGet(r), requestID(), accessLog(o.Logger, o.Metrics), recovery(), deadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck(), knownQuery(params), jsonBody(), notModified())
 
 	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
 	if err := docsRoutes(r); err != nil {

@@ -145,13 +145,26 @@ func (s *Store) RefreshCredential(ctx context.Context, cred string, ifMatch int,
 // readers on however many replicas find it due at once, one token is
 // requested; the others find it minted. It answers the credential as it
 // stands. Errors: RefreshCredential's.
+//
+// The readers of one replica that find it due at once share one call
+// (singleflight), so a burst takes the lock once per replica, not once
+// per reader.
 func (s *Store) EnsureToken(ctx context.Context, cred string, grant credgate.RefreshGrant) (*credgate.Credential, error) {
-	own, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LockWait+refreshBudget)
-	defer cancel()
-	if d, ok := ctx.Deadline(); ok {
-		own = context.WithValue(own, lockDeadlineKey{}, d)
+	key := credgate.PrincipalFrom(ctx).Tenant + "/" + cred
+	v, err, _ := s.minting.Do(key, func() (any, error) {
+		own, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LockWait+refreshBudget)
+		defer cancel()
+		if d, ok := ctx.Deadline(); ok {
+			own = context.WithValue(own, lockDeadlineKey{}, d)
+		}
+		return s.grantAndStore(own, cred, 0, func(c *credgate.Credential) bool { return c.TokenDue(s.opts.Now()) }, grant)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return s.grantAndStore(own, cred, 0, func(c *credgate.Credential) bool { return c.TokenDue(s.opts.Now()) }, grant)
+	c := *v.(*credgate.Credential) // each reader its own copy
+	c.Secrets = c.Secrets.Clone()
+	return &c, nil
 }
 
 // grantAndStore makes grant's grant for cred under its rotation lock, when

@@ -101,6 +101,7 @@ type Store struct {
 	tokens   *lru.Cache[string, callerToken]
 	policies *lru.Cache[string, [32]byte] // policy name -> hash of what we wrote
 	mint     singleflight.Group
+	minting  singleflight.Group // client-credentials tokens being minted, by tenant and credential
 	access   *accessRecorder
 	ledgers  *ledgerBook
 	health   healthCache

@@ -1,0 +1,86 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/credgate/credgate"
+)
+
+// An unknown query parameter is 400 INVALID_PARAMETER naming it, in both
+// families (the document's parameters are the one list); a body declared
+// as something other than JSON is 415; JSON under its own media types, or
+// without a Content-Type, is read. (Issue 17, items 2 and 4.)
+func TestUnknownQueryParametersAndNonJSONBodiesAreRefused(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "stripe")
+	e := wantEnvelopeError(t, a.do("GET", "/api/v1/credentials?integration_id=stripe", tok, nil), 400, credgate.EInvalidParameter)
+	if d, _ := e["details"].(string); !strings.Contains(d, "integration_id") || !strings.Contains(d, "integrationId") {
+		t.Fatalf("the refusal names neither the parameter nor what the route takes: %v", e)
+	}
+	r := a.do("GET", "/api/v1/services?colour=red", tok, nil)
+	wantError(t, r, 400, credgate.EInvalidParameter)
+	if !strings.Contains(string(r.Raw), "colour") {
+		t.Fatalf("services family: %s", r.Raw)
+	}
+	wantEnvelope(t, a.do("GET", "/api/v1/credentials?integrationId=stripe&limit=5", tok, nil), 200)
+	if r := a.do("GET", "/api/v1/services?limit=5", tok, nil); r.Status != 200 {
+		t.Fatalf("a documented parameter: %d %s", r.Status, r.Raw)
+	}
+
+	body := `{"id":"sendgrid","name":"SendGrid"}`
+	r = a.do("POST", "/api/v1/services", tok, body, "Content-Type", "text/plain")
+	wantError(t, r, http.StatusUnsupportedMediaType, credgate.EUnsupportedMediaType)
+	r = a.do("POST", "/api/v1/credentials", tok, `{"integrationId":"stripe"}`, "Content-Type", "application/x-www-form-urlencoded")
+	wantEnvelopeError(t, r, http.StatusUnsupportedMediaType, credgate.EUnsupportedMediaType)
+	if r := a.do("GET", "/api/v1/services/sendgrid", tok, nil); r.Status != 404 {
+		t.Fatalf("a refused body was stored: %d", r.Status)
+	}
+	if r := a.do("POST", "/api/v1/services", tok, body, "Content-Type", "application/json; charset=utf-8"); r.Status != 201 {
+		t.Fatalf("application/json with a charset: %d %s", r.Status, r.Raw)
+	}
+	if r := a.do("PATCH", "/api/v1/services/sendgrid", tok, `{"description":"email"}`, "Content-Type", "application/merge-patch+json"); r.Status != 200 {
+		t.Fatalf("a merge patch under its media type: %d %s", r.Status, r.Raw)
+	}
+}
+
+// Every GET answers HEAD; a GET whose If-None-Match names the record's
+// ETag is 304 without a body; If-Match: * writes whatever the version.
+// (Issue 17, item 5.)
+func TestHeadConditionalGetsAndIfMatchAny(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "stripe")
+	get := a.do("GET", "/api/v1/services/stripe", tok, nil)
+	tag := get.Header.Get("ETag")
+	if get.Status != 200 || tag == "" {
+		t.Fatalf("GET: %d %q", get.Status, tag)
+	}
+	head := a.do("HEAD", "/api/v1/services/stripe", tok, nil)
+	if head.Status != 200 || len(head.Raw) != 0 || head.Header.Get("ETag") != tag || head.Header.Get("X-RateLimit-Limit") == "" {
+		t.Fatalf("HEAD: %d %q %v", head.Status, head.Raw, head.Header)
+	}
+	if r := a.do("HEAD", "/api/v1/services/nope", tok, nil); r.Status != 404 || len(r.Raw) != 0 {
+		t.Fatalf("HEAD of nothing: %d %q", r.Status, r.Raw)
+	}
+	if r := a.do("HEAD", "/api/v1/credentials?integrationId=stripe", tok, nil); r.Status != 200 || len(r.Raw) != 0 {
+		t.Fatalf("HEAD of the inventory: %d", r.Status)
+	}
+	nm := a.do("GET", "/api/v1/services/stripe", tok, nil, "If-None-Match", tag)
+	if nm.Status != http.StatusNotModified || len(nm.Raw) != 0 || nm.Header.Get("ETag") != tag {
+		t.Fatalf("If-None-Match the current ETag: %d %q", nm.Status, nm.Raw)
+	}
+	if r := a.do("GET", "/api/v1/services/stripe", tok, nil, "If-None-Match", `"999"`); r.Status != 200 || len(r.Raw) == 0 {
+		t.Fatalf("If-None-Match another: %d", r.Status)
+	}
+	// A write through If-Match: * (the record must exist).
+	if r := a.do("PATCH", "/api/v1/services/stripe", tok, map[string]any{"description": "payments"}, "If-Match", "*"); r.Status != 200 {
+		t.Fatalf("If-Match *: %d %s", r.Status, r.Raw)
+	}
+	// The credentials family's records too.
+	id := a.mustCreateCredential(tok, map[string]any{"integrationId": "stripe", "credentialName": "live", "authType": "api_key", "apiKey": secret("sk_" + randHex(8))})["id"].(string)
+	read := a.do("GET", "/api/v1/credentials/stripe?credentialId="+id, tok, nil)
+	if r := a.do("GET", "/api/v1/credentials/stripe?credentialId="+id, tok, nil, "If-None-Match", read.Header.Get("ETag")); r.Status != http.StatusNotModified || len(r.Raw) != 0 {
+		t.Fatalf("a credential's If-None-Match: %d %q", r.Status, r.Raw)
+	}
+}
