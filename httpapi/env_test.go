@@ -188,6 +188,8 @@ type apiOptions struct {
 	requestTimeout time.Duration
 	// vaultTimeout bounds each Vault call; 0: 2 s.
 	vaultTimeout time.Duration
+	// corsOrigins is cors.allowed_origins.
+	corsOrigins []string
 }
 
 // monitorSetup times an instance's monitor for a test.
@@ -367,7 +369,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 		Services: store, Credentials: a.store, Primary: a.store, Rotator: a.store, Access: access, Locator: a.store, Usage: a.store,
 		Webhooks: a.store, Rotators: a.store, Rotations: rotationsOf(a), Connect: connector, Tokens: a.store, Events: events, GrantResolver: a.grants, Grants: grantStore{a.store, a.grants}, RoleMap: o.roleMap, Idempotency: a.store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: v, Logger: log,
-		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout,
+		Metrics: a.metrics, RateLimit: o.rateLimit, RequestTimeout: o.requestTimeout, CORSOrigins: o.corsOrigins,
 		Ready: []httpapi.ReadyCheck{{Name: "vault", Check: a.store.Ready}, {Name: "issuers", Check: v.Ready}},
 	})
 	if err != nil {

@@ -84,3 +84,28 @@ func TestHeadConditionalGetsAndIfMatchAny(t *testing.T) {
 		t.Fatalf("a credential's If-None-Match: %d %q", r.Status, r.Raw)
 	}
 }
+
+// CORS: a configured origin's preflight is 204 saying what may be sent,
+// and its answers carry Access-Control-Allow-Origin; another origin gets
+// none of it. (Issue 17, item 5.)
+func TestCORSForConfiguredOriginsOnly(t *testing.T) {
+	a := newAPI(t, apiOptions{corsOrigins: []string{"https://app.example.com"}})
+	tok, _ := adminWithService(t, a, "stripe")
+	pre := a.do("OPTIONS", "/api/v1/services/stripe", "", nil, "Origin", "https://app.example.com", "Access-Control-Request-Method", "PATCH", "Access-Control-Request-Headers", "authorization, if-match")
+	if pre.Status != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		!strings.Contains(pre.Header.Get("Access-Control-Allow-Methods"), "PATCH") || !strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "If-Match") ||
+		pre.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight: %d %v", pre.Status, pre.Header)
+	}
+	got := a.do("GET", "/api/v1/services/stripe", tok, nil, "Origin", "https://app.example.com")
+	if got.Status != 200 || got.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || !strings.Contains(got.Header.Get("Access-Control-Expose-Headers"), "ETag") {
+		t.Fatalf("a request from the origin: %d %v", got.Status, got.Header)
+	}
+	other := a.do("OPTIONS", "/api/v1/services/stripe", "", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "GET")
+	if other.Status == http.StatusNoContent || other.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("another origin's preflight: %d %v", other.Status, other.Header)
+	}
+	if r := a.do("GET", "/api/v1/services/stripe", tok, nil, "Origin", "https://evil.example"); r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatal("another origin was allowed")
+	}
+}

@@ -146,6 +146,9 @@ type Options struct {
 	// token of a client-credentials credential a read finds due.
 	Connect Connector
 	Tokens  TokenMinter
+	// CORSOrigins are the origins whose browser pages may call the API
+	// (exact scheme://host[:port]); none by default.
+	CORSOrigins []string
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -197,7 +200,7 @@ func New(o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Use(headAsGet(r), requestID(), accessLog(o.Logger, o.Metrics), recovery(), deadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck(), knownQuery(params), jsonBody(), notModified())
+	r.Use(cors(o.CORSOrigins), headAsGet(r), requestID(), accessLog(o.Logger, o.Metrics), recovery(), deadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck(), knownQuery(params), jsonBody(), notModified())
 
 	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
 	if err := docsRoutes(r); err != nil {

@@ -35,6 +35,7 @@ type Config struct {
 	// redirect URI is PublicURL/oauth/callback); default http://<listen>.
 	PublicURL      string          `yaml:"public_url"`
 	OAuth          OAuthConfig     `yaml:"oauth"`
+	CORS           CORSConfig      `yaml:"cors"`
 	LogLevel       string          `yaml:"log_level"`
 	TrustedProxies []string        `yaml:"trusted_proxies"`
 	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
@@ -70,6 +71,13 @@ type MonitorConfig struct {
 	// RefreshWorkers bounds the automatic refreshes at once; a tenant
 	// gets at most half.
 	RefreshWorkers int `yaml:"refresh_workers"`
+}
+
+// CORSConfig lets browser pages of the listed origins call the API
+// (exact scheme://host[:port]; none by default, so browsers get no CORS
+// headers at all).
+type CORSConfig struct {
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 // OAuthConfig governs connects (the authorization-code flow): the URL
@@ -680,6 +688,11 @@ func (c Config) Validate() error {
 	for _, p := range c.OAuth.RedirectAllow {
 		if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("oauth.redirect_allow: %q is not an absolute http(s) URL prefix", p)
+		}
+	}
+	for _, o := range c.CORS.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || strings.HasSuffix(o, "/") {
+			bad("cors.allowed_origins: %q is not an origin (scheme://host[:port])", o)
 		}
 	}
 	if c.OAuth.StateTTL < 0 || c.OAuth.StateTTL > time.Hour {

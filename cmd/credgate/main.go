@@ -303,7 +303,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	handler, err := httpapi.New(httpapi.Options{
-		Connect: connector, Tokens: store,
+		Connect: connector, Tokens: store, CORSOrigins: cfg.CORS.AllowedOrigins,
 		Services: store, Credentials: store, Primary: store, Rotator: store, Access: store, Locator: store, Usage: store,
 		Webhooks: store, Rotators: store, Rotations: mon.rotations, Events: mon.events, GrantResolver: resolver, Grants: grantStore{store, resolver}, RoleMap: cfg.roleMap(), Idempotency: store,
 		Refresh: tokenrefresh.Grant(guard.Client(tokenrefresh.Timeout)), Endpoints: guard, Auth: verifier, Logger: m.Logger,

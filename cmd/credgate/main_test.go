@@ -48,6 +48,8 @@ auth:
     admins: [superuser]
 outbound:
   proxy: socks5://proxy.corp.example:1080
+cors:
+  allowed_origins: ["https://app.example.com/", "*"]
 `
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ outbound:
 	if err == nil {
 		t.Fatal("Validate accepted a broken configuration")
 	}
-	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser", "outbound.proxy"} {
+	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser", "outbound.proxy", `cors.allowed_origins: "https://app.example.com/"`, `cors.allowed_origins: "*"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the report lacks %q:\n%v", want, err)
 		}
