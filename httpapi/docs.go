@@ -23,7 +23,8 @@ var openAPIYAML []byte
 //go:embed swaggerui/dist
 var swaggerUI embed.FS
 
-// OpenAPIDocument returns the OpenAPI document as JSON.
+// OpenAPIDocument returns the OpenAPI document as JSON: openapi.yaml, with
+// what every /api/v1 operation shares added (completeDocument).
 func OpenAPIDocument() ([]byte, error) {
 	j, err := yaml.YAMLToJSON(openAPIYAML)
 	if err != nil {
@@ -31,6 +32,9 @@ func OpenAPIDocument() ([]byte, error) {
 	}
 	if !json.Valid(j) {
 		return nil, fmt.Errorf("openapi.yaml does not convert to JSON")
+	}
+	if j, err = completeDocument(j); err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
 	}
 	return j, nil
 }

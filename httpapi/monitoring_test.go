@@ -151,6 +151,9 @@ func startReceiver(t *testing.T, failFirst int) *receiver {
 		if err := json.Unmarshal(body, &e); err != nil {
 			r.bad = append(r.bad, "body: "+err.Error())
 		}
+		if err := s.spec.event(body); err != nil {
+			r.bad = append(r.bad, "the event does not match the document's WebhookEvent: "+err.Error())
+		}
 		r.got = append(r.got, delivered{id: req.Header.Get("webhook-id"), raw: string(body), event: e})
 		w.WriteHeader(204)
 	}))

@@ -103,6 +103,19 @@ func (sp *spec) validating(next http.Handler) http.Handler {
 	})
 }
 
+// event checks a webhook delivery's body against the document's
+// WebhookEvent, the schema of createWebhook's callback.
+func (sp *spec) event(body []byte) error {
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	if err := sp.doc.Components.Schemas["WebhookEvent"].Value.VisitJSON(v); err != nil {
+		return err
+	}
+	return noNulls(body)
+}
+
 // noNulls fails when a JSON answer holds null anywhere but inside what a
 // client or a token supplied (metadata, claims): optional fields are left
 // out, never null, because typed clients (a TypeScript "x?: string", a Go
