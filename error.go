@@ -65,6 +65,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrUnnamed is the cause of a not-found error whose message does not name
+// what was looked for (the storage layer knows a path, not the request):
+// the API names it from the request it answers.
+var ErrUnnamed = errors.New("not found; the request names what")
+
 // Errorf returns an *Error with a formatted message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
@@ -115,11 +120,19 @@ func (fe FieldErrors) Names() []string {
 	return out
 }
 
+// WholeBody is the field name of a problem with a body as a whole (a
+// limit, or fields that do not go together) rather than with one field.
+const WholeBody = "body"
+
 // Sentence says every problem in one line: "apiKey is required; name is at
-// most 200 bytes".
+// most 200 bytes". A problem with the whole body is said as it is.
 func (fe FieldErrors) Sentence() string {
 	parts := make([]string, 0, len(fe))
 	for _, k := range fe.Names() {
+		if k == WholeBody {
+			parts = append(parts, fe[k])
+			continue
+		}
 		parts = append(parts, k+" "+fe[k])
 	}
 	return strings.Join(parts, "; ")

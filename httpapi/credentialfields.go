@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/credgate/credgate"
 )
 
@@ -89,7 +87,7 @@ func viewOf(ctx context.Context, cr *credgate.Credential, r reveal) *credentialV
 // in credgate.SecretFields order.
 func (v *credentialView) MarshalJSON() ([]byte, error) {
 	type fields credentialView // without this method
-	b, err := gojson.Marshal((*fields)(v))
+	b, err := marshal((*fields)(v))
 	if err != nil || len(v.Secrets) == 0 {
 		return b, err
 	}
@@ -103,7 +101,7 @@ func (v *credentialView) MarshalJSON() ([]byte, error) {
 		if v.reveal == maskSecrets {
 			val = masked
 		}
-		s, err := gojson.Marshal(val)
+		s, err := marshal(val)
 		if err != nil {
 			return nil, err
 		}

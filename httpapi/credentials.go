@@ -297,7 +297,7 @@ func (h *handlers) patchCredential(c *gin.Context) {
 		return
 	}
 	if in.Generate != nil || in.PreviousRevokeAt != nil || in.RevokeWhenMigrated != nil || in.Via != nil {
-		fail(c, credgate.FieldErrors{"body": "generate, via, previousRevokeAt and revokeWhenMigrated go with rotate"}.Err())
+		fail(c, credgate.FieldErrors{credgate.WholeBody: "generate, via, previousRevokeAt and revokeWhenMigrated go with rotate"}.Err())
 		return
 	}
 	if err := h.checkRotator(c.Request.Context(), &in); err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	gojson "github.com/goccy/go-json"
 
 	"github.com/credgate/credgate"
 )
@@ -59,25 +58,25 @@ func writeEnvelope(c *gin.Context, status int, message string, data any, next st
 	if m, ok := data.(json.Marshaler); ok {
 		body, err = m.MarshalJSON() // compact already: not parsed again
 	} else {
-		body, err = gojson.Marshal(data)
+		body, err = marshal(data)
 	}
 	if err != nil {
 		fail(c, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err})
 		return
 	}
-	msg, _ := json.Marshal(message)
+	msg, _ := marshal(message)
 	b := make([]byte, 0, len(body)+len(msg)+64)
 	b = append(b, `{"success":true,"message":`...)
 	b = append(b, msg...)
 	b = append(b, `,"data":`...)
 	b = append(b, body...)
 	if ws, ok := c.Get(warningsKey); ok {
-		list, _ := json.Marshal(ws)
+		list, _ := marshal(ws)
 		b = append(b, `,"warnings":`...)
 		b = append(b, list...)
 	}
 	if next != "" {
-		cur, _ := json.Marshal(next)
+		cur, _ := marshal(next)
 		b = append(b, `,"nextCursor":`...)
 		b = append(b, cur...)
 	}

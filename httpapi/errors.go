@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -111,6 +112,38 @@ func inCredentialTerms(err error, integration string) error {
 	return err
 }
 
+// notFoundText names what a request looked for and did not find, for a
+// not-found error the storage layer could not name (credgate.ErrUnnamed):
+// the path's id, and the credentialId a read asked for. "" when the route
+// names nothing of that kind.
+func notFoundText(c *gin.Context, code string) string {
+	id := c.Param("id")
+	if id == "" {
+		return ""
+	}
+	switch code {
+	case credgate.EServiceNotFound:
+		return fmt.Sprintf("Service with ID '%s' not found", id)
+	case credgate.ECredentialsNotFound:
+		return fmt.Sprintf("Service '%s' has no credentials", id)
+	case credgate.ECredentialNotFound:
+		if cid := c.Query("credentialId"); cid != "" {
+			return fmt.Sprintf("No credential %s exists for integration ID: %s", cid, id)
+		}
+		if _, ok := credgate.CanonicalCredentialID(id); ok {
+			return "No credential exists with ID: " + id
+		}
+		return "No credential exists for integration ID: " + id
+	case credgate.ENotFound:
+		for _, kind := range []string{"webhook", "grant", "rotator"} {
+			if strings.HasPrefix(c.Request.URL.Path, "/api/v1/"+kind+"s/") {
+				return fmt.Sprintf("No %s exists with ID: %s", kind, id)
+			}
+		}
+	}
+	return ""
+}
+
 // writeError renders err in the family of the request's path. Only what a
 // *credgate.Error says for clients reaches them; anything else becomes
 // INTERNAL_ERROR with a generic message.
@@ -125,6 +158,13 @@ func writeError(c *gin.Context, err error) {
 	if code != credgate.EInternal && errors.As(err, &ce) {
 		e = ce
 	}
+	if errors.Is(err, credgate.ErrUnnamed) {
+		if msg := notFoundText(c, code); msg != "" {
+			named := *e
+			named.Message = msg
+			e = &named
+		}
+	}
 	switch code {
 	case credgate.EUnauthorized:
 		c.Header("WWW-Authenticate", bearerChallenge(c, e.Message))
@@ -138,7 +178,7 @@ func writeError(c *gin.Context, err error) {
 		if len(e.Fields) > 0 {
 			details = e.Fields.Sentence()
 		}
-		c.JSON(kind.status, envelope{Success: false, Error: &envelopeErrorBody{
+		writeJSON(c, kind.status, envelope{Success: false, Error: &envelopeErrorBody{
 			Code: code, Message: kind.title, Details: details, Fields: e.Fields,
 			Status: e.Status, CurrentVersion: e.CurrentVersion, UpstreamError: e.UpstreamError,
 		}, Timestamp: timestamp()})
@@ -157,7 +197,7 @@ func writeError(c *gin.Context, err error) {
 	if e.UpstreamError != "" {
 		details["upstream_error"] = e.UpstreamError
 	}
-	c.JSON(kind.status, gin.H{"error": serviceErrorBody{Code: code, Message: e.Message, Details: details}})
+	writeJSON(c, kind.status, gin.H{"error": serviceErrorBody{Code: code, Message: e.Message, Details: details}})
 }
 
 // bearerChallenge is the WWW-Authenticate of a 401 (RFC 6750 3): no error

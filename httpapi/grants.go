@@ -277,7 +277,7 @@ func (h *handlers) serviceAccess(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, out) // the services family: plain JSON
+	writeJSON(c, http.StatusOK, out) // the services family: plain JSON
 }
 
 func (h *handlers) credentialAccess(c *gin.Context) {

@@ -32,10 +32,10 @@ func readyz(checks []ReadyCheck, log *zap.Logger) gin.HandlerFunc {
 		}
 		if !ok {
 			c.Header("Retry-After", retryAfterBackend)
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": results})
+			writeJSON(c, http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": results})
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready", "checks": results})
+		writeJSON(c, http.StatusOK, gin.H{"status": "ready", "checks": results})
 	}
 }
 
@@ -172,5 +172,5 @@ func (h *handlers) debugAuth(c *gin.Context) {
 		out.VaultPolicies = append(out.VaultPolicies, name)
 		out.Grants = append(out.Grants, debugGrant{Grant: g, VaultPolicy: name, VaultPolicyText: texts[name]})
 	}
-	c.JSON(http.StatusOK, out)
+	writeJSON(c, http.StatusOK, out)
 }

@@ -30,7 +30,7 @@ func (h *handlers) rotateCredential(c *gin.Context) {
 		return
 	}
 	if in.descriptive() {
-		fail(c, credgate.FieldErrors{"body": "rotate takes only secret values or generate; change other fields with PATCH"}.Err())
+		fail(c, credgate.FieldErrors{credgate.WholeBody: "rotate takes only secret values or generate; change other fields with PATCH"}.Err())
 		return
 	}
 	if in.Via != nil {

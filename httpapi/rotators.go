@@ -63,7 +63,7 @@ func rotatorView(r *credgate.Rotator) *credgate.Rotator {
 func rotatorID(c *gin.Context) (string, error) {
 	id := c.Param("id")
 	if !credgate.ValidRotatorID(id) {
-		return "", credgate.Errorf(credgate.ENotFound, "no such rotator")
+		return "", credgate.Errorf(credgate.ENotFound, "No rotator exists with ID: %s", id)
 	}
 	return id, nil
 }
@@ -94,7 +94,7 @@ func (h *handlers) createRotator(c *gin.Context) {
 	c.Header("Location", "/api/v1/rotators/"+out.ID)
 	c.Header("ETag", etag(out.Version))
 	c.Header("Cache-Control", "no-store") // the answer holds the signing secret
-	respond(c, http.StatusCreated, "rotator registered; its secret is shown this once", out)
+	respond(c, http.StatusCreated, "Rotator registered successfully; its secret is shown this once", out)
 }
 
 func (h *handlers) listRotators(c *gin.Context) {
@@ -122,7 +122,7 @@ func (h *handlers) getRotator(c *gin.Context) {
 		return
 	}
 	c.Header("ETag", etag(r.Version))
-	respond(c, http.StatusOK, "rotator", rotatorView(r))
+	respond(c, http.StatusOK, "Rotator retrieved successfully", rotatorView(r))
 }
 
 func (h *handlers) patchRotator(c *gin.Context) {
@@ -158,7 +158,7 @@ func (h *handlers) patchRotator(c *gin.Context) {
 		return
 	}
 	c.Header("ETag", etag(out.Version))
-	respond(c, http.StatusOK, "rotator updated", rotatorView(out))
+	respond(c, http.StatusOK, "Rotator updated successfully", rotatorView(out))
 }
 
 func (h *handlers) deleteRotator(c *gin.Context) {

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -107,5 +108,59 @@ func TestCORSForConfiguredOriginsOnly(t *testing.T) {
 	}
 	if r := a.do("GET", "/api/v1/services/stripe", tok, nil, "Origin", "https://evil.example"); r.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatal("another origin was allowed")
+	}
+}
+
+// TestTextsNameWhatWasLookedFor: a not-found answer says which id was looked
+// for and where (seed 000's "Service with ID 'svc_abc123' not found", seed
+// 002's "No credential exists for integration ID: servicenow-prod-999"),
+// never a details that repeats the message; texts are not HTML-escaped; a
+// problem with the whole body is said without a field name in front.
+func TestTextsNameWhatWasLookedFor(t *testing.T) {
+	a := newAPI(t, apiOptions{})
+	tok, _ := adminWithService(t, a, "stripe")
+	const cred = "cred-550e8400-e29b-41d4-a716-446655440001"
+	const hook = "wh_00000000-0000-0000-0000-000000000000"
+	const rot = "rot_00000000-0000-0000-0000-000000000000"
+	for _, tc := range []struct{ path, code, text string }{
+		{"/api/v1/credentials/servicenow-prod-999", "CREDENTIAL_NOT_FOUND", "No credential exists for integration ID: servicenow-prod-999"},
+		{"/api/v1/credentials/stripe?credentialId=" + cred, "CREDENTIAL_NOT_FOUND", "No credential " + cred + " exists for integration ID: stripe"},
+		{"/api/v1/credentials/" + cred + "/versions", "CREDENTIAL_NOT_FOUND", "No credential exists with ID: " + cred},
+		{"/api/v1/services/svc_abc123", "SERVICE_NOT_FOUND", "Service with ID 'svc_abc123' not found"},
+		{"/api/v1/services/svc_abc123/credentials", "SERVICE_NOT_FOUND", "Service with ID 'svc_abc123' not found"},
+		{"/api/v1/services/stripe/credentials", "CREDENTIALS_NOT_FOUND", "Service 'stripe' has no credentials"},
+		{"/api/v1/webhooks/" + hook, "NOT_FOUND", "No webhook exists with ID: " + hook},
+		{"/api/v1/rotators/" + rot, "NOT_FOUND", "No rotator exists with ID: " + rot},
+		{"/api/v1/grants/grant_x", "NOT_FOUND", "No grant exists with ID: grant_x"},
+	} {
+		res := a.do("GET", tc.path, tok, nil)
+		if res.Status != http.StatusNotFound || res.errCode() != tc.code {
+			t.Errorf("GET %s = %d %s, want 404 %s", tc.path, res.Status, res.Raw, tc.code)
+			continue
+		}
+		e, _ := res.Body["error"].(map[string]any)
+		said := e["details"] // the credentials family's sentence
+		if strings.HasPrefix(tc.path, "/api/v1/services") {
+			said = e["message"] // the services family's
+		}
+		if said != tc.text {
+			t.Errorf("GET %s said %q, want %q", tc.path, said, tc.text)
+		}
+	}
+
+	res := a.do("POST", "/api/v1/credentials", tok, map[string]any{
+		"integrationId": "stripe", "credentialName": "<primary> & co", "authType": "oauth2_bearer", "accessToken": "at-1",
+	})
+	if res.Status != http.StatusCreated || !strings.Contains(string(res.Raw), `"credentialName":"<primary> & co"`) {
+		t.Fatalf("create = %d %s, want the name as sent, not \\u003c-escaped", res.Status, res.Raw)
+	}
+	id := res.Body["data"].(map[string]any)["id"].(string)
+	if got := a.do("GET", "/api/v1/credentials/stripe", tok, nil); got.Body["message"] != "Credentials retrieved successfully" {
+		t.Errorf("read's message = %v, want seed 002's", got.Body["message"])
+	}
+	res = a.do("POST", "/api/v1/credentials/"+id+"/rotate", tok, map[string]any{})
+	e, _ := res.Body["error"].(map[string]any)
+	if res.Status != http.StatusBadRequest || !strings.HasPrefix(fmt.Sprint(e["details"]), "the credential has no refresh token") {
+		t.Errorf("rotate with nothing to rotate with = %d %s, want 400 saying so without a field name in front", res.Status, res.Raw)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -58,7 +59,7 @@ func inServiceTerms(err error) error {
 	}
 	switch {
 	case e.Code == credgate.ECredentialNotFound:
-		return &credgate.Error{Code: credgate.ECredentialsNotFound, Message: "the service has no credentials", Err: err}
+		return &credgate.Error{Code: credgate.ECredentialsNotFound, Message: "the service has no credentials", Err: fmt.Errorf("%w: %w", credgate.ErrUnnamed, err)}
 	case len(e.Fields) > 0:
 		return e.Fields.InServiceTerms().Err()
 	}
@@ -86,7 +87,7 @@ func (h *handlers) getServiceCredentials(c *gin.Context) {
 	}
 	c.Header("ETag", etag(cred.Version))
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, serviceCredentialsOf(cred, showSecrets))
+	writeJSON(c, http.StatusOK, serviceCredentialsOf(cred, showSecrets))
 }
 
 // putServiceCredentialsInput is the body of PUT .../credentials. The
@@ -156,7 +157,7 @@ func (h *handlers) putServiceCredentials(c *gin.Context) {
 		return
 	}
 	c.Header("ETag", etag(out.Version))
-	c.JSON(http.StatusOK, serviceCredentialsOf(out, maskSecrets))
+	writeJSON(c, http.StatusOK, serviceCredentialsOf(out, maskSecrets))
 }
 
 // serviceCredentialsValues reads the services family's credentials map:
@@ -238,7 +239,7 @@ func (h *handlers) serviceCredentialVersions(c *gin.Context) {
 	for i, v := range versions {
 		out.Versions[i] = serviceCredentialVersionV1(v)
 	}
-	c.JSON(http.StatusOK, out)
+	writeJSON(c, http.StatusOK, out)
 }
 
 // intendPrimary records, before a write of service's primary credential by

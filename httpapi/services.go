@@ -102,7 +102,7 @@ func (h *handlers) listServices(c *gin.Context) {
 	if page.Next != "" {
 		resp.NextCursor = encodeCursor(page.Next)
 	}
-	c.JSON(http.StatusOK, resp)
+	writeJSON(c, http.StatusOK, resp)
 }
 
 // Cursors are opaque to clients; today they carry where a page ended: the
@@ -166,7 +166,7 @@ func (h *handlers) createService(c *gin.Context) {
 
 func writeService(c *gin.Context, status int, svc *credgate.Service) {
 	c.Header("ETag", etag(svc.Version))
-	c.JSON(status, svc)
+	writeJSON(c, status, svc)
 }
 
 // newServiceID returns svc_ and 20 random base32 characters (100 bits).

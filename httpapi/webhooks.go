@@ -55,7 +55,7 @@ func webhookView(w *credgate.Webhook) *credgate.Webhook {
 func webhookID(c *gin.Context) (string, error) {
 	id := c.Param("id")
 	if !credgate.ValidWebhookID(id) {
-		return "", credgate.Errorf(credgate.ENotFound, "no such webhook")
+		return "", credgate.Errorf(credgate.ENotFound, "No webhook exists with ID: %s", id)
 	}
 	return id, nil
 }
@@ -86,7 +86,7 @@ func (h *handlers) createWebhook(c *gin.Context) {
 	c.Header("Location", "/api/v1/webhooks/"+out.ID)
 	c.Header("ETag", etag(out.Version))
 	c.Header("Cache-Control", "no-store") // the answer holds the signing secret
-	respond(c, http.StatusCreated, "webhook created; its secret is shown this once", out)
+	respond(c, http.StatusCreated, "Webhook created successfully; its secret is shown this once", out)
 }
 
 func (h *handlers) listWebhooks(c *gin.Context) {
@@ -114,7 +114,7 @@ func (h *handlers) getWebhook(c *gin.Context) {
 		return
 	}
 	c.Header("ETag", etag(w.Version))
-	respond(c, http.StatusOK, "webhook", webhookView(w))
+	respond(c, http.StatusOK, "Webhook retrieved successfully", webhookView(w))
 }
 
 func (h *handlers) patchWebhook(c *gin.Context) {
@@ -150,7 +150,7 @@ func (h *handlers) patchWebhook(c *gin.Context) {
 		return
 	}
 	c.Header("ETag", etag(out.Version))
-	respond(c, http.StatusOK, "webhook updated", webhookView(out))
+	respond(c, http.StatusOK, "Webhook updated successfully", webhookView(out))
 }
 
 func (h *handlers) deleteWebhook(c *gin.Context) {
@@ -163,7 +163,7 @@ func (h *handlers) deleteWebhook(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	respond(c, http.StatusOK, "webhook deleted", gin.H{"id": id})
+	respond(c, http.StatusOK, "Webhook deleted successfully", gin.H{"id": id})
 }
 
 func (h *handlers) webhookDeliveries(c *gin.Context) {

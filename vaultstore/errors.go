@@ -3,6 +3,7 @@ package vaultstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,7 +33,7 @@ func translate(err error, notFound string) error {
 		return err
 	}
 	if errors.Is(err, errNotFound) || errors.Is(err, api.ErrSecretNotFound) {
-		return &credgate.Error{Code: notFound, Message: notFoundMessage(notFound), Err: err}
+		return &credgate.Error{Code: notFound, Message: notFoundMessage(notFound), Err: fmt.Errorf("%w: %w", credgate.ErrUnnamed, err)}
 	}
 	if errors.Is(err, errConflict) {
 		return &credgate.Error{Code: credgate.EVersionConflict, Message: "the record was changed by another request", Err: err}
@@ -46,7 +47,7 @@ func translate(err error, notFound string) error {
 	if errors.As(err, &re) {
 		switch {
 		case re.StatusCode == http.StatusNotFound:
-			return &credgate.Error{Code: notFound, Message: notFoundMessage(notFound), Err: err}
+			return &credgate.Error{Code: notFound, Message: notFoundMessage(notFound), Err: fmt.Errorf("%w: %w", credgate.ErrUnnamed, err)}
 		case re.StatusCode == http.StatusForbidden:
 			return &credgate.Error{Code: credgate.EInsufficientPermissions, Message: "Vault refused this operation for the caller", Err: err}
 		case re.StatusCode == http.StatusBadRequest:

@@ -67,7 +67,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *credgate.Grant) (*credgate.G
 	}
 	_, _, err = update(ctx, k.grantRecord(), 0, func(t *grantTable) error {
 		if len(t.Grants) >= credgate.MaxGrants {
-			return credgate.FieldErrors{"body": "the tenant has the most grants it may have; delete one first"}.Err()
+			return credgate.FieldErrors{credgate.WholeBody: "the tenant has the most grants it may have; delete one first"}.Err()
 		}
 		if slices.ContainsFunc(t.Grants, func(x credgate.Grant) bool { return x.ID == out.ID }) {
 			return credgate.Errorf(credgate.EVersionConflict, "grant %s exists already", out.ID)

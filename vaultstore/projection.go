@@ -87,7 +87,7 @@ func (c *customMetadata) all() map[string]any {
 var errTooLarge = &credgate.Error{
 	Code:    credgate.EValidationFailed,
 	Message: "the credential's descriptive fields are too large together (about 13 KB at most)",
-	Fields:  credgate.FieldErrors{"body": "holds descriptive fields too large together (description, metadata, scopes and endpoints: about 13 KB at most)"},
+	Fields:  credgate.FieldErrors{credgate.WholeBody: "the body holds descriptive fields too large together (description, metadata, scopes and endpoints: about 13 KB at most)"},
 }
 
 // projection renders info, the record at version, for custom_metadata. old

@@ -44,7 +44,11 @@ func (s *Store) GetCredential(ctx context.Context, r credgate.CredentialRead) (*
 		err = errNotFound
 	}
 	if err != nil {
-		return nil, missing(r.Service, rec == nil, err)
+		err = missing(r.Service, rec == nil, err)
+		if r.ID != "" && credgate.ErrorCode(err) == credgate.ECredentialNotFound {
+			err = credgate.Errorf(credgate.ECredentialNotFound, "No credential %s exists for integration ID: %s", r.ID, r.Service)
+		}
+		return nil, err
 	}
 	s.services.seen(k.tenant, r.Service, rec.Incarnation, "")
 	return k.served(ctx, r, credentialOf(d, sec, now))
@@ -60,7 +64,7 @@ func missing(service string, serviceGone bool, err error) error {
 		return translate(err, credgate.ECredentialNotFound)
 	}
 	if serviceGone {
-		return credgate.Errorf(credgate.EServiceNotFound, "No service exists with ID: %s", service)
+		return credgate.Errorf(credgate.EServiceNotFound, "Service with ID '%s' not found", service)
 	}
 	return credgate.Errorf(credgate.ECredentialNotFound, "No credential exists for integration ID: %s", service)
 }

@@ -182,7 +182,7 @@ func (s *Store) grantAndStore(ctx context.Context, cred string, ifMatch int, due
 				return errUnchanged // another reader minted it: answered as it is
 			}
 			if !c.CanRefresh() {
-				return credgate.FieldErrors{"body": "the credential has no refresh token and token endpoint to rotate with; send new values or generate"}.Err()
+				return credgate.FieldErrors{credgate.WholeBody: "the credential has no refresh token and token endpoint to rotate with; send new values or generate"}.Err()
 			}
 			var err error
 			if got, expiry, err = grant(ctx, c); err != nil {

@@ -17,7 +17,7 @@ import (
 func (k *session) rotatorPath(id string) string { return k.path(policy.FolderRotators, id) }
 
 // rotatorNotFound is the error of a rotator id that names nothing.
-var rotatorNotFound = credgate.Errorf(credgate.ENotFound, "no such rotator")
+var rotatorNotFound = &credgate.Error{Code: credgate.ENotFound, Message: "no such rotator", Err: credgate.ErrUnnamed}
 
 // CreateRotator stores r, validated, as a new rotator of the caller's
 // tenant with a new id and signing secret; the answer carries the secret
@@ -37,7 +37,7 @@ func (s *Store) CreateRotator(ctx context.Context, r *credgate.Rotator) (*credga
 		return nil, translate(err, credgate.ENotFound)
 	}
 	if len(ids) >= credgate.MaxRotators {
-		return nil, credgate.FieldErrors{"body": fmt.Sprintf("the tenant has %d rotators, the most it may have; delete one first", len(ids))}.Err()
+		return nil, credgate.FieldErrors{credgate.WholeBody: fmt.Sprintf("the tenant has %d rotators, the most it may have; delete one first", len(ids))}.Err()
 	}
 	out := *r
 	out.ID = credgate.NewRotatorID()

@@ -130,7 +130,7 @@ func (s *Store) charge(ctx context.Context, tenant string, d credgate.TenantUsag
 		_, _, err = update(ctx, s.usageRecord(tenant, u), 0, func(cur *credgate.TenantUsage) error {
 			next := cur.Plus(d)
 			if what := limits.Exceeded(*cur, next); what != "" {
-				return credgate.FieldErrors{"body": "the tenant keeps the most " + what + " it may; delete some first"}.Err()
+				return credgate.FieldErrors{credgate.WholeBody: "the tenant keeps the most " + what + " it may; delete some first"}.Err()
 			}
 			*cur = next
 			return nil

@@ -22,7 +22,7 @@ func (k *session) webhookPath(id string) string  { return k.path(policy.FolderWe
 func (k *session) deliveryPath(id string) string { return k.path(policy.FolderDeliveries, id) }
 
 // webhookNotFound is the error of a webhook id that names nothing.
-var webhookNotFound = credgate.Errorf(credgate.ENotFound, "no such webhook")
+var webhookNotFound = &credgate.Error{Code: credgate.ENotFound, Message: "no such webhook", Err: credgate.ErrUnnamed}
 
 // NewWebhookSecret returns a signing secret as the Standard Webhooks
 // libraries take it: whsec_ and 32 random bytes in base64.
