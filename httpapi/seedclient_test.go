@@ -63,9 +63,18 @@ func tsProject(t *testing.T, name string, files ...string) (string, func(env []s
 			t.Fatal(err)
 		}
 	}
+	run := runIn(t, dir)
+	run(nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	return dir, run
+}
+
+// runIn returns a runner of commands in dir (with env added to the
+// test's), for at most five minutes in all, that fails the test with the
+// command's output when one fails and returns its standard output.
+func runIn(t *testing.T, dir string) func(env []string, cmd string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	run := func(env []string, cmdName string, args ...string) string {
+	return func(env []string, cmdName string, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, cmdName, args...)
 		cmd.Dir = dir
@@ -77,6 +86,4 @@ func tsProject(t *testing.T, name string, files ...string) (string, func(env []s
 		}
 		return out.String()
 	}
-	run(nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	return dir, run
 }
