@@ -11,7 +11,7 @@ ARTIFACTS := -artifacts -outputdir $(CURDIR)/testdata-out
 SWAGGER_UI_VERSION := 5.35.0
 SWAGGER_UI_DIR     := httpapi/swaggerui/dist
 
-.PHONY: help vault dev test test-deploy bench bench-compare fuzz lint verify build clean swagger-ui
+.PHONY: help vault dev test test-deploy bench bench-compare bench-scale fuzz lint verify build clean swagger-ui
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,12 @@ bench: vault ## run the benchmarks
 
 bench-compare: vault build ## credgate's reads side by side with direct Vault and vault proxy (BENCHFLAGS: -duration, -rounds, -conns, -callers)
 	$(GO) run ./cmd/bench-compare -vault $(VAULT_BIN) -credgate bin/credgate $(BENCHFLAGS)
+
+# SCALE: credentials, comma-separated (100 a tenant, ten services each).
+SCALE ?= 10000
+
+bench-scale: vault ## seed SCALE credentials into a fresh Vault and print the monitor pass, inventory walk and RSS they cost
+	CREDGATE_SCALE=$(SCALE) $(GO) test ./monitor -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 90m
 
 # Each fuzz target runs for FUZZTIME (8 targets: about 10 minutes at 75s).
 # make test runs their seed corpora (f.Add and testdata/fuzz) as tests.

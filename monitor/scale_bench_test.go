@@ -1,0 +1,207 @@
+package monitor_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"go.uber.org/zap"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/bootstrap"
+	"github.com/credgate/credgate/monitor"
+	"github.com/credgate/credgate/vaultstore"
+	"github.com/credgate/credgate/vaultstore/vaulttest"
+	"github.com/credgate/credgate/webhook"
+)
+
+// BenchmarkScale is make bench-scale: for each size in CREDGATE_SCALE
+// (credentials, comma-separated; default 10000) it seeds that many
+// credentials over size/100 tenants (at least 10) of ten services each
+// into a fresh real Vault through the store, 1 % of them expiring within
+// 30 days (due a notice) and the rest later, then measures the monitor's
+// first pass and a steady pass (Vault calls, wall time, credgate CPU), an
+// inventory walk of one tenant in pages of 500 with expiringWithin=30d
+// (Vault calls a page), and the process's RSS. It prints one table.
+func BenchmarkScale(b *testing.B) {
+	sizes := []int{10000}
+	if s := os.Getenv("CREDGATE_SCALE"); s != "" {
+		sizes = sizes[:0]
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 100 {
+				b.Fatalf("CREDGATE_SCALE: %q is not a size of at least 100", f)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	var rows []scaleRow
+	for range b.N {
+		rows = rows[:0]
+		for _, n := range sizes {
+			rows = append(rows, measureScale(b, n, max(n/100, 10)))
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "credentials\ttenants\tseed\tpass-1 calls\tpass-1 wall\tsteady calls\tcalls/credential\tsteady wall\tsteady CPU\tinventory pages\tcalls/page\tRSS MB\t")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%s\t%d\t%.3f\t%s\t%s\t%d\t%.1f\t%d\t\n", r.n, r.tenants, r.seed.Round(time.Second),
+			r.firstCalls, r.firstWall.Round(time.Millisecond), r.steadyCalls, float64(r.steadyCalls)/float64(r.n),
+			r.steadyWall.Round(time.Millisecond), r.steadyCPU.Round(time.Millisecond), r.pages, r.callsPerPage, r.rssMB)
+	}
+	_ = w.Flush()
+}
+
+type scaleRow struct {
+	n, tenants              int
+	seed                    time.Duration
+	firstCalls, steadyCalls int64
+	firstWall, steadyWall   time.Duration
+	steadyCPU               time.Duration
+	pages                   int
+	callsPerPage            float64
+	rssMB                   int
+}
+
+func measureScale(b *testing.B, total, tenants int) scaleRow {
+	v := vaulttest.StartOwned(b)
+	ctx := context.Background()
+	res, err := bootstrap.Bootstrap(ctx, v.Client(b), bootstrap.Options{IssueToken: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = v.Addr, 0
+	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		tr.MaxIdleConnsPerHost = 64
+	}
+	vc, err := api.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vc.SetToken(res.Token)
+	var calls atomic.Int64
+	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 10 * time.Second, Observe: func(string, time.Duration, error) { calls.Add(1) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close(ctx)
+	row := scaleRow{n: total, tenants: tenants}
+	start := time.Now()
+	seedDue(b, store, tenants, total)
+	row.seed = time.Since(start)
+
+	d, err := webhook.New(webhook.Options{Store: store, Client: http.DefaultClient, Logger: zap.NewNop(), Holder: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last monitor.Pass
+	mon, err := monitor.New(monitor.Options{
+		Store: store, Events: d, Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
+			return nil, nil, fmt.Errorf("no refresh in this benchmark")
+		},
+		Logger: zap.NewNop(), Holder: "bench", Interval: time.Nanosecond, Rate: 1e9, LeaseTTL: time.Minute,
+		OnPass: func(p monitor.Pass) { last = p },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pass := func() (int64, time.Duration, time.Duration) {
+		c0, t0, u0 := calls.Load(), time.Now(), cpuTime()
+		mon.Step(ctx)
+		return calls.Load() - c0, time.Since(t0), cpuTime() - u0
+	}
+	row.firstCalls, row.firstWall, _ = pass()
+	row.steadyCalls, row.steadyWall, row.steadyCPU = pass()
+	if last.Credentials != total {
+		b.Fatalf("a pass saw %d credentials, want %d", last.Credentials, total)
+	}
+
+	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(scaleTenant(0)))
+	c0 := calls.Load()
+	f := credgate.CredentialFilter{Limit: 500, ExpiresBefore: time.Now().Add(30 * 24 * time.Hour)}
+	for {
+		page, err := store.ListCredentials(sys, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		row.pages++
+		if page.Next == nil {
+			break
+		}
+		f.After = page.Next
+	}
+	row.callsPerPage = float64(calls.Load()-c0) / float64(row.pages)
+	row.rssMB = rssMB()
+	return row
+}
+
+func scaleTenant(t int) string { return fmt.Sprintf("scale-%04d", t) }
+
+// seedDue makes total api_key credentials in tenants tenants, ten services
+// each: one in a hundred expires in 10 days (due its 30-day notice), the
+// rest from 31 to 90 days ahead.
+func seedDue(b *testing.B, store *vaultstore.Store, tenants, total int) {
+	perTenant := total / tenants
+	var wg sync.WaitGroup
+	errs := make(chan error, tenants)
+	sem := make(chan struct{}, 16)
+	now := time.Now().UTC().Truncate(time.Second)
+	for t := range tenants {
+		wg.Go(func() {
+			ctx := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(scaleTenant(t)))
+			for s := range 10 {
+				if _, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			for i := range perTenant {
+				sem <- struct{}{}
+				days := 31 + i%60
+				if i%100 == 0 {
+					days = 10
+				}
+				exp := now.Add(time.Duration(days) * 24 * time.Hour)
+				_, err := store.CreateCredential(ctx, &credgate.Credential{
+					IntegrationID: fmt.Sprintf("svc-%d", i%10), CredentialName: "key " + strconv.Itoa(i), AuthType: credgate.AuthAPIKey,
+					Status: credgate.CredActive, Metadata: map[string]any{}, ExpiresAt: &exp, Secrets: credgate.Secrets{"apiKey": "k" + strconv.Itoa(i)},
+				})
+				<-sem
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// rssMB is this process's resident set, in MB.
+func rssMB() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return kb / 1024
+		}
+	}
+	return 0
+}
