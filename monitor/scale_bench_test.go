@@ -90,7 +90,7 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 	}
 	vc.SetToken(res.Token)
 	var calls atomic.Int64
-	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 10 * time.Second, Observe: func(string, time.Duration, error) { calls.Add(1) }})
+	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 30 * time.Second, Observe: func(string, time.Duration, error) { calls.Add(1) }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -154,13 +154,16 @@ func seedDue(b *testing.B, store *vaultstore.Store, tenants, total int) {
 	perTenant := total / tenants
 	var wg sync.WaitGroup
 	errs := make(chan error, tenants)
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 16) // Vault calls under way: a dev server on two cores
 	now := time.Now().UTC().Truncate(time.Second)
 	for t := range tenants {
 		wg.Go(func() {
 			ctx := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(scaleTenant(t)))
 			for s := range 10 {
-				if _, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}}); err != nil {
+				sem <- struct{}{}
+				_, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}})
+				<-sem
+				if err != nil {
 					errs <- err
 					return
 				}
