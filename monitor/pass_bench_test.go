@@ -40,48 +40,15 @@ func envInt(name string, def int) int {
 func BenchmarkMonitorPass(b *testing.B) {
 	tenants := envInt("CREDGATE_SCAN_TENANTS", 100)
 	total := envInt("CREDGATE_SCAN_CREDENTIALS", 10000)
-	v := vaulttest.StartOwned(b)
+	store, calls := benchStore(b, 10*time.Second)
 	ctx := context.Background()
-	res, err := bootstrap.Bootstrap(ctx, v.Client(b), bootstrap.Options{IssueToken: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := api.DefaultConfig()
-	cfg.Address, cfg.MaxRetries = v.Addr, 0
-	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
-		tr.MaxIdleConnsPerHost = 64
-	}
-	vc, err := api.NewClient(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	vc.SetToken(res.Token)
-	var calls atomic.Int64
-	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 10 * time.Second, Observe: func(string, time.Duration, error) { calls.Add(1) }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close(ctx)
 
 	start := time.Now()
 	seed(b, store, tenants, total)
 	b.Logf("seeded %d credentials in %d tenants in %s (%d Vault calls)", total, tenants, time.Since(start).Round(time.Millisecond), calls.Load())
 
-	d, err := webhook.New(webhook.Options{Store: store, Client: http.DefaultClient, Logger: zap.NewNop(), Holder: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	var last monitor.Pass
-	mon, err := monitor.New(monitor.Options{
-		Store: store, Events: d, Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
-			return nil, nil, fmt.Errorf("no refresh in this benchmark")
-		},
-		Logger: zap.NewNop(), Holder: "bench", Interval: time.Nanosecond, Rate: 1e9, LeaseTTL: time.Minute,
-		OnPass: func(p monitor.Pass) { last = p },
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	mon := benchMonitor(b, store, func(p monitor.Pass) { last = p })
 	pass := func() (n int64, took time.Duration, cpu time.Duration) {
 		c0, t0, u0 := calls.Load(), time.Now(), cpuTime()
 		mon.Step(ctx)
@@ -109,6 +76,54 @@ func BenchmarkMonitorPass(b *testing.B) {
 	b.ReportMetric(float64(sumCalls)/float64(b.N), "vault-calls/pass")
 	b.ReportMetric(float64(sumCalls)/float64(b.N)/float64(total), "vault-calls/credential")
 	b.ReportMetric(float64(sumCPU.Milliseconds())/float64(b.N), "cpu-ms/pass")
+}
+
+// benchStore is a store on a fresh real Vault (stopped with b) whose
+// Vault calls are counted, each bounded by timeout.
+func benchStore(b *testing.B, timeout time.Duration) (*vaultstore.Store, *atomic.Int64) {
+	v := vaulttest.StartOwned(b)
+	res, err := bootstrap.Bootstrap(context.Background(), v.Client(b), bootstrap.Options{IssueToken: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = v.Addr, 0
+	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		tr.MaxIdleConnsPerHost = 64
+	}
+	vc, err := api.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vc.SetToken(res.Token)
+	calls := new(atomic.Int64)
+	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: timeout, Observe: func(string, time.Duration, error) { calls.Add(1) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close(context.Background()) })
+	return store, calls
+}
+
+// benchMonitor is a monitor of store without its rate limit, publishing
+// through a real dispatcher, refreshing nothing, telling onPass of each
+// pass.
+func benchMonitor(b *testing.B, store *vaultstore.Store, onPass func(monitor.Pass)) *monitor.Monitor {
+	d, err := webhook.New(webhook.Options{Store: store, Client: http.DefaultClient, Logger: zap.NewNop(), Holder: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mon, err := monitor.New(monitor.Options{
+		Store: store, Events: d, Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
+			return nil, nil, fmt.Errorf("no refresh in this benchmark")
+		},
+		Logger: zap.NewNop(), Holder: "bench", Interval: time.Nanosecond, Rate: 1e9, LeaseTTL: time.Minute,
+		OnPass: onPass,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mon
 }
 
 // seed makes total api_key credentials in tenants tenants, ten services

@@ -3,25 +3,17 @@ package monitor_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/vault/api"
-	"go.uber.org/zap"
-
 	"github.com/credgate/credgate"
-	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/vaultstore"
-	"github.com/credgate/credgate/vaultstore/vaulttest"
-	"github.com/credgate/credgate/webhook"
 )
 
 // BenchmarkScale is make bench-scale: for each size in CREDGATE_SCALE
@@ -73,48 +65,15 @@ type scaleRow struct {
 }
 
 func measureScale(b *testing.B, total, tenants int) scaleRow {
-	v := vaulttest.StartOwned(b)
 	ctx := context.Background()
-	res, err := bootstrap.Bootstrap(ctx, v.Client(b), bootstrap.Options{IssueToken: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := api.DefaultConfig()
-	cfg.Address, cfg.MaxRetries = v.Addr, 0
-	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
-		tr.MaxIdleConnsPerHost = 64
-	}
-	vc, err := api.NewClient(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	vc.SetToken(res.Token)
-	var calls atomic.Int64
-	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 30 * time.Second, Observe: func(string, time.Duration, error) { calls.Add(1) }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close(ctx)
+	store, calls := benchStore(b, 30*time.Second)
 	row := scaleRow{n: total, tenants: tenants}
 	start := time.Now()
 	seedDue(b, store, tenants, total)
 	row.seed = time.Since(start)
 
-	d, err := webhook.New(webhook.Options{Store: store, Client: http.DefaultClient, Logger: zap.NewNop(), Holder: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	var last monitor.Pass
-	mon, err := monitor.New(monitor.Options{
-		Store: store, Events: d, Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
-			return nil, nil, fmt.Errorf("no refresh in this benchmark")
-		},
-		Logger: zap.NewNop(), Holder: "bench", Interval: time.Nanosecond, Rate: 1e9, LeaseTTL: time.Minute,
-		OnPass: func(p monitor.Pass) { last = p },
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	mon := benchMonitor(b, store, func(p monitor.Pass) { last = p })
 	pass := func() (int64, time.Duration, time.Duration) {
 		c0, t0, u0 := calls.Load(), time.Now(), cpuTime()
 		mon.Step(ctx)
