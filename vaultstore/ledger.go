@@ -47,11 +47,15 @@ type reachBatch struct {
 }
 
 type ledgerBook struct {
-	mu      sync.Mutex
-	pending map[ledgerKey]map[readerKey]*credgate.ReadBatch
-	reach   map[reachKey]*reachBatch
-	readers int
-	lost    int64
+	// flushing is held by a flush from taking the pending reads until
+	// they are merged, so that a flush returns only when every read
+	// recorded before it is in Vault, even one a flush under way took.
+	flushing sync.Mutex
+	mu       sync.Mutex
+	pending  map[ledgerKey]map[readerKey]*credgate.ReadBatch
+	reach    map[reachKey]*reachBatch
+	readers  int
+	lost     int64
 	background
 }
 
@@ -135,9 +139,13 @@ func (s *Store) writeLedgers() {
 	}
 }
 
-// FlushLedgers writes the reads gathered so far now (tests, shutdown).
+// FlushLedgers writes the reads gathered so far now (tests, shutdown) and
+// returns when they are in Vault. Flushes run one at a time, which also
+// keeps them from contending for the same ledger records.
 func (s *Store) FlushLedgers() {
 	b := s.ledgers
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
 	b.mu.Lock()
 	batch, reach := b.pending, b.reach
 	b.pending, b.reach, b.readers = map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, map[reachKey]*reachBatch{}, 0
