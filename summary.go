@@ -123,20 +123,6 @@ func (h *SummaryHead) DueShards(now time.Time, lookahead time.Duration) []int {
 	return slices.Compact(out)
 }
 
-// Counts adds up the shards' counts.
-func (h *SummaryHead) Counts(overdue time.Duration) InventoryCounts {
-	n := NewInventoryCounts()
-	n.Overdue = overdue
-	for _, s := range h.Shards {
-		for _, pair := range [][2]map[string]int{{n.Status, s.Counts.Status}, {n.Expiry, s.Counts.Expiry}, {n.Rotation, s.Counts.Rotation}, {n.Connection, s.Counts.Connection}} {
-			for k, v := range pair[1] {
-				pair[0][k] += v
-			}
-		}
-	}
-	return n
-}
-
 // SummaryShard is one shard: credentials' facts by SummaryKey.
 type SummaryShard map[string]Facts
 

@@ -44,7 +44,8 @@ func BenchmarkMonitorPass(b *testing.B) {
 	ctx := context.Background()
 
 	start := time.Now()
-	seed(b, store, tenants, total)
+	// Expiries spread from 5 days ago to 55 days ahead.
+	seed(b, store, func(t int) string { return fmt.Sprintf("scan-%03d", t) }, tenants, total, func(i int) int { return i%60 - 5 })
 	b.Logf("seeded %d credentials in %d tenants in %s (%d Vault calls)", total, tenants, time.Since(start).Round(time.Millisecond), calls.Load())
 
 	var last monitor.Pass
@@ -126,33 +127,42 @@ func benchMonitor(b *testing.B, store *vaultstore.Store, onPass func(monitor.Pas
 	return mon
 }
 
-// seed makes total api_key credentials in tenants tenants, ten services
-// each, with expiries spread from 5 days ago to 55 days ahead.
-func seed(b *testing.B, store *vaultstore.Store, tenants, total int) {
+// seed makes total api_key credentials in tenants tenants named by name,
+// ten services each; credential i of a tenant expires expiresIn(i) days
+// from now. At most 16 creations are under way at once: more overload a
+// dev server on two cores.
+func seed(b *testing.B, store *vaultstore.Store, name func(tenant int) string, tenants, total int, expiresIn func(i int) int) {
 	perTenant := total / tenants
 	var wg sync.WaitGroup
 	errs := make(chan error, tenants)
 	sem := make(chan struct{}, 16)
+	bounded := func(f func() error) error {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		return f()
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	for t := range tenants {
 		wg.Go(func() {
-			tenant := fmt.Sprintf("scan-%03d", t)
-			ctx := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(tenant))
+			ctx := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(name(t)))
 			for s := range 10 {
-				if _, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}}); err != nil {
+				if err := bounded(func() error {
+					_, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}})
+					return err
+				}); err != nil {
 					errs <- err
 					return
 				}
 			}
 			for i := range perTenant {
-				sem <- struct{}{}
-				exp := now.Add(time.Duration(i%60-5) * 24 * time.Hour)
-				_, err := store.CreateCredential(ctx, &credgate.Credential{
-					IntegrationID: fmt.Sprintf("svc-%d", i%10), CredentialName: "key " + strconv.Itoa(i), AuthType: credgate.AuthAPIKey,
-					Status: credgate.CredActive, Metadata: map[string]any{}, ExpiresAt: &exp, Secrets: credgate.Secrets{"apiKey": "k" + strconv.Itoa(i)},
-				})
-				<-sem
-				if err != nil {
+				exp := now.Add(time.Duration(expiresIn(i)) * 24 * time.Hour)
+				if err := bounded(func() error {
+					_, err := store.CreateCredential(ctx, &credgate.Credential{
+						IntegrationID: fmt.Sprintf("svc-%d", i%10), CredentialName: "key " + strconv.Itoa(i), AuthType: credgate.AuthAPIKey,
+						Status: credgate.CredActive, Metadata: map[string]any{}, ExpiresAt: &exp, Secrets: credgate.Secrets{"apiKey": "k" + strconv.Itoa(i)},
+					})
+					return err
+				}); err != nil {
 					errs <- err
 					return
 				}

@@ -6,14 +6,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"text/tabwriter"
 	"time"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/monitor"
-	"github.com/credgate/credgate/vaultstore"
 )
 
 // BenchmarkScale is make bench-scale: for each size in CREDGATE_SCALE
@@ -69,7 +67,7 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 	store, calls := benchStore(b, 30*time.Second)
 	row := scaleRow{n: total, tenants: tenants}
 	start := time.Now()
-	seedDue(b, store, tenants, total)
+	seed(b, store, scaleTenant, tenants, total, dueOne)
 	row.seed = time.Since(start)
 
 	var last monitor.Pass
@@ -106,51 +104,13 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 
 func scaleTenant(t int) string { return fmt.Sprintf("scale-%04d", t) }
 
-// seedDue makes total api_key credentials in tenants tenants, ten services
-// each: one in a hundred expires in 10 days (due its 30-day notice), the
-// rest from 31 to 90 days ahead.
-func seedDue(b *testing.B, store *vaultstore.Store, tenants, total int) {
-	perTenant := total / tenants
-	var wg sync.WaitGroup
-	errs := make(chan error, tenants)
-	sem := make(chan struct{}, 16) // Vault calls under way: a dev server on two cores
-	now := time.Now().UTC().Truncate(time.Second)
-	for t := range tenants {
-		wg.Go(func() {
-			ctx := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(scaleTenant(t)))
-			for s := range 10 {
-				sem <- struct{}{}
-				_, err := store.CreateService(ctx, &credgate.Service{ID: fmt.Sprintf("svc-%d", s), Name: fmt.Sprintf("Service %d", s), Type: "payment", Status: credgate.StatusActive, Metadata: map[string]any{}})
-				<-sem
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-			for i := range perTenant {
-				sem <- struct{}{}
-				days := 31 + i%60
-				if i%100 == 0 {
-					days = 10
-				}
-				exp := now.Add(time.Duration(days) * 24 * time.Hour)
-				_, err := store.CreateCredential(ctx, &credgate.Credential{
-					IntegrationID: fmt.Sprintf("svc-%d", i%10), CredentialName: "key " + strconv.Itoa(i), AuthType: credgate.AuthAPIKey,
-					Status: credgate.CredActive, Metadata: map[string]any{}, ExpiresAt: &exp, Secrets: credgate.Secrets{"apiKey": "k" + strconv.Itoa(i)},
-				})
-				<-sem
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
+// dueOne expires one credential in a hundred in 10 days (due its 30-day
+// notice), the rest from 31 to 90 days ahead.
+func dueOne(i int) int {
+	if i%100 == 0 {
+		return 10
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	return 31 + i%60
 }
 
 // rssMB is this process's resident set, in MB.
@@ -159,10 +119,12 @@ func rssMB() int {
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.Lines(string(b)) {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			return kb / 1024
+			if f := strings.Fields(rest); len(f) > 0 { // "123456 kB"
+				kb, _ := strconv.Atoi(f[0])
+				return kb / 1024
+			}
 		}
 	}
 	return 0
