@@ -159,6 +159,15 @@ func NewInventoryCounts() InventoryCounts {
 	return InventoryCounts{Status: map[string]int{}, Expiry: map[string]int{}, Rotation: map[string]int{}, Connection: map[string]int{}}
 }
 
+// Add adds the counts of o.
+func (n InventoryCounts) Add(o InventoryCounts) {
+	for _, m := range [][2]map[string]int{{n.Status, o.Status}, {n.Expiry, o.Expiry}, {n.Rotation, o.Rotation}, {n.Connection, o.Connection}} {
+		for k, v := range m[1] {
+			m[0][k] += v
+		}
+	}
+}
+
 // Count adds c as it is at now.
 func (n InventoryCounts) Count(c *Credential, now time.Time) {
 	st := c.EffectiveStatus(now)

@@ -17,10 +17,28 @@ import (
 // head each pass, and a shard only when it is due or holds a changed
 // credential.
 
-// SummaryShards is the number of shards of a tenant's summary: a tenant at
-// its default limit (10,000 credentials) has about 625 facts a shard (about
-// 150 KB), far below the size of one Vault entry.
+// SummaryShards is the most shards a tenant's summary has: a tenant at its
+// default limit (10,000 credentials) has about 625 facts a shard (about
+// 150 KB), far below the size of one Vault entry. A smaller tenant has
+// fewer (ShardsFor), so that what is due in it is in fewer records.
 const SummaryShards = 16
+
+// ShardSize is the facts a shard is made for when a summary is rebuilt;
+// past MaxShardSize the summary asks for a rebuild with more shards.
+const (
+	ShardSize    = 625
+	MaxShardSize = 4 * ShardSize
+)
+
+// InlineFacts is the most credentials whose facts a head keeps itself
+// (about 40 KB), with no shard: a small tenant's due work costs a read and
+// a write of its head.
+const InlineFacts = 250
+
+// ShardsFor is the shards a summary of n credentials is built with.
+func ShardsFor(n int) int {
+	return max(1, min(SummaryShards, (n+ShardSize-1)/ShardSize))
+}
 
 // MaxSummaryDirty bounds the credentials a head remembers as changed; past
 // it the head asks for a rebuild of the tenant's summary (a bulk import):
@@ -36,11 +54,12 @@ func SplitSummaryKey(key string) (service, cred string) {
 	return service, cred
 }
 
-// SummaryShardOf is the shard of the credential key names.
-func SummaryShardOf(key string) int {
+// SummaryShardOf is the shard of the credential key names in a summary of
+// n shards.
+func SummaryShardOf(key string, n int) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % SummaryShards)
+	return int(h.Sum32() % uint32(max(n, 1)))
 }
 
 // SummaryHead is a tenant's summary head.
@@ -50,12 +69,28 @@ type SummaryHead struct {
 	// only while it holds the stamp it saw before reading the credential.
 	Dirty map[string]string `json:"dirty,omitempty"`
 	// Rebuild asks for every credential to be read again (too many marks,
-	// a service deleted, or no summary yet).
-	Rebuild bool `json:"rebuild,omitempty"`
-	// BuiltAt is when the summary was last rebuilt from every credential.
+	// a service deleted); Rebuilds counts the asks.
+	Rebuild  bool `json:"rebuild,omitempty"`
+	Rebuilds int  `json:"rebuilds,omitempty"`
+	// Schedule names what the facts were derived under (the tenant's
+	// thresholds and rotation defaults): under another, a rebuild.
+	Schedule string `json:"schedule,omitempty"`
+	// BuiltAt is when the summary was last rebuilt from every credential;
+	// N its number of shards then (0: none built).
 	BuiltAt time.Time `json:"builtAt"`
+	N       int       `json:"n,omitempty"`
+	// GrantsDue is when the tenant's earliest grant expires (nil: no
+	// grant expires), kept by the grants' writers and the monitor.
+	// GrantMarks counts the grants' marks, so that the monitor sets
+	// GrantsDue only from a grant table no grant was added to meanwhile.
+	GrantsDue  *time.Time `json:"grantsDue,omitempty"`
+	GrantMarks int        `json:"grantMarks,omitempty"`
 	// Shards are the shards' states, by index.
 	Shards map[string]ShardState `json:"shards,omitempty"`
+	// Inline is the one shard of a summary built of at most InlineFacts
+	// credentials, kept in the head when Inlined.
+	Inline  SummaryShard `json:"inline,omitempty"`
+	Inlined bool         `json:"inlined,omitempty"`
 }
 
 // ShardState is what the head keeps of a shard: when it is next due, the
@@ -70,17 +105,61 @@ type ShardState struct {
 // Mark records that the credential key names was written (stamp: the
 // writer's). Past MaxSummaryDirty it asks for a rebuild instead.
 func (h *SummaryHead) Mark(key, stamp string) {
-	if h.Rebuild {
-		return
-	}
 	if len(h.Dirty) >= MaxSummaryDirty {
-		h.Dirty, h.Rebuild = nil, true
+		h.AskRebuild()
 		return
 	}
 	if h.Dirty == nil {
 		h.Dirty = map[string]string{}
 	}
 	h.Dirty[key] = stamp
+}
+
+// AskRebuild asks the monitor to read every credential again; the marks
+// are dropped (a rebuild reads what they name).
+func (h *SummaryHead) AskRebuild() {
+	h.Dirty, h.Rebuild = nil, true
+	h.Rebuilds++
+}
+
+// Built records a rebuild begun from a head with the marks seen and
+// asked seen.Rebuilds times, of n shards (inline: the one a small tenant's
+// head keeps) in states: it forgets what the rebuild read, and stops
+// asking unless someone asked again while it ran.
+func (h *SummaryHead) Built(seen SummaryHead, at time.Time, n int, schedule string, inline SummaryShard, states []ShardState) {
+	h.Forget(seen.Dirty)
+	if h.Rebuilds == seen.Rebuilds {
+		h.Rebuild = false
+	}
+	h.BuiltAt, h.N, h.Schedule, h.Shards, h.Inline, h.Inlined = at, n, schedule, nil, inline, inline != nil
+	for i, st := range states {
+		h.SetShard(i, st)
+	}
+}
+
+// ExpectGrant records that a grant expiring at at is being made.
+func (h *SummaryHead) ExpectGrant(at time.Time) {
+	h.GrantMarks++
+	if h.GrantsDue == nil || at.Before(*h.GrantsDue) {
+		h.GrantsDue = &at
+	}
+}
+
+// GrantsDueAt reports whether a grant of the tenant may have expired at now.
+func (h *SummaryHead) GrantsDueAt(now time.Time) bool {
+	return h.GrantsDue != nil && !now.Before(*h.GrantsDue)
+}
+
+// Counts is the tenant's inventory counts: the sum of its shards'.
+func (h *SummaryHead) Counts() (InventoryCounts, int) {
+	c := NewInventoryCounts()
+	n := 0
+	for _, s := range h.Shards {
+		c.Overdue = s.Counts.Overdue
+		c.Add(s.Counts)
+		n += s.Size
+	}
+	return c, n
 }
 
 // Forget drops the marks of seen (key: stamp) that were not renewed since.
@@ -110,14 +189,14 @@ func (h *SummaryHead) SetShard(i int, s ShardState) {
 // lookahead ahead) and those holding a marked credential.
 func (h *SummaryHead) DueShards(now time.Time, lookahead time.Duration) []int {
 	var out []int
-	for i := range SummaryShards {
+	for i := range h.N {
 		s, ok := h.Shard(i)
 		if ok && (s.Due != nil && !now.Before(*s.Due) || s.Refresh != nil && !now.Add(lookahead).Before(*s.Refresh)) {
 			out = append(out, i)
 		}
 	}
 	for k := range h.Dirty {
-		out = append(out, SummaryShardOf(k))
+		out = append(out, SummaryShardOf(k, h.N))
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

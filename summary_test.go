@@ -3,6 +3,7 @@ package credgate_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -179,10 +180,29 @@ func TestSummaryHeadForgetsOnlyWhatItSaw(t *testing.T) {
 	}
 }
 
+func TestARebuildKeepsWhatWasWrittenWhileItRan(t *testing.T) {
+	var h credgate.SummaryHead
+	h.AskRebuild()
+	h.Mark("svc/a", "1")
+	seen := h // the monitor reads the head and begins
+	seen.Dirty = maps.Clone(h.Dirty)
+	h.Mark("svc/b", "1") // written during the rebuild
+	h.Built(seen, time.Now(), 2, "s", nil, nil)
+	if h.Rebuild || h.N != 2 || len(h.Dirty) != 1 || h.Dirty["svc/b"] != "1" {
+		t.Fatalf("after a rebuild: rebuild %v, n %d, marks %v (want only svc/b's)", h.Rebuild, h.N, h.Dirty)
+	}
+	seen = h
+	h.AskRebuild() // a service deleted during the next rebuild
+	h.Built(seen, time.Now(), 2, "s", nil, nil)
+	if !h.Rebuild {
+		t.Fatal("a rebuild asked for while one ran was dropped: what it asked for would wait for the periodic one")
+	}
+}
+
 func TestDueShards(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	past, later, soon := now.Add(-time.Minute), now.Add(time.Hour), now.Add(4*time.Minute)
-	var h credgate.SummaryHead
+	h := credgate.SummaryHead{N: 8}
 	h.SetShard(1, credgate.ShardState{Due: &past})
 	h.SetShard(2, credgate.ShardState{Due: &later})
 	h.SetShard(3, credgate.ShardState{Refresh: &soon})
@@ -190,7 +210,7 @@ func TestDueShards(t *testing.T) {
 	key := "svc/changed"
 	h.Mark(key, "1")
 	got := h.DueShards(now, 5*time.Minute)
-	want := map[int]bool{1: true, 3: true, credgate.SummaryShardOf(key): true}
+	want := map[int]bool{1: true, 3: true, credgate.SummaryShardOf(key, h.N): true}
 	if len(got) != len(want) {
 		t.Fatalf("due shards %v, want %v", got, want)
 	}
@@ -198,6 +218,25 @@ func TestDueShards(t *testing.T) {
 		if !want[i] {
 			t.Fatalf("due shards %v, want %v", got, want)
 		}
+	}
+}
+
+func TestShardsGrowWithTheTenant(t *testing.T) {
+	for n, want := range map[int]int{0: 1, 1: 1, credgate.ShardSize: 1, credgate.ShardSize + 1: 2, 10 * credgate.ShardSize: 10, 1_000_000: credgate.SummaryShards} {
+		if got := credgate.ShardsFor(n); got != want {
+			t.Errorf("ShardsFor(%d) = %d, want %d", n, got, want)
+		}
+	}
+	seen := map[int]bool{}
+	for i := range 1000 {
+		s := credgate.SummaryShardOf("svc/c"+strconv.Itoa(i), 5)
+		if s < 0 || s >= 5 {
+			t.Fatalf("shard %d of 5", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) != 5 {
+		t.Fatalf("1,000 keys fell in %d of 5 shards", len(seen))
 	}
 }
 

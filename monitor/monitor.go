@@ -63,8 +63,11 @@ const (
 	DefaultLeaseTTL = 30 * time.Second
 	DefaultSweep    = 10 * time.Second
 	DefaultWorkers  = 4
-	leaseName       = "monitor"
-	pageSize        = 200
+	// DefaultReconcile and DefaultHousekeeping: Options.
+	DefaultReconcile    = 24 * time.Hour
+	DefaultHousekeeping = time.Hour
+	leaseName           = "monitor"
+	pageSize            = 200
 )
 
 // Options configures a Monitor.
@@ -111,6 +114,11 @@ type Options struct {
 	// reports it now).
 	OnLost func()
 	Now    func() time.Time
+	// Reconcile is how often a tenant's summary is rebuilt from every
+	// credential, whatever its marks say (default a day); Housekeeping
+	// how often a tenant's expired grants and Idempotency-Key answers are
+	// removed when its summary does not ask sooner (default an hour).
+	Reconcile, Housekeeping time.Duration
 }
 
 // Pass is what one pass over all tenants found and cost.
@@ -132,7 +140,9 @@ type Monitor struct {
 	lastPass  time.Time
 	passTook  time.Duration
 	lastSweep time.Time
-	pass      *Pass // the pass under way
+	pass      *Pass                // the pass under way
+	held      time.Time            // when the lease was last renewed
+	housekept map[string]time.Time // by tenant
 }
 
 // New returns a Monitor.
@@ -149,6 +159,8 @@ func New(o Options) (*Monitor, error) {
 	o.SweepEvery = cmp.Or(o.SweepEvery, DefaultSweep)
 	o.RefreshBackoff = cmp.Or(o.RefreshBackoff, time.Minute)
 	o.RefreshTimeout = cmp.Or(o.RefreshTimeout, time.Minute)
+	o.Reconcile = cmp.Or(o.Reconcile, DefaultReconcile)
+	o.Housekeeping = cmp.Or(o.Housekeeping, DefaultHousekeeping)
 	if o.Rate <= 0 {
 		o.Rate = DefaultRate
 	}
@@ -158,7 +170,7 @@ func New(o Options) (*Monitor, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Monitor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), pageSize), work: fairqueue.New(fairqueue.Options{Workers: cmp.Or(o.Workers, DefaultWorkers)})}, nil
+	return &Monitor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), pageSize), work: fairqueue.New(fairqueue.Options{Workers: cmp.Or(o.Workers, DefaultWorkers)}), housekept: map[string]time.Time{}}, nil
 }
 
 // Leader reports whether this replica holds the lease now.
@@ -206,6 +218,9 @@ func (m *Monitor) Step(ctx context.Context) {
 	m.mu.Lock()
 	lost := m.leader && !held
 	m.leader = held
+	if held {
+		m.held = m.o.Now()
+	}
 	due := held && (cursor != "" || m.o.Now().Sub(m.lastPass) >= m.o.Interval)
 	sweep := held && m.o.Sweep != nil && m.o.Now().Sub(m.lastSweep) >= m.o.SweepEvery
 	m.mu.Unlock()
@@ -254,7 +269,7 @@ func (m *Monitor) runPass(ctx context.Context, cursor string) {
 		p.Tenants++
 		p.Credentials += n
 		done := t
-		if held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, &done); err != nil || !held {
+		if !m.renew(ctx, &done) {
 			return
 		}
 	}
@@ -273,44 +288,91 @@ func (m *Monitor) runPass(ctx context.Context, cursor string) {
 
 var errLeaseLost = errors.New("monitor: the lease went to another replica")
 
-// scanTenant examines every credential of tenant, a page at a time at the
-// monitor's rate, and reports how many it saw.
+// renew keeps the lease, saving cursor (nil: keeping the stored one), when
+// a third of its time has passed since it was last kept, and reports
+// whether this replica still holds it: a pass costs the lease a few Vault
+// calls, not some for every tenant.
+func (m *Monitor) renew(ctx context.Context, cursor *string) bool {
+	m.mu.Lock()
+	fresh := m.o.Now().Sub(m.held) < m.o.LeaseTTL/3
+	m.mu.Unlock()
+	if fresh {
+		return true
+	}
+	held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, cursor)
+	if err != nil || !held {
+		return false
+	}
+	m.mu.Lock()
+	m.held = m.o.Now()
+	m.mu.Unlock()
+	return true
+}
+
+// scanTenant examines what is due in tenant: through its summary when the
+// store keeps one (summary.go), else every credential.
 func (m *Monitor) scanTenant(ctx context.Context, tenant string, p *Pass) (int, error) {
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant))
 	sys = credgate.WithRequestID(sys, "monitor-"+uuid.NewString())
+	if ss, ok := m.o.Store.(SummaryStore); ok {
+		return m.scanSummary(sys, ss, tenant, p)
+	}
+	counts, seen, err := m.scanAll(sys, tenant, nil)
+	if err != nil {
+		return seen, err
+	}
+	m.mu.Lock()
+	p.Inventory[tenant] = counts
+	m.mu.Unlock()
+	m.housekeep(sys, tenant)
+	return seen, nil
+}
+
+// scanAll examines every credential of tenant, a page at a time at the
+// monitor's rate, handing each to each after it is examined, and returns
+// their counts and how many it saw.
+func (m *Monitor) scanAll(ctx context.Context, tenant string, each func(*credgate.Credential)) (credgate.InventoryCounts, int, error) {
 	counts := credgate.NewInventoryCounts()
 	counts.Overdue = m.overdue(tenant)
 	seen := 0
 	var after *credgate.CredentialPosition
 	for {
-		page, err := m.o.Store.ListCredentials(sys, credgate.CredentialFilter{After: after, Limit: pageSize})
+		page, err := m.o.Store.ListCredentials(ctx, credgate.CredentialFilter{After: after, Limit: pageSize})
 		if err != nil {
-			return seen, err
+			return counts, seen, err
 		}
 		if err := m.limiter.WaitN(ctx, len(page.Credentials)); err != nil {
-			return seen, err
+			return counts, seen, err
 		}
 		for _, c := range page.Credentials {
-			m.examine(sys, tenant, c)
+			m.examine(ctx, tenant, c)
 			counts.Count(c, m.o.Now())
+			if each != nil {
+				each(c)
+			}
 		}
 		seen += len(page.Credentials)
 		if page.Next == nil {
 			break
 		}
 		after = page.Next
-		if held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, nil); err != nil || !held {
-			return seen, errLeaseLost
+		if !m.renew(ctx, nil) {
+			return counts, seen, errLeaseLost
 		}
 	}
-	m.mu.Lock()
-	p.Inventory[tenant] = counts
-	m.mu.Unlock()
-	m.expireGrants(sys, tenant)
-	if _, err := m.o.Store.SweepIdempotency(sys, tenant); err != nil {
+	return counts, seen, nil
+}
+
+// housekeep removes tenant's expired grants and its Idempotency-Key
+// answers past keeping.
+func (m *Monitor) housekeep(ctx context.Context, tenant string) {
+	m.expireGrants(ctx, tenant)
+	if _, err := m.o.Store.SweepIdempotency(ctx, tenant); err != nil {
 		m.o.Logger.Warn("monitor: removing Idempotency-Key answers past keeping failed", zap.String("tenant", tenant), zap.Error(err))
 	}
-	return seen, nil
+	m.mu.Lock()
+	m.housekept[tenant] = m.o.Now()
+	m.mu.Unlock()
 }
 
 // expireGrants removes tenant's expired grants and announces each once.

@@ -45,11 +45,11 @@ func BenchmarkMonitorPass(b *testing.B) {
 
 	start := time.Now()
 	// Expiries spread from 5 days ago to 55 days ahead.
-	seed(b, store, func(t int) string { return fmt.Sprintf("scan-%03d", t) }, tenants, total, func(i int) int { return i%60 - 5 })
+	seed(b, store, func(t int) string { return fmt.Sprintf("scan-%03d", t) }, tenants, total, func(i int) time.Duration { return time.Duration(i%60-5) * 24 * time.Hour })
 	b.Logf("seeded %d credentials in %d tenants in %s (%d Vault calls)", total, tenants, time.Since(start).Round(time.Millisecond), calls.Load())
 
 	var last monitor.Pass
-	mon := benchMonitor(b, store, func(p monitor.Pass) { last = p })
+	mon := benchMonitor(b, store, func(p monitor.Pass) { last = p }, time.Now)
 	pass := func() (n int64, took time.Duration, cpu time.Duration) {
 		c0, t0, u0 := calls.Load(), time.Now(), cpuTime()
 		mon.Step(ctx)
@@ -108,8 +108,8 @@ func benchStore(b *testing.B, timeout time.Duration) (*vaultstore.Store, *atomic
 
 // benchMonitor is a monitor of store without its rate limit, publishing
 // through a real dispatcher, refreshing nothing, telling onPass of each
-// pass.
-func benchMonitor(b *testing.B, store *vaultstore.Store, onPass func(monitor.Pass)) *monitor.Monitor {
+// pass, on the clock now.
+func benchMonitor(b *testing.B, store *vaultstore.Store, onPass func(monitor.Pass), now func() time.Time) *monitor.Monitor {
 	d, err := webhook.New(webhook.Options{Store: store, Client: http.DefaultClient, Logger: zap.NewNop(), Holder: "bench"})
 	if err != nil {
 		b.Fatal(err)
@@ -119,7 +119,7 @@ func benchMonitor(b *testing.B, store *vaultstore.Store, onPass func(monitor.Pas
 			return nil, nil, fmt.Errorf("no refresh in this benchmark")
 		},
 		Logger: zap.NewNop(), Holder: "bench", Interval: time.Nanosecond, Rate: 1e9, LeaseTTL: time.Minute,
-		OnPass: onPass,
+		OnPass: onPass, Now: now,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -128,10 +128,10 @@ func benchMonitor(b *testing.B, store *vaultstore.Store, onPass func(monitor.Pas
 }
 
 // seed makes total api_key credentials in tenants tenants named by name,
-// ten services each; credential i of a tenant expires expiresIn(i) days
-// from now. At most 16 creations are under way at once: more overload a
+// ten services each; credential i of a tenant expires expiresIn(i) from
+// now. At most 16 creations are under way at once: more overload a
 // dev server on two cores.
-func seed(b *testing.B, store *vaultstore.Store, name func(tenant int) string, tenants, total int, expiresIn func(i int) int) {
+func seed(b *testing.B, store *vaultstore.Store, name func(tenant int) string, tenants, total int, expiresIn func(i int) time.Duration) {
 	perTenant := total / tenants
 	var wg sync.WaitGroup
 	errs := make(chan error, tenants)
@@ -155,7 +155,7 @@ func seed(b *testing.B, store *vaultstore.Store, name func(tenant int) string, t
 				}
 			}
 			for i := range perTenant {
-				exp := now.Add(time.Duration(expiresIn(i)) * 24 * time.Hour)
+				exp := now.Add(expiresIn(i))
 				if err := bounded(func() error {
 					_, err := store.CreateCredential(ctx, &credgate.Credential{
 						IntegrationID: fmt.Sprintf("svc-%d", i%10), CredentialName: "key " + strconv.Itoa(i), AuthType: credgate.AuthAPIKey,

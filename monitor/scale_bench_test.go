@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -17,9 +18,10 @@ import (
 // BenchmarkScale is make bench-scale: for each size in CREDGATE_SCALE
 // (credentials, comma-separated; default 10000) it seeds that many
 // credentials over size/100 tenants (at least 10) of ten services each
-// into a fresh real Vault through the store, 1 % of them expiring within
-// 30 days (due a notice) and the rest later, then measures the monitor's
-// first pass and a steady pass (Vault calls, wall time, credgate CPU), an
+// into a fresh real Vault through the store, 1 % of them expiring half an
+// hour after 30 days and the rest later, then measures the monitor's first
+// pass and a steady pass 50 minutes later, in which that 1 % is due its
+// 30-day notice (Vault calls, wall time, credgate CPU), an
 // inventory walk of one tenant in pages of 500 with expiringWithin=30d
 // (Vault calls a page), and the process's RSS. It prints one table.
 func BenchmarkScale(b *testing.B) {
@@ -71,16 +73,25 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 	row.seed = time.Since(start)
 
 	var last monitor.Pass
-	mon := benchMonitor(b, store, func(p monitor.Pass) { last = p })
+	var ahead atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	mon := benchMonitor(b, store, func(p monitor.Pass) { last = p }, clock)
 	pass := func() (int64, time.Duration, time.Duration) {
 		c0, t0, u0 := calls.Load(), time.Now(), cpuTime()
 		mon.Step(ctx)
 		return calls.Load() - c0, time.Since(t0), cpuTime() - u0
 	}
 	row.firstCalls, row.firstWall, _ = pass()
+	if due := expiring(last); due != 0 {
+		b.Fatalf("the first pass counts %d credentials expiring within 30 days, want none", due)
+	}
+	ahead.Store(int64(50 * time.Minute))
 	row.steadyCalls, row.steadyWall, row.steadyCPU = pass()
 	if last.Credentials != total {
 		b.Fatalf("a pass saw %d credentials, want %d", last.Credentials, total)
+	}
+	if due := expiring(last); due != total/100 {
+		b.Fatalf("the steady pass counts %d credentials expiring within 30 days, want %d", due, total/100)
 	}
 
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal(scaleTenant(0)))
@@ -104,13 +115,24 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 
 func scaleTenant(t int) string { return fmt.Sprintf("scale-%04d", t) }
 
-// dueOne expires one credential in a hundred in 10 days (due its 30-day
-// notice), the rest from 31 to 90 days ahead.
-func dueOne(i int) int {
+// dueOne expires one credential in a hundred half an hour after 30 days
+// (due its 30-day notice within the hour), the rest from 31 to 90 days
+// ahead.
+func dueOne(i int) time.Duration {
+	day := 24 * time.Hour
 	if i%100 == 0 {
-		return 10
+		return 30*day + 30*time.Minute
 	}
-	return 31 + i%60
+	return time.Duration(31+i%60) * day
+}
+
+// expiring is how many credentials a pass counted expiring within 30 days.
+func expiring(p monitor.Pass) int {
+	n := 0
+	for _, c := range p.Inventory {
+		n += c.Expiry["lt_30d"]
+	}
+	return n
 }
 
 // rssMB is this process's resident set, in MB.

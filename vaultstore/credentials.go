@@ -239,6 +239,7 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	out.Version = version
 	k.derive(&out)
 	if cas == 0 && version == 1 {
+		k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID))
 		return &out, nil
 	}
 	return &out, k.project(ctx, c.IntegrationID, c.ID, info, version, old)

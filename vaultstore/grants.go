@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -64,6 +65,14 @@ func (s *Store) CreateGrant(ctx context.Context, g *credgate.Grant) (*credgate.G
 	out.Source, out.Version = credgate.GrantFromAPI, 1
 	if _, err := s.ensureGrantPolicy(ctx, k.tenant, out); err != nil {
 		return nil, err
+	}
+	if out.ExpiresAt != nil { // the monitor expires it: tell it when, first
+		if _, _, err := update(ctx, s.summaryHead(k.tenant), 0, func(h *credgate.SummaryHead) error {
+			h.ExpectGrant(*out.ExpiresAt)
+			return nil
+		}); err != nil {
+			return nil, translate(err, credgate.ENotFound)
+		}
 	}
 	_, _, err = update(ctx, k.grantRecord(), 0, func(t *grantTable) error {
 		if len(t.Grants) >= credgate.MaxGrants {
@@ -166,36 +175,52 @@ func (s *Store) TenantGrantsVersion(ctx context.Context, tenant string) (int, er
 }
 
 // ExpireGrants removes tenant's grants that expired at now, their Vault
-// policies first, and returns them. The monitor calls it; a caller's own
-// check stops counting a grant the moment it expires.
+// policies first, and returns them; then it tells the monitor's summary
+// head when the next grant expires (unless a grant was added meanwhile:
+// the head keeps asking). The monitor calls it; a caller's own check stops
+// counting a grant the moment it expires.
 func (s *Store) ExpireGrants(ctx context.Context, tenant string, now time.Time) ([]credgate.Grant, error) {
 	k, err := s.systemSession(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
-	t, _, err := k.grantRecord().read(ctx)
-	if errors.Is(err, errNotFound) {
-		return nil, nil
+	head, hv, err := s.summaryHead(tenant).read(ctx)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return nil, translate(err, credgate.ENotFound)
 	}
-	if err != nil {
+	t, _, err := k.grantRecord().read(ctx)
+	if err != nil && !errors.Is(err, errNotFound) {
 		return nil, translate(err, credgate.ENotFound)
 	}
 	var expired []credgate.Grant
+	var next *time.Time
 	for _, g := range t.Grants {
 		if !g.Live(now) {
 			if err := s.deletePolicy(ctx, policy.GrantPolicyName(tenant, g.ID)); err != nil {
 				return nil, err
 			}
 			expired = append(expired, g)
+		} else if g.ExpiresAt != nil && (next == nil || g.ExpiresAt.Before(*next)) {
+			next = g.ExpiresAt
 		}
 	}
-	if len(expired) == 0 {
-		return nil, nil
-	}
-	_, _, err = update(ctx, k.grantRecord(), 0, func(t *grantTable) error {
-		t.Grants = slices.DeleteFunc(t.Grants, func(g credgate.Grant) bool {
-			return slices.ContainsFunc(expired, func(x credgate.Grant) bool { return x.ID == g.ID })
+	if len(expired) > 0 {
+		_, _, err = update(ctx, k.grantRecord(), 0, func(t *grantTable) error {
+			t.Grants = slices.DeleteFunc(t.Grants, func(g credgate.Grant) bool {
+				return slices.ContainsFunc(expired, func(x credgate.Grant) bool { return x.ID == g.ID })
+			})
+			return nil
 		})
+		if err != nil {
+			return nil, translate(err, credgate.ENotFound)
+		}
+	}
+	marks := head.GrantMarks
+	_, _, err = update(ctx, from(s.summaryHead(tenant), head, hv), 0, func(h *credgate.SummaryHead) error {
+		if h.GrantMarks != marks || reflect.DeepEqual(h.GrantsDue, next) {
+			return errUnchanged
+		}
+		h.GrantsDue = next
 		return nil
 	})
 	return expired, translate(err, credgate.ENotFound)

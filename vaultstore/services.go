@@ -453,6 +453,7 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 	if err != nil {
 		return translate(err, credgate.EServiceNotFound)
 	}
+	s.rebuildSummary(ctx, k.tenant) // its credentials are no longer live
 	if err := k.removeCredentialsOf(ctx, id); err != nil {
 		return translate(err, credgate.EServiceNotFound)
 	}

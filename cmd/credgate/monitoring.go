@@ -85,3 +85,6 @@ func (m *monitoring) run(ctx context.Context, monitorOn bool) {
 		go m.monitor.Run(ctx)
 	}
 }
+
+// The store keeps each tenant's summary, so that a pass costs what is due.
+var _ monitor.SummaryStore = (*vaultstore.Store)(nil)

@@ -1,0 +1,162 @@
+package vaultstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/policy"
+)
+
+// The monitor's summary of each tenant (credgate.SummaryHead and its
+// shards, summary.go in the root package), kept with credgate's own token
+// at system/summary/<tenant>/head and .../<i>. Every write of a
+// credential marks it in its tenant's head after its data is written and
+// before its projection: two Vault calls (a read and a check-and-set
+// write), through update like every record. The shards are the monitor's
+// alone.
+
+func summaryPath(tenant, name string) string {
+	return policy.SystemPath("summary/" + tenant + "/" + name)
+}
+
+// summaryHead is tenant's summary head; a tenant without one reads as the
+// zero head (no shards: the monitor rebuilds it).
+func (s *Store) summaryHead(tenant string) record[credgate.SummaryHead] {
+	r := jsonRecord[credgate.SummaryHead](ownKV{s}, "summary_head", summaryPath(tenant, "head"))
+	r.create = true
+	return r
+}
+
+// summaryShard is shard i of tenant's summary; a missing one is empty.
+func (s *Store) summaryShard(tenant string, i int) record[credgate.SummaryShard] {
+	r := jsonRecord[credgate.SummaryShard](ownKV{s}, "summary_shard", summaryPath(tenant, strconv.Itoa(i)))
+	r.create = true
+	return r
+}
+
+// from is r whose first read answers cur, read at version, without a
+// Vault call: a writer that has just read a record changes it through
+// update without reading it again, and reads it only when another writer
+// was first.
+func from[T any](r record[T], cur T, version int) record[T] {
+	var once sync.Once
+	read := r.read
+	r.read = func(ctx context.Context) (v T, n int, err error) {
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			return jsonClone(cur), version, nil
+		}
+		return read(ctx)
+	}
+	return r
+}
+
+// markSummary marks the credential key names as written in tenant's
+// summary head. A failure (counted in the store's Vault call metrics) is
+// not the writer's: the credential is written, and the monitor's periodic
+// rebuild of the summary finds it.
+func (s *Store) markSummary(ctx context.Context, tenant, key string) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	stamp := hex.EncodeToString(b[:])
+	_, _, _ = update(context.WithoutCancel(ctx), s.summaryHead(tenant), 0, func(h *credgate.SummaryHead) error {
+		h.Mark(key, stamp)
+		return nil
+	})
+}
+
+// rebuildSummary asks the monitor to read every credential of tenant again
+// (a service deleted with its credentials); a failure as markSummary's.
+func (s *Store) rebuildSummary(ctx context.Context, tenant string) {
+	_, _, _ = update(context.WithoutCancel(ctx), s.summaryHead(tenant), 0, func(h *credgate.SummaryHead) error {
+		if h.Rebuild {
+			return errUnchanged
+		}
+		h.Dirty, h.Rebuild = nil, true
+		return nil
+	})
+}
+
+// SummaryHead reads tenant's summary head and its version (0: none yet).
+// Errors: BACKEND_UNAVAILABLE, INTERNAL_ERROR.
+func (s *Store) SummaryHead(ctx context.Context, tenant string) (credgate.SummaryHead, int, error) {
+	h, v, err := s.summaryHead(tenant).read(ctx)
+	if errors.Is(err, errNotFound) {
+		return credgate.SummaryHead{}, 0, nil
+	}
+	return h, v, translate(err, credgate.ENotFound)
+}
+
+// UpdateSummaryHead changes tenant's summary head, cur as read at version,
+// with check-and-set: when a writer marked a credential meanwhile, change
+// is made again on the head as it is now.
+func (s *Store) UpdateSummaryHead(ctx context.Context, tenant string, cur credgate.SummaryHead, version int, change func(*credgate.SummaryHead) error) (credgate.SummaryHead, int, error) {
+	h, v, err := update(ctx, from(s.summaryHead(tenant), cur, version), 0, change)
+	return h, v, translate(err, credgate.ENotFound)
+}
+
+// SummaryShard reads shard i of tenant's summary and its version (0: none).
+func (s *Store) SummaryShard(ctx context.Context, tenant string, i int) (credgate.SummaryShard, int, error) {
+	sh, v, err := s.summaryShard(tenant, i).read(ctx)
+	if errors.Is(err, errNotFound) {
+		return credgate.SummaryShard{}, 0, nil
+	}
+	return sh, v, translate(err, credgate.ENotFound)
+}
+
+// UpdateSummaryShard changes shard i of tenant's summary, cur as read at
+// version, with check-and-set.
+func (s *Store) UpdateSummaryShard(ctx context.Context, tenant string, i int, cur credgate.SummaryShard, version int, change func(*credgate.SummaryShard) error) (credgate.SummaryShard, int, error) {
+	sh, v, err := update(ctx, from(s.summaryShard(tenant, i), cur, version), 0, change)
+	return sh, v, translate(err, credgate.ENotFound)
+}
+
+// ScheduleTag names what a tenant's credentials' derived facts depend on
+// besides their records (its default rotation policy): a summary built
+// under another tag is rebuilt.
+func (s *Store) ScheduleTag(tenant string) string {
+	b, _ := json.Marshal(s.rotationDefault(tenant))
+	return string(b)
+}
+
+// DescribeLive describes, without values, credential cred of service in
+// the caller's tenant as the inventory does (one metadata read and the
+// service's: a credential of a deleted service, or of an earlier service
+// of its id, is not found); settled is false while a write of it is half done (its
+// projection describes an older version than its newest).
+// Errors: CREDENTIAL_NOT_FOUND (no live credential of the live service),
+// BACKEND_UNAVAILABLE, INTERNAL_ERROR.
+func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *credgate.Credential, settled bool, err error) {
+	k, err := s.session(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var rec *serviceRecord
+	var serr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rec, serr = k.readService(ctx, service) })
+	meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, cred))
+	wg.Wait()
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, true, translate(err, credgate.ECredentialNotFound)
+	}
+	info, ok := fromProjection(meta.CustomMetadata)
+	if !ok || !info.belongsTo(rec) {
+		return nil, true, translate(errNotFound, credgate.ECredentialNotFound)
+	}
+	info.ID = cred
+	out := info.Credential
+	out.ReadAt = s.opts.Now()
+	k.derive(&out)
+	return &out, info.Version >= meta.CurrentVersion, nil
+}
