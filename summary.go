@@ -1,6 +1,8 @@
 package credgate
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"hash/fnv"
 	"slices"
 	"strconv"
@@ -44,6 +46,29 @@ func ShardsFor(n int) int {
 // it the head asks for a rebuild of the tenant's summary (a bulk import):
 // the head stays small and the monitor reads every credential once.
 const MaxSummaryDirty = 2000
+
+// MarkGrace bounds how long after its mark the write a mark announces may
+// still land (a store's calls time out far sooner): the monitor forgets no
+// younger mark, so no write lands after the monitor last looked.
+const MarkGrace = time.Minute
+
+// NewMarkStamp returns a mark's stamp, made at now: unique, and telling
+// when (MarkTime).
+func NewMarkStamp(now time.Time) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatInt(now.UnixNano(), 36) + "." + hex.EncodeToString(b[:])
+}
+
+// MarkTime is when the mark of stamp was made (zero: unknown, long ago).
+func MarkTime(stamp string) time.Time {
+	at, _, _ := strings.Cut(stamp, ".")
+	n, err := strconv.ParseInt(at, 36, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
 
 // SummaryKey names a credential in a summary.
 func SummaryKey(service, cred string) string { return service + "/" + cred }
@@ -122,13 +147,13 @@ func (h *SummaryHead) AskRebuild() {
 	h.Rebuilds++
 }
 
-// Built records a rebuild begun from a head with the marks seen and
-// asked seen.Rebuilds times, of n shards (inline: the one a small tenant's
-// head keeps) in states: it forgets what the rebuild read, and stops
-// asking unless someone asked again while it ran.
-func (h *SummaryHead) Built(seen SummaryHead, at time.Time, n int, schedule string, inline SummaryShard, states []ShardState) {
-	h.Forget(seen.Dirty)
-	if h.Rebuilds == seen.Rebuilds {
+// Built records a rebuild begun from a head asked for one rebuilds times
+// that read the credentials of the marks seen, of n shards (inline: the
+// one a small tenant's head keeps) in states: it forgets those marks, and
+// stops asking unless someone asked again while it ran.
+func (h *SummaryHead) Built(rebuilds int, seen map[string]string, at time.Time, n int, schedule string, inline SummaryShard, states []ShardState) {
+	h.Forget(seen)
+	if h.Rebuilds == rebuilds {
 		h.Rebuild = false
 	}
 	h.BuiltAt, h.N, h.Schedule, h.Shards, h.Inline, h.Inlined = at, n, schedule, nil, inline, inline != nil

@@ -184,16 +184,15 @@ func TestARebuildKeepsWhatWasWrittenWhileItRan(t *testing.T) {
 	var h credgate.SummaryHead
 	h.AskRebuild()
 	h.Mark("svc/a", "1")
-	seen := h // the monitor reads the head and begins
-	seen.Dirty = maps.Clone(h.Dirty)
-	h.Mark("svc/b", "1") // written during the rebuild
-	h.Built(seen, time.Now(), 2, "s", nil, nil)
+	rebuilds, seen := h.Rebuilds, maps.Clone(h.Dirty) // the monitor reads the head and begins
+	h.Mark("svc/b", "1")                              // written during the rebuild
+	h.Built(rebuilds, seen, time.Now(), 2, "s", nil, nil)
 	if h.Rebuild || h.N != 2 || len(h.Dirty) != 1 || h.Dirty["svc/b"] != "1" {
 		t.Fatalf("after a rebuild: rebuild %v, n %d, marks %v (want only svc/b's)", h.Rebuild, h.N, h.Dirty)
 	}
-	seen = h
+	rebuilds = h.Rebuilds
 	h.AskRebuild() // a service deleted during the next rebuild
-	h.Built(seen, time.Now(), 2, "s", nil, nil)
+	h.Built(rebuilds, nil, time.Now(), 2, "s", nil, nil)
 	if !h.Rebuild {
 		t.Fatal("a rebuild asked for while one ran was dropped: what it asked for would wait for the periodic one")
 	}
@@ -218,6 +217,20 @@ func TestDueShards(t *testing.T) {
 		if !want[i] {
 			t.Fatalf("due shards %v, want %v", got, want)
 		}
+	}
+}
+
+func TestAMarkTellsWhenItWasMade(t *testing.T) {
+	at := time.Date(2026, 12, 2, 3, 4, 5, 6, time.UTC)
+	a, b := credgate.NewMarkStamp(at), credgate.NewMarkStamp(at)
+	if a == b {
+		t.Fatal("two marks made at once have one stamp: the monitor could forget the second write's")
+	}
+	if got := credgate.MarkTime(a); !got.Equal(at) {
+		t.Fatalf("MarkTime = %v, want %v", got, at)
+	}
+	if !credgate.MarkTime("1").Before(at) || !credgate.MarkTime("no stamp").IsZero() {
+		t.Fatal("a stamp without a time must read as long ago")
 	}
 }
 

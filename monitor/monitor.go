@@ -67,7 +67,10 @@ const (
 	DefaultReconcile    = 24 * time.Hour
 	DefaultHousekeeping = time.Hour
 	leaseName           = "monitor"
-	pageSize            = 200
+	// tenantsAtOnce is how many tenants a pass looks at at once: most
+	// cost a Vault read or two, so the pass's wall time is latency.
+	tenantsAtOnce = 4
+	pageSize      = 200
 )
 
 // Options configures a Monitor.
@@ -240,8 +243,8 @@ func (m *Monitor) Step(ctx context.Context) {
 	}
 }
 
-// runPass scans the tenants after cursor, saving its place with the lease
-// after each; it stops when the lease is lost.
+// runPass scans the tenants after cursor, a few at once, saving its place
+// with the lease as it renews it; it stops when the lease is lost.
 func (m *Monitor) runPass(ctx context.Context, cursor string) {
 	start := m.o.Now()
 	tenants, err := m.o.Store.Tenants(ctx)
@@ -255,20 +258,28 @@ func (m *Monitor) runPass(ctx context.Context, cursor string) {
 	}
 	p := m.pass
 	m.mu.Unlock()
-	for _, t := range tenants {
-		if t <= cursor {
-			continue
+	tenants = slices.DeleteFunc(tenants, func(t string) bool { return t <= cursor })
+	for len(tenants) > 0 {
+		batch := tenants[:min(tenantsAtOnce, len(tenants))]
+		tenants = tenants[len(batch):]
+		seen := make([]int, len(batch))
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for i, t := range batch {
+			wg.Go(func() { seen[i], errs[i] = m.scanTenant(ctx, t, p) })
 		}
-		n, err := m.scanTenant(ctx, t, p)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
-				return
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
+					return
+				}
+				m.o.Logger.Warn("monitor: scanning a tenant failed", zap.String("tenant", batch[i]), zap.Error(err))
 			}
-			m.o.Logger.Warn("monitor: scanning a tenant failed", zap.String("tenant", t), zap.Error(err))
+			p.Tenants++
+			p.Credentials += seen[i]
 		}
-		p.Tenants++
-		p.Credentials += n
-		done := t
+		done := batch[len(batch)-1]
 		if !m.renew(ctx, &done) {
 			return
 		}

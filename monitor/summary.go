@@ -80,10 +80,27 @@ func (m *Monitor) rebuild(ctx context.Context, ss SummaryStore, tenant string, h
 	if err != nil {
 		return head, err
 	}
+	// The marked credentials are described one by one: a write cut after
+	// its data is finished so (the listing shows it as it was).
+	seen := map[string]string{}
+	for key, stamp := range head.Dirty {
+		f, ok := m.describe(ctx, ss, tenant, key)
+		switch {
+		case !ok:
+			continue
+		case f == nil:
+			delete(facts, key)
+		default:
+			facts[key] = *f
+		}
+		if start.Sub(credgate.MarkTime(stamp)) >= credgate.MarkGrace {
+			seen[key] = stamp
+		}
+	}
 	now := m.o.Now()
 	if len(facts) <= credgate.InlineFacts {
 		out, _, err := ss.UpdateSummaryHead(ctx, tenant, head, hv, func(h *credgate.SummaryHead) error {
-			h.Built(head, start, 1, tag, facts, []credgate.ShardState{facts.StateAt(now, sched)})
+			h.Built(head.Rebuilds, seen, start, 1, tag, facts, []credgate.ShardState{facts.StateAt(now, sched)})
 			return nil
 		})
 		return out, err
@@ -111,7 +128,7 @@ func (m *Monitor) rebuild(ctx context.Context, ss SummaryStore, tenant string, h
 		states[i] = sh.StateAt(now, sched)
 	}
 	out, _, err := ss.UpdateSummaryHead(ctx, tenant, head, hv, func(h *credgate.SummaryHead) error {
-		h.Built(head, start, n, tag, nil, states) // not inlined
+		h.Built(head.Rebuilds, seen, start, n, tag, nil, states) // not inlined
 		return nil
 	})
 	return out, err
@@ -203,26 +220,27 @@ func apply(changed map[string]*credgate.Facts) func(*credgate.SummaryShard) erro
 func (m *Monitor) catchUpShard(ctx context.Context, ss SummaryStore, tenant string, head credgate.SummaryHead, i int, sh credgate.SummaryShard, now time.Time, sched credgate.Schedule, seen map[string]string) map[string]*credgate.Facts {
 	changed := map[string]*credgate.Facts{} // nil: gone
 	described := map[string]*credgate.Credential{}
-	describe := func(key string) (*credgate.Credential, bool, bool) {
-		service, id := credgate.SplitSummaryKey(key)
-		c, settled, err := ss.DescribeLive(ctx, service, id)
-		switch {
-		case credgate.ErrorCode(err) == credgate.ECredentialNotFound:
-			changed[key] = nil
-			return nil, true, false
-		case err != nil:
-			m.o.Logger.Warn("monitor: describing a changed credential failed; the next pass tries again", zap.String("tenant", tenant), zap.String("credential_id", id), zap.Error(err))
-			return nil, false, false
+	describe := func(key string) (*credgate.Credential, bool) {
+		f, ok := m.describe(ctx, ss, tenant, key)
+		if !ok {
+			return nil, false
 		}
-		f := credgate.FactsOf(c)
-		changed[key], described[key] = &f, c
-		return c, settled, true
+		changed[key] = f
+		if f == nil {
+			return nil, false
+		}
+		_, id := credgate.SplitSummaryKey(key)
+		described[key] = f.Credential(id)
+		return described[key], true
 	}
 	for key, stamp := range head.Dirty {
 		if credgate.SummaryShardOf(key, head.N) != i {
 			continue
 		}
-		if _, settled, _ := describe(key); settled {
+		if _, ok := changed[key]; !ok {
+			describe(key)
+		}
+		if _, ok := changed[key]; ok && now.Sub(credgate.MarkTime(stamp)) >= credgate.MarkGrace {
 			seen[key] = stamp
 		}
 	}
@@ -241,7 +259,7 @@ func (m *Monitor) catchUpShard(ctx context.Context, ss SummaryStore, tenant stri
 		}
 		if _, fresh := changed[key]; refresh && !fresh {
 			var ok bool
-			if c, _, ok = describe(key); !ok {
+			if c, ok = describe(key); !ok {
 				continue
 			}
 		}
@@ -253,4 +271,22 @@ func (m *Monitor) catchUpShard(ctx context.Context, ss SummaryStore, tenant stri
 		changed[key] = &f
 	}
 	return changed
+}
+
+// describe returns the facts of the credential key names in tenant as it
+// is now (nil: gone); ok is false when it could not be read.
+func (m *Monitor) describe(ctx context.Context, ss SummaryStore, tenant, key string) (f *credgate.Facts, ok bool) {
+	service, id := credgate.SplitSummaryKey(key)
+	c, settled, err := ss.DescribeLive(ctx, service, id)
+	switch {
+	case credgate.ErrorCode(err) == credgate.ECredentialNotFound:
+		return nil, true
+	case err == nil && !settled:
+		return nil, false // being written: the next pass looks again
+	case err != nil:
+		m.o.Logger.Warn("monitor: describing a changed credential failed; the next pass tries again", zap.String("tenant", tenant), zap.String("credential_id", id), zap.Error(err))
+		return nil, false
+	}
+	facts := credgate.FactsOf(c)
+	return &facts, true
 }

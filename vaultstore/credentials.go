@@ -194,7 +194,8 @@ func (k *session) credRecord(service, cred string, deleted bool) record[credVers
 // credential) and projects it over old, the custom_metadata read with
 // version cas. A new credential is projected first, so that no version of
 // it exists without its description; its data write then creates version 1.
-// was is the size of the version cas, for the tenant's usage.
+// was is the size of the version cas, for the tenant's usage. Before its
+// data it marks the credential in the monitor's summary (summary.go).
 func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info credInfo, cas int, old map[string]any, was int64) (*credgate.Credential, error) {
 	defer k.s.services.forget(k.tenant, c.IntegrationID)
 	info.ChangeID = credgate.ChangeFrom(ctx)
@@ -229,6 +230,7 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	case info.Deleted: // the DELETE's mark: it is written once
 		usage = credgate.TenantUsage{Credentials: -1, Bytes: -was}
 	}
+	k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID))
 	version, err := k.accounted(ctx, usage, func() (int, error) {
 		return k.write(ctx, "credential_write", k.credPath(c.IntegrationID, c.ID), data, cas)
 	})
@@ -239,7 +241,6 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	out.Version = version
 	k.derive(&out)
 	if cas == 0 && version == 1 {
-		k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID))
 		return &out, nil
 	}
 	return &out, k.project(ctx, c.IntegrationID, c.ID, info, version, old)

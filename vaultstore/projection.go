@@ -194,11 +194,7 @@ func parseTime(s string) *time.Time {
 // yet, or our patch overwrote its projection, it projects the newest
 // version. Every writer checks after its own patch, so the last one leaves
 // the projection current.
-//
-// It first marks the credential in the monitor's summary (summary.go): its
-// data is written, and the monitor looks at it again on its next pass.
 func (k *session) project(ctx context.Context, service, cred string, info credInfo, version int, old map[string]any) error {
-	k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(service, cred))
 	path := k.credPath(service, cred)
 	for range 3 {
 		m, err := projection(info, version, old)

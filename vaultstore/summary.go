@@ -2,8 +2,6 @@ package vaultstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -16,10 +14,13 @@ import (
 // The monitor's summary of each tenant (credgate.SummaryHead and its
 // shards, summary.go in the root package), kept with credgate's own token
 // at system/summary/<tenant>/head and .../<i>. Every write of a
-// credential marks it in its tenant's head after its data is written and
-// before its projection: two Vault calls (a read and a check-and-set
-// write), through update like every record. The shards are the monitor's
-// alone.
+// credential (its data, its rotation status, its broken connection) marks
+// it in its tenant's head before it writes: two Vault calls (a read and a
+// check-and-set write), through update like every record. The monitor
+// forgets a mark only once it is older than credgate.MarkGrace and it has
+// described the credential since, so a write that lands is always looked
+// at; one cut after its data is repaired by the monitor's look
+// (DescribeLive). The shards are the monitor's alone.
 
 func summaryPath(tenant, name string) string {
 	return policy.SystemPath("summary/" + tenant + "/" + name)
@@ -63,9 +64,7 @@ func from[T any](r record[T], cur T, version int) record[T] {
 // not the writer's: the credential is written, and the monitor's periodic
 // rebuild of the summary finds it.
 func (s *Store) markSummary(ctx context.Context, tenant, key string) {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	stamp := hex.EncodeToString(b[:])
+	stamp := credgate.NewMarkStamp(s.opts.Now())
 	_, _, _ = update(context.WithoutCancel(ctx), s.summaryHead(tenant), 0, func(h *credgate.SummaryHead) error {
 		h.Mark(key, stamp)
 		return nil
@@ -129,7 +128,8 @@ func (s *Store) ScheduleTag(tenant string) string {
 // DescribeLive describes, without values, credential cred of service in
 // the caller's tenant as the inventory does (one metadata read and the
 // service's: a credential of a deleted service, or of an earlier service
-// of its id, is not found); settled is false while a write of it is half done (its
+// of its id, is not found), after finishing the projection of a write cut
+// after its data; settled is false while a write of it is half done (its
 // projection describes an older version than its newest).
 // Errors: CREDENTIAL_NOT_FOUND (no live credential of the live service),
 // BACKEND_UNAVAILABLE, INTERNAL_ERROR.
@@ -151,6 +151,24 @@ func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *cred
 		return nil, true, translate(err, credgate.ECredentialNotFound)
 	}
 	info, ok := fromProjection(meta.CustomMetadata)
+	if ok && info.Version < meta.CurrentVersion {
+		// A write cut after its data: finish its projection, as its next
+		// writer would, and describe what it wrote.
+		d, sec, err := k.readCredData(ctx, service, cred, 0)
+		if err == nil && d.Info.Deleted {
+			return nil, true, translate(errNotFound, credgate.ECredentialNotFound) // its DELETE's mark
+		}
+		if err == nil {
+			err = k.repairProjection(ctx, service, cred, d, sec)
+		}
+		if err == nil {
+			meta, err = k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, cred))
+		}
+		if err != nil {
+			return nil, false, translate(err, credgate.ECredentialNotFound)
+		}
+		info, ok = fromProjection(meta.CustomMetadata)
+	}
 	if !ok || !info.belongsTo(rec) {
 		return nil, true, translate(errNotFound, credgate.ECredentialNotFound)
 	}
