@@ -124,7 +124,7 @@ func examiner(t *testing.T, r *recorder) *Monitor {
 
 // examineNow examines c and waits for the refresh it queued, if any.
 func (m *Monitor) examineNow(ctx context.Context, tenant string, c *credgate.Credential) {
-	m.examine(ctx, tenant, c)
+	m.examine(ctx, tenant, c, nil)
 	m.work.Wait(ctx)
 }
 

@@ -355,8 +355,12 @@ func (m *Monitor) scanAll(ctx context.Context, tenant string, each func(*credgat
 		if err := m.limiter.WaitN(ctx, len(page.Credentials)); err != nil {
 			return counts, seen, err
 		}
+		var b notices
 		for _, c := range page.Credentials {
-			m.examine(ctx, tenant, c)
+			m.examine(ctx, tenant, c, &b)
+		}
+		m.flush(ctx, tenant, &b)
+		for _, c := range page.Credentials {
 			counts.Count(c, m.o.Now())
 			if each != nil {
 				each(c)
@@ -414,7 +418,9 @@ func (m *Monitor) lookahead() time.Duration {
 // examine does what c is due: revocation, refresh, an expiry notice. A
 // refresh (a call to the tenant's token endpoint) is queued in the
 // tenant's lane, and the notice waits for its outcome; the scan goes on.
-func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Credential) {
+// The expiry and rotation notices go into b, to be published with the
+// scan's others (nil: at once).
+func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Credential, b *notices) {
 	now := m.o.Now()
 	if c.RevocationDue(now) {
 		m.revoke(ctx, c)
@@ -426,7 +432,7 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 	if c.MigrationWatched(now) {
 		m.migration(ctx, tenant, c)
 	}
-	m.rotationNotice(ctx, tenant, c)
+	m.rotationNotice(ctx, tenant, c, b)
 	if m.o.Rotations != nil {
 		m.o.Rotations.Examine(ctx, tenant, c)
 	}
@@ -439,16 +445,16 @@ func (m *Monitor) examine(ctx context.Context, tenant string, c *credgate.Creden
 			defer cancel()
 			ctx = credgate.WithRequestID(credgate.WithPrincipal(ctx, credgate.SystemPrincipal(tenant)), id)
 			if out, ok := m.refresh(ctx, tenant, &c); ok {
-				m.notify(ctx, tenant, out)
+				m.notify(ctx, tenant, out, nil)
 			}
 		})
 		return
 	}
-	m.notify(ctx, tenant, c)
+	m.notify(ctx, tenant, c, b)
 }
 
-// notify sends c's expiry notice when one is due.
-func (m *Monitor) notify(ctx context.Context, tenant string, c *credgate.Credential) {
+// notify sends c's expiry notice when one is due, into b (nil: at once).
+func (m *Monitor) notify(ctx context.Context, tenant string, c *credgate.Credential, b *notices) {
 	now := m.o.Now()
 	thresholds := m.o.Thresholds(tenant)
 	if thresholds == nil {
@@ -465,14 +471,7 @@ func (m *Monitor) notify(ctx context.Context, tenant string, c *credgate.Credent
 	e := credgate.NewEvent(ctx, typ, c)
 	e.Data.ThresholdDays = days
 	e.OnceID(typ, c.ID, c.ExpiresAt.UTC().Format(time.RFC3339), strconv.Itoa(days))
-	if err := m.o.Events.Publish(ctx, e); err != nil {
-		m.o.Logger.Warn("monitor: publishing an expiry notice failed", zap.String("credential_id", c.ID), zap.Error(err))
-		return
-	}
-	c.MarkSent(days, expired, thresholds)
-	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
-		m.o.Logger.Warn("monitor: recording an expiry notice failed", zap.String("credential_id", c.ID), zap.Error(err))
-	}
+	m.send(ctx, tenant, b, notice{e: e, c: c, sent: func() { c.MarkSent(days, expired, thresholds) }})
 }
 
 // overdue is how long after its due date tenant's credential not rotated
@@ -486,9 +485,10 @@ func (m *Monitor) overdue(tenant string) time.Duration {
 	return credgate.DefaultRotationOverdue
 }
 
-// rotationNotice sends c's rotation notice when one is due: once per due
-// date each, the overdue one the overdue period later.
-func (m *Monitor) rotationNotice(ctx context.Context, tenant string, c *credgate.Credential) {
+// rotationNotice sends c's rotation notice when one is due, into b (nil:
+// at once): once per due date each, the overdue one the overdue period
+// later.
+func (m *Monitor) rotationNotice(ctx context.Context, tenant string, c *credgate.Credential, b *notices) {
 	typ := c.RotationNoticeDue(m.o.Now(), m.overdue(tenant))
 	if typ == "" {
 		return
@@ -496,14 +496,7 @@ func (m *Monitor) rotationNotice(ctx context.Context, tenant string, c *credgate
 	e := credgate.NewEvent(ctx, typ, c)
 	e.Data.RotationDueAt = c.RotationDueAt
 	e.OnceID(typ, c.ID, c.RotationDueAt.UTC().Format(time.RFC3339))
-	if err := m.o.Events.Publish(ctx, e); err != nil {
-		m.o.Logger.Warn("monitor: publishing a rotation notice failed", zap.String("credential_id", c.ID), zap.Error(err))
-		return
-	}
-	c.MarkRotationNotice(typ)
-	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
-		m.o.Logger.Warn("monitor: recording a rotation notice failed", zap.String("credential_id", c.ID), zap.Error(err))
-	}
+	m.send(ctx, tenant, b, notice{e: e, c: c, sent: func() { c.MarkRotationNotice(typ) }})
 }
 
 // revoke stores c revoked because its revokeAt came, if nobody changed it

@@ -245,6 +245,8 @@ func (m *Monitor) catchUpShard(ctx context.Context, ss SummaryStore, tenant stri
 		}
 	}
 	lookahead := m.lookahead()
+	var b notices
+	examined := map[string]*credgate.Credential{}
 	for key, f := range sh {
 		if _, ok := changed[key]; !ok {
 			_, id := credgate.SplitSummaryKey(key)
@@ -266,7 +268,11 @@ func (m *Monitor) catchUpShard(ctx context.Context, ss SummaryStore, tenant stri
 		if m.limiter.Wait(ctx) != nil {
 			break
 		}
-		m.examine(ctx, tenant, c)
+		m.examine(ctx, tenant, c, &b)
+		examined[key] = c
+	}
+	m.flush(ctx, tenant, &b)
+	for key, c := range examined {
 		f := credgate.FactsOf(c)
 		changed[key] = &f
 	}

@@ -230,7 +230,9 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	case info.Deleted: // the DELETE's mark: it is written once
 		usage = credgate.TenantUsage{Credentials: -1, Bytes: -was}
 	}
-	k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID))
+	if err := k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID)); err != nil {
+		return nil, err
+	}
 	version, err := k.accounted(ctx, usage, func() (int, error) {
 		return k.write(ctx, "credential_write", k.credPath(c.IntegrationID, c.ID), data, cas)
 	})

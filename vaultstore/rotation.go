@@ -212,7 +212,7 @@ func (s *Store) grantAndStore(ctx context.Context, cred string, ifMatch int, due
 		// another's mark sees it and announces nothing.)
 		if next, ev := failed.ConnectionAfterRefresh(ce.UpstreamError, false, s.opts.Now()); next != nil {
 			path := credPath(credgate.PrincipalFrom(ctx).Tenant, failed.IntegrationID, failed.ID)
-			s.markSummary(ctx, credgate.PrincipalFrom(ctx).Tenant, credgate.SummaryKey(failed.IntegrationID, failed.ID))
+			_ = s.markSummary(ctx, credgate.PrincipalFrom(ctx).Tenant, credgate.SummaryKey(failed.IntegrationID, failed.ID))
 			if perr := s.patchOwn(ctx, "credential_connection", path, map[string]any{metaBroken: failed.BrokenMark(next)}); perr == nil {
 				failed.Connection = next
 				s.connectionChanged(ctx, failed, ev)

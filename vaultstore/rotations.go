@@ -148,7 +148,7 @@ func (s *Store) UpdateRotation(ctx context.Context, tenant, service, cred string
 // credgate: bookkeeping, never a version). A failure only delays what a
 // reader sees until the next change; the record is the truth.
 func (s *Store) projectRotation(ctx context.Context, tenant, service, cred string, r *credgate.Rotation) {
-	s.markSummary(ctx, tenant, credgate.SummaryKey(service, cred))
+	_ = s.markSummary(ctx, tenant, credgate.SummaryKey(service, cred))
 	_ = s.patchOwn(ctx, "credential_rotation_status", credPath(tenant, service, cred), map[string]any{metaRotation: r.RotationStatus.Encode()})
 }
 

@@ -106,6 +106,7 @@ type Store struct {
 	ledgers  *ledgerBook
 	health   healthCache
 	services *serviceCache
+	marks    markBook
 	usage    usageBook
 	vault    vaultHTTP
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"strconv"
 	"sync"
 
@@ -59,16 +60,76 @@ func from[T any](r record[T], cur T, version int) record[T] {
 	return r
 }
 
-// markSummary marks the credential key names as written in tenant's
-// summary head. A failure (counted in the store's Vault call metrics) is
-// not the writer's: the credential is written, and the monitor's periodic
-// rebuild of the summary finds it.
-func (s *Store) markSummary(ctx context.Context, tenant, key string) {
-	stamp := credgate.NewMarkStamp(s.opts.Now())
-	_, _, _ = update(context.WithoutCancel(ctx), s.summaryHead(tenant), 0, func(h *credgate.SummaryHead) error {
-		h.Mark(key, stamp)
-		return nil
+// markSummary marks the credential key names as about to be written in
+// tenant's summary head. The writers of a tenant on this replica that
+// mark at once share one write of the head (a group commit: the first
+// writes what the others added while it waited its turn), so that a
+// tenant's concurrent writers do not exhaust each other's check-and-set
+// retries. Errors: the head's write's (then the credential must not be
+// written: the monitor would not know of it).
+func (s *Store) markSummary(ctx context.Context, tenant, key string) error {
+	return s.marks.mark(ctx, tenant, key, credgate.NewMarkStamp(s.opts.Now()), func(ctx context.Context, marks map[string]string) error {
+		_, _, err := update(ctx, s.summaryHead(tenant), 0, func(h *credgate.SummaryHead) error {
+			for k, stamp := range marks {
+				h.Mark(k, stamp)
+			}
+			return nil
+		})
+		return translate(err, credgate.ENotFound)
 	})
+}
+
+// markBook gathers the marks of a replica's writers into group commits.
+type markBook struct {
+	mu      sync.Mutex
+	pending map[string]*markBatch // by tenant: the batch still open
+	turns   [64]sync.Mutex        // by tenant's hash: one head write at a time
+}
+
+// markBatch is the marks one head write makes, and its outcome.
+type markBatch struct {
+	marks map[string]string
+	done  chan struct{}
+	err   error
+}
+
+// mark adds key's mark to tenant's open batch, and waits for the batch to
+// be written with write; the writer that opened it writes it on its turn.
+func (b *markBook) mark(ctx context.Context, tenant, key, stamp string, write func(context.Context, map[string]string) error) error {
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = map[string]*markBatch{}
+	}
+	batch, joined := b.pending[tenant]
+	if !joined {
+		batch = &markBatch{marks: map[string]string{}, done: make(chan struct{})}
+		b.pending[tenant] = batch
+	}
+	batch.marks[key] = stamp
+	b.mu.Unlock()
+	if joined {
+		select {
+		case <-batch.done:
+			return batch.err
+		case <-ctx.Done():
+			return unavailable(ctx.Err())
+		}
+	}
+	turn := &b.turns[fnv32(tenant)%uint32(len(b.turns))]
+	turn.Lock()
+	b.mu.Lock()
+	delete(b.pending, tenant) // closed: later marks open the next batch
+	b.mu.Unlock()
+	batch.err = write(context.WithoutCancel(ctx), batch.marks)
+	turn.Unlock()
+	close(batch.done)
+	return batch.err
+}
+
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
 }
 
 // rebuildSummary asks the monitor to read every credential of tenant again

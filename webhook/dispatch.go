@@ -197,6 +197,54 @@ func (d *Dispatcher) Publish(ctx context.Context, e credgate.Event) error {
 	return nil
 }
 
+// PublishAll publishes events, all of one tenant, as Publish each: the
+// tenant's webhooks are read once and the events put into its outbox a few
+// at a time. errs[i] is events[i]'s error.
+func (d *Dispatcher) PublishAll(ctx context.Context, events []credgate.Event) (errs []error) {
+	errs = make([]error, len(events))
+	if len(events) == 0 {
+		return errs
+	}
+	tenant := events[0].Data.Tenant
+	hooks, err := d.o.Store.TenantWebhooks(ctx, tenant)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, publishAtOnce)
+	for i, e := range events {
+		if e.Data.Tenant != tenant {
+			errs[i] = fmt.Errorf("webhook: an event of tenant %q in a batch of %q", e.Data.Tenant, tenant)
+			continue
+		}
+		o := credgate.Outgoing{Event: e, Targets: map[string]*credgate.Target{}}
+		for _, w := range hooks {
+			if w.Wants(&e) {
+				o.Targets[w.ID] = &credgate.Target{}
+			}
+		}
+		if len(o.Targets) == 0 {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fresh, err := d.o.Store.Publish(ctx, o)
+			if errs[i] = err; err == nil && fresh {
+				d.kick(ref{tenant, e.ID, hooks})
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// publishAtOnce bounds the outbox writes one PublishAll makes at once.
+const publishAtOnce = 8
+
 // Intent is credgate.Intent kept in the outbox: what neither confirm nor
 // withdraw reaches (the request died, Vault went away) the sweep settles
 // from the record: a change that stands is announced, once per event id,
