@@ -86,6 +86,10 @@ type Credential struct {
 	// (EffectiveStatus) is judged at that instant by every layer that
 	// shows or serves it, so they cannot disagree.
 	ReadAt time.Time `json:"-"`
+	// Behind is set on a description whose projection is older than the
+	// credential's newest version (a write cut after its data): what it
+	// says may be stale until the next write or the monitor finishes it.
+	Behind bool `json:"-"`
 }
 
 // Auth types (API.md).

@@ -19,7 +19,7 @@ import (
 var descriptive = map[string]bool{
 	"ID": true, "IntegrationID": true, "CredentialName": true, "Description": true, "Scopes": true,
 	"TokenEndpoint": true, "AuthorizationEndpoint": true, "Metadata": true, "UpdatedAt": true,
-	"CreatedBy": true, "LastAccessedAt": true, "TokenEndpointAuthMethod": true, "Secrets": true, "ReadAt": true,
+	"CreatedBy": true, "LastAccessedAt": true, "TokenEndpointAuthMethod": true, "Secrets": true, "ReadAt": true, "Behind": true,
 }
 
 func TestFactsCarryEveryMonitoredField(t *testing.T) {

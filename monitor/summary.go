@@ -74,28 +74,36 @@ func (m *Monitor) scanSummary(ctx context.Context, ss SummaryStore, tenant strin
 func (m *Monitor) rebuild(ctx context.Context, ss SummaryStore, tenant string, head credgate.SummaryHead, hv int, sched credgate.Schedule, tag string) (credgate.SummaryHead, error) {
 	start := m.o.Now()
 	facts := credgate.SummaryShard{}
+	behind := map[string]bool{}
 	_, _, err := m.scanAll(ctx, tenant, func(c *credgate.Credential) {
-		facts[credgate.SummaryKey(c.IntegrationID, c.ID)] = credgate.FactsOf(c)
+		key := credgate.SummaryKey(c.IntegrationID, c.ID)
+		facts[key] = credgate.FactsOf(c)
+		behind[key] = c.Behind
 	})
 	if err != nil {
 		return head, err
 	}
-	// The marked credentials are described one by one: a write cut after
-	// its data is finished so (the listing shows it as it was).
+	// A mark made long enough before the listing is handled by it, unless
+	// the listing shows its credential behind (a write cut after its data)
+	// or not at all: those are described one by one, which finishes a cut
+	// write.
 	seen := map[string]string{}
 	for key, stamp := range head.Dirty {
-		f, ok := m.describe(ctx, ss, tenant, key)
-		switch {
-		case !ok:
+		if start.Sub(credgate.MarkTime(stamp)) < credgate.MarkGrace {
 			continue
-		case f == nil:
-			delete(facts, key)
-		default:
-			facts[key] = *f
 		}
-		if start.Sub(credgate.MarkTime(stamp)) >= credgate.MarkGrace {
-			seen[key] = stamp
+		if _, listed := facts[key]; !listed || behind[key] {
+			f, ok := m.describe(ctx, ss, tenant, key)
+			switch {
+			case !ok:
+				continue
+			case f == nil:
+				delete(facts, key)
+			default:
+				facts[key] = *f
+			}
 		}
+		seen[key] = stamp
 	}
 	now := m.o.Now()
 	if len(facts) <= credgate.InlineFacts {

@@ -261,9 +261,12 @@ func TestAWriteCutAfterItsDataReachesTheSummary(t *testing.T) {
 	mon.Step(context.Background())
 
 	// The next write's projection never reaches Vault.
-	proxy.Answer(func(r *http.Request) bool {
-		return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/metadata/") && strings.Contains(r.URL.Path, c.ID)
-	}, http.StatusServiceUnavailable, `{"errors":["cut"]}`)
+	cut := func() {
+		proxy.Answer(func(r *http.Request) bool {
+			return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/metadata/") && strings.Contains(r.URL.Path, c.ID)
+		}, http.StatusServiceUnavailable, `{"errors":["cut"]}`)
+	}
+	cut()
 	soon := time.Now().Add(5 * 24 * time.Hour).UTC().Truncate(time.Second)
 	if _, err := st.UpdateCredential(ctx, c.ID, 0, func(c *credgate.Credential) error { c.ExpiresAt = &soon; return nil }); err == nil {
 		t.Fatal("set-up: the cut write succeeded")
@@ -273,10 +276,27 @@ func TestAWriteCutAfterItsDataReachesTheSummary(t *testing.T) {
 	ahead.Store(int64(credgate.MarkGrace + time.Second))
 	mon.Step(context.Background())
 	agree(t, st, tenant)
-	facts, _ := summaryOf(t, st, tenant)
-	var f credgate.Facts
-	_ = json.Unmarshal([]byte(facts[credgate.SummaryKey("svc", c.ID)]), &f)
-	if f.Version != 2 || f.ExpiresAt == nil || !f.ExpiresAt.Equal(soon) {
-		t.Fatalf("after the cut write: the summary has version %d expiring %v; want version 2 expiring %v", f.Version, f.ExpiresAt, soon)
+	want := func(version int, exp time.Time) {
+		t.Helper()
+		facts, _ := summaryOf(t, st, tenant)
+		var f credgate.Facts
+		_ = json.Unmarshal([]byte(facts[credgate.SummaryKey("svc", c.ID)]), &f)
+		if f.Version != version || f.ExpiresAt == nil || !f.ExpiresAt.Equal(exp) {
+			t.Fatalf("after the cut write: the summary has version %d expiring %v; want version %d expiring %v", f.Version, f.ExpiresAt, version, exp)
+		}
 	}
+	want(2, soon)
+
+	// Another, found by the day's rebuild, which reads every credential
+	// through the inventory (which shows the cut one as it was).
+	cut()
+	later := soon.Add(24 * time.Hour)
+	if _, err := st.UpdateCredential(ctx, c.ID, 0, func(c *credgate.Credential) error { c.ExpiresAt = &later; return nil }); err == nil {
+		t.Fatal("set-up: the cut write succeeded")
+	}
+	proxy.Heal()
+	ahead.Store(int64(monitor.DefaultReconcile + credgate.MarkGrace))
+	mon.Step(context.Background())
+	agree(t, st, tenant)
+	want(3, later)
 }

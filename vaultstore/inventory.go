@@ -62,6 +62,7 @@ func (k *session) describeCred(ctx context.Context, service, id string) (*credIn
 		return nil, nil
 	}
 	info.ID = id
+	info.Behind = info.Version < meta.CurrentVersion
 	return info, nil
 }
 
