@@ -259,30 +259,62 @@ func (m *Monitor) runPass(ctx context.Context, cursor string) {
 	p := m.pass
 	m.mu.Unlock()
 	tenants = slices.DeleteFunc(tenants, func(t string) bool { return t <= cursor })
-	for len(tenants) > 0 {
-		batch := tenants[:min(tenantsAtOnce, len(tenants))]
-		tenants = tenants[len(batch):]
-		seen := make([]int, len(batch))
-		errs := make([]error, len(batch))
-		var wg sync.WaitGroup
-		for i, t := range batch {
-			wg.Go(func() { seen[i], errs[i] = m.scanTenant(ctx, t, p) })
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
+	// tenantsAtOnce workers take the tenants in order; a slow tenant (a
+	// rebuild) holds one worker, not the others. The cursor saved is the
+	// last tenant before which every tenant is done.
+	var (
+		mu     sync.Mutex
+		next   int
+		done   = make([]bool, len(tenants))
+		prefix int // tenants[:prefix] are done
+		stop   bool
+	)
+	var wg sync.WaitGroup
+	for range min(tenantsAtOnce, len(tenants)) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if stop || next == len(tenants) {
+					mu.Unlock()
 					return
 				}
-				m.o.Logger.Warn("monitor: scanning a tenant failed", zap.String("tenant", batch[i]), zap.Error(err))
+				i := next
+				next++
+				mu.Unlock()
+				n, err := m.scanTenant(ctx, tenants[i], p)
+				if err != nil && (ctx.Err() != nil || errors.Is(err, errLeaseLost)) {
+					mu.Lock()
+					stop = true
+					mu.Unlock()
+					return
+				}
+				if err != nil {
+					m.o.Logger.Warn("monitor: scanning a tenant failed", zap.String("tenant", tenants[i]), zap.Error(err))
+				}
+				mu.Lock()
+				p.Tenants++
+				p.Credentials += n
+				done[i] = true
+				for prefix < len(done) && done[prefix] {
+					prefix++
+				}
+				var saved *string // nil: keep the stored cursor
+				if prefix > 0 {
+					saved = &tenants[prefix-1]
+				}
+				mu.Unlock()
+				if !m.renew(ctx, saved) {
+					mu.Lock()
+					stop = true
+					mu.Unlock()
+					return
+				}
 			}
-			p.Tenants++
-			p.Credentials += seen[i]
-		}
-		done := batch[len(batch)-1]
-		if !m.renew(ctx, &done) {
-			return
-		}
+		})
+	}
+	wg.Wait()
+	if stop {
+		return
 	}
 	none := ""
 	if held, _, err := m.o.Store.HoldLease(ctx, leaseName, m.o.Holder, m.o.LeaseTTL, &none); err != nil || !held {

@@ -128,8 +128,10 @@ func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter
 	}
 	now := s.opts.Now()
 	page := &credgate.CredentialPage{Credentials: []*credgate.Credential{}}
-	const batch = 8
-	for off := 0; off < len(services); off += batch {
+	// Services are read a batch at a time, the batch doubling (to 8) while
+	// the page is not full: a page that one service fills reads that one.
+	batch := 1
+	for off := 0; off < len(services); off, batch = off+batch, min(2*batch, 8) {
 		chunk := services[off:min(off+batch, len(services))]
 		lists := make([][]*credgate.Credential, len(chunk))
 		errs := make([]error, len(chunk))
