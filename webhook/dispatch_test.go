@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,7 @@ type memStore struct {
 	failing   map[string]time.Time // by webhook: since every attempt failed
 	failFirst int                  // publishes that fail before one succeeds
 	publishes int
+	hookReads int // reads of the tenant's webhooks
 	// standing are the changes the records show were made (EventStands).
 	standing map[string]bool
 }
@@ -110,6 +112,7 @@ func (s *memStore) SaveEvent(_ context.Context, o *credgate.Outgoing) error {
 func (s *memStore) TenantWebhooks(context.Context, string) ([]*credgate.Webhook, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.hookReads++
 	var out []*credgate.Webhook
 	for _, w := range s.hooks {
 		copied := *w
@@ -560,5 +563,52 @@ func TestAReceiverThatIsGoneOrKeepsFailingIsDisabled(t *testing.T) {
 	defer mu.Unlock()
 	if len(disabled) != 2 || logs.FilterMessage("webhook: a subscription was disabled").Len() != 2 {
 		t.Fatalf("metric hook told %v; %d log lines", disabled, logs.FilterMessage("webhook: a subscription was disabled").Len())
+	}
+}
+
+// TestPublishAllReadsTheWebhooksOnce: a batch of notices costs one read of
+// the tenant's webhooks; each wanted event is kept and delivered once, an
+// unwanted one is not kept, and a failed write is that event's error only.
+func TestPublishAllReadsTheWebhooksOnce(t *testing.T) {
+	r := startReceiver(t, 0)
+	st := newMemStore(hook(r.URL, credgate.EventExpiring))
+	st.failFirst = 1
+	d, _ := dispatcher(t, st, []string{"127.0.0.1/32"}, nil)
+	var events []credgate.Event
+	for i := range 12 {
+		e := event(credgate.EventExpiring)
+		e.ID = fmt.Sprintf("evt_batch_%d", i)
+		events = append(events, e)
+	}
+	unwanted := event(credgate.EventCreated)
+	unwanted.ID = "evt_unwanted"
+	events = append(events, unwanted)
+	errs := d.PublishAll(context.Background(), events)
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed != 1 || errs[len(errs)-1] != nil {
+		t.Fatalf("errors %v: want exactly one failed write, and none for the unwanted event", errs)
+	}
+	st.mu.Lock()
+	reads := st.hookReads
+	st.mu.Unlock()
+	if reads != 1 {
+		t.Fatalf("%d reads of the tenant's webhooks for one batch, want 1", reads)
+	}
+	eventually(t, "the 11 published notices delivered", func() bool { ids, _, _ := r.calls(); return len(ids) == 11 })
+	ids, _, bad := r.calls()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] || id == unwanted.ID {
+			t.Fatalf("delivered %v: %s twice or unwanted", ids, id)
+		}
+		seen[id] = true
+	}
+	if len(bad) != 0 {
+		t.Fatalf("verification failures %v", bad)
 	}
 }
