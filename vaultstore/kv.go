@@ -351,12 +351,12 @@ func notFoundAs(err error) error {
 
 // encode turns a record into KV data.
 func encode(v any) (map[string]any, error) {
-	b, err := json.Marshal(v)
+	b, err := gojson.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	var m map[string]any
-	return m, json.Unmarshal(b, &m)
+	return m, gojson.Unmarshal(b, &m)
 }
 
 // decodeData turns KV data into a record: encode's inverse.

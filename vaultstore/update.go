@@ -2,11 +2,12 @@ package vaultstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"reflect"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/credgate/credgate"
 )
@@ -109,9 +110,9 @@ func update[T any](ctx context.Context, r record[T], ifMatch int, change func(*T
 // is kept as JSON anyway.
 func jsonClone[T any](v T) T {
 	var out T
-	b, err := json.Marshal(v)
+	b, err := gojson.Marshal(v)
 	if err == nil {
-		_ = json.Unmarshal(b, &out)
+		_ = gojson.Unmarshal(b, &out)
 	}
 	return out
 }
