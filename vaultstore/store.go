@@ -300,6 +300,12 @@ func (s *Store) ownToken() string {
 // cause for the log: credgate's own identity failing is never the
 // caller's 403.
 func (s *Store) asSelf(ctx context.Context, call func(*api.Client) error) error {
+	return s.asSelfToken(ctx, func(tok string) error { return call(withRequest(ctx, s.opts.Client, tok)) })
+}
+
+// asSelfToken is asSelf for a call that sends credgate's own token itself
+// (tok).
+func (s *Store) asSelfToken(ctx context.Context, call func(tok string) error) error {
 	tok := s.ownToken()
 	if id := s.opts.Identity; tok == "" && id != nil {
 		// Never logged in (Vault or the source was not there at start):
@@ -309,12 +315,12 @@ func (s *Store) asSelf(ctx context.Context, call func(*api.Client) error) error 
 		}
 		tok = id.Token()
 	}
-	err := call(withRequest(ctx, s.opts.Client, tok))
+	err := call(tok)
 	if !refusedOwn(err) {
 		return err
 	}
 	if id := s.opts.Identity; id != nil && id.Refused(ctx, tok) {
-		err = call(withRequest(ctx, s.opts.Client, id.Token()))
+		err = call(id.Token())
 		if !refusedOwn(err) {
 			return err
 		}

@@ -33,13 +33,13 @@ type ownKV struct{ s *Store }
 // the monitor reads every tenant's summary head on every pass.
 func (o ownKV) read(ctx context.Context, op, path string, data any) (*kvMeta, error) {
 	var meta *kvMeta
-	err := o.s.asSelf(ctx, func(c *api.Client) error {
+	err := o.s.asSelfToken(ctx, func(tok string) error {
 		ctx, cancel := context.WithTimeout(ctx, o.s.opts.Timeout)
 		defer cancel()
 		start := o.s.opts.Now()
 		buf := answerBuffers.Get().(*bytes.Buffer)
 		defer answerBuffers.Put(buf)
-		k := &session{s: o.s, token: c.Token(), trace: traceOf(ctx)}
+		k := &session{s: o.s, token: tok, trace: traceOf(ctx)}
 		err := k.get(ctx, o.s.layout.Data(path), nil, buf)
 		if err == nil {
 			meta, err = decodeAnswer(buf.Bytes(), data)
