@@ -85,28 +85,41 @@ func BenchmarkMonitorPass(b *testing.B) {
 // benchStore is a store on a fresh real Vault (stopped with b) whose
 // Vault calls are counted, each bounded by timeout.
 func benchStore(b *testing.B, timeout time.Duration) (*vaultstore.Store, *atomic.Int64) {
-	v := vaulttest.StartOwned(b)
-	res, err := bootstrap.Bootstrap(context.Background(), v.Client(b), bootstrap.Options{IssueToken: true})
+	addr, token := ownedVault(b)
+	calls := new(atomic.Int64)
+	return storeOn(b, addr, token, timeout, func(string, time.Duration, error) { calls.Add(1) }), calls
+}
+
+// ownedVault starts a Vault of tb's own, bootstrapped for credgate, and
+// returns its address and credgate's own token.
+func ownedVault(tb testing.TB) (addr, token string) {
+	v := vaulttest.StartOwned(tb)
+	res, err := bootstrap.Bootstrap(context.Background(), v.Client(tb), bootstrap.Options{IssueToken: true})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return v.Addr, res.Token
+}
+
+// storeOn is a store (closed with tb) on the Vault at addr with token, its
+// Vault calls bounded by timeout and told to observe (nil: none).
+func storeOn(tb testing.TB, addr, token string, timeout time.Duration, observe func(string, time.Duration, error)) *vaultstore.Store {
 	cfg := api.DefaultConfig()
-	cfg.Address, cfg.MaxRetries = v.Addr, 0
+	cfg.Address, cfg.MaxRetries = addr, 0
 	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
 		tr.MaxIdleConnsPerHost = 64
 	}
 	vc, err := api.NewClient(cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	vc.SetToken(res.Token)
-	calls := new(atomic.Int64)
-	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: timeout, Observe: func(string, time.Duration, error) { calls.Add(1) }})
+	vc.SetToken(token)
+	store, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: timeout, Observe: observe})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { store.Close(context.Background()) })
-	return store, calls
+	tb.Cleanup(func() { store.Close(context.Background()) })
+	return store
 }
 
 // benchMonitor is a monitor of store without its rate limit, publishing

@@ -12,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
-	"github.com/credgate/credgate/bootstrap"
 	"github.com/credgate/credgate/monitor"
 	"github.com/credgate/credgate/vaultstore"
 	"github.com/credgate/credgate/vaultstore/vaulttest"
@@ -33,28 +31,13 @@ type replica struct {
 // (through addr, when set: a fault proxy), with monitors on clock whose
 // lease lasts ttl.
 func summaryReplicas(t *testing.T, n int, clock func() time.Time, ttl time.Duration, via func(vaultAddr string) string) []replica {
-	v := vaulttest.StartOwned(t)
-	res, err := bootstrap.Bootstrap(context.Background(), v.Client(t), bootstrap.Options{IssueToken: true})
-	if err != nil {
-		t.Fatal(err)
+	addr, token := ownedVault(t)
+	if via != nil {
+		addr = via(addr)
 	}
 	var out []replica
 	for i := range n {
-		cfg := api.DefaultConfig()
-		cfg.Address, cfg.MaxRetries = v.Addr, 0
-		if via != nil {
-			cfg.Address = via(v.Addr)
-		}
-		vc, err := api.NewClient(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vc.SetToken(res.Token)
-		st, err := vaultstore.New(vaultstore.Options{Client: vc, Timeout: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close(context.Background()) })
+		st := storeOn(t, addr, token, 5*time.Second, nil)
 		mon, err := monitor.New(monitor.Options{
 			Store: st, Events: nopEvents{}, Grant: func(context.Context, *credgate.Credential) (credgate.Secrets, *time.Time, error) {
 				return nil, nil, fmt.Errorf("no refresh here")
@@ -260,18 +243,20 @@ func TestAWriteCutAfterItsDataReachesTheSummary(t *testing.T) {
 	}
 	mon.Step(context.Background())
 
-	// The next write's projection never reaches Vault.
-	cut := func() {
+	// cutWrite sets the credential's expiry to exp; its projection never
+	// reaches Vault.
+	cutWrite := func(exp time.Time) {
+		t.Helper()
 		proxy.Answer(func(r *http.Request) bool {
 			return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/metadata/") && strings.Contains(r.URL.Path, c.ID)
 		}, http.StatusServiceUnavailable, `{"errors":["cut"]}`)
+		if _, err := st.UpdateCredential(ctx, c.ID, 0, func(c *credgate.Credential) error { c.ExpiresAt = &exp; return nil }); err == nil {
+			t.Fatal("set-up: the cut write succeeded")
+		}
+		proxy.Heal()
 	}
-	cut()
 	soon := time.Now().Add(5 * 24 * time.Hour).UTC().Truncate(time.Second)
-	if _, err := st.UpdateCredential(ctx, c.ID, 0, func(c *credgate.Credential) error { c.ExpiresAt = &soon; return nil }); err == nil {
-		t.Fatal("set-up: the cut write succeeded")
-	}
-	proxy.Heal()
+	cutWrite(soon)
 
 	ahead.Store(int64(credgate.MarkGrace + time.Second))
 	mon.Step(context.Background())
@@ -289,12 +274,8 @@ func TestAWriteCutAfterItsDataReachesTheSummary(t *testing.T) {
 
 	// Another, found by the day's rebuild, which reads every credential
 	// through the inventory (which shows the cut one as it was).
-	cut()
 	later := soon.Add(24 * time.Hour)
-	if _, err := st.UpdateCredential(ctx, c.ID, 0, func(c *credgate.Credential) error { c.ExpiresAt = &later; return nil }); err == nil {
-		t.Fatal("set-up: the cut write succeeded")
-	}
-	proxy.Heal()
+	cutWrite(later)
 	ahead.Store(int64(monitor.DefaultReconcile + credgate.MarkGrace))
 	mon.Step(context.Background())
 	agree(t, st, tenant)

@@ -47,13 +47,11 @@ func (s *Store) summaryShard(tenant string, i int) record[credgate.SummaryShard]
 // update without reading it again, and reads it only when another writer
 // was first.
 func from[T any](r record[T], cur T, version int) record[T] {
-	var once sync.Once
-	read := r.read
-	r.read = func(ctx context.Context) (v T, n int, err error) {
-		first := false
-		once.Do(func() { first = true })
-		if first {
-			return jsonClone(cur), version, nil
+	read, first := r.read, true
+	r.read = func(ctx context.Context) (T, int, error) {
+		if first { // update changes a clone of what read answers: cur stays as it is
+			first = false
+			return cur, version, nil
 		}
 		return read(ctx)
 	}
@@ -203,16 +201,12 @@ func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *cred
 	var serr error
 	var wg sync.WaitGroup
 	wg.Go(func() { rec, serr = k.readService(ctx, service) })
-	meta, err := k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, cred))
+	info, err := k.describeCred(ctx, service, cred)
 	wg.Wait()
 	if err == nil {
 		err = serr
 	}
-	if err != nil {
-		return nil, true, translate(err, credgate.ECredentialNotFound)
-	}
-	info, ok := fromProjection(meta.CustomMetadata)
-	if ok && info.Version < meta.CurrentVersion {
+	if err == nil && info != nil && info.Behind {
 		// A write cut after its data: finish its projection, as its next
 		// writer would, and describe what it wrote.
 		d, sec, err := k.readCredData(ctx, service, cred, 0)
@@ -223,19 +217,20 @@ func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *cred
 			err = k.repairProjection(ctx, service, cred, d, sec)
 		}
 		if err == nil {
-			meta, err = k.readMetadata(ctx, "credential_metadata_read", k.credPath(service, cred))
+			info, err = k.describeCred(ctx, service, cred)
 		}
 		if err != nil {
 			return nil, false, translate(err, credgate.ECredentialNotFound)
 		}
-		info, ok = fromProjection(meta.CustomMetadata)
 	}
-	if !ok || !info.belongsTo(rec) {
+	if err != nil {
+		return nil, true, translate(err, credgate.ECredentialNotFound)
+	}
+	if info == nil || !info.belongsTo(rec) {
 		return nil, true, translate(errNotFound, credgate.ECredentialNotFound)
 	}
-	info.ID = cred
 	out := info.Credential
 	out.ReadAt = s.opts.Now()
 	k.derive(&out)
-	return &out, info.Version >= meta.CurrentVersion, nil
+	return &out, !out.Behind, nil
 }
