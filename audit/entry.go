@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -24,6 +25,11 @@ type entry struct {
 		Path          string              `json:"path"`
 		RemoteAddress string              `json:"remote_address"`
 		Headers       map[string][]string `json:"headers"`
+		Data          struct {
+			Options struct {
+				CAS json.RawMessage `json:"cas"` // present (its value hashed) on a check-and-set write
+			} `json:"options"`
+		} `json:"data"`
 	} `json:"request"`
 	Response struct {
 		Auth struct {
@@ -38,6 +44,14 @@ type entry struct {
 			} `json:"metadata"`
 		} `json:"data"`
 	} `json:"response"`
+}
+
+// lostRace reports whether the entry is a check-and-set write that
+// another writer's came before: Vault answers it "invalid request" (the
+// reason, in the response's data, is hashed), and credgate reads the
+// record again and retries, so it is not the request's failure.
+func (e *entry) lostRace() bool {
+	return len(e.Request.Data.Options.CAS) > 0 && strings.Contains(e.Error, "invalid request")
 }
 
 // requestID is the X-Request-Id the entry carries, or "": the caller's

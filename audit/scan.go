@@ -286,7 +286,7 @@ func (s *Scanner) add(e *entry, hit bool) {
 		g.add(call{op: operation(e.Request.Operation), t: target{folder: "other"}, denied: denial(e.Error)})
 		return
 	}
-	failed := e.Error != "" && !denial(e.Error) && !strings.Contains(e.Error, "check-and-set")
+	failed := e.Error != "" && !denial(e.Error) && !strings.Contains(e.Error, "check-and-set") && !e.lostRace()
 	g.add(call{op: operation(e.Request.Operation), t: t, version: e.version(), denied: denial(e.Error), failed: failed})
 }
 

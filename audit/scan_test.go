@@ -244,3 +244,46 @@ func TestTableEscapesWhatItShows(t *testing.T) {
 		t.Fatalf("JSON: %v %+v", err, back)
 	}
 }
+
+// A check-and-set write that another writer's came before is retried by
+// credgate: the request it was part of is ok, as its last call says. A
+// write without check-and-set that failed so is the request's failure.
+func TestScanALostCheckAndSetRaceIsNoFailure(t *testing.T) {
+	raw, err := os.ReadFile("testdata/vault-audit.sample.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate := func(lost string) string {
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n") {
+			if strings.Contains(l, `"r-alice-rotate"`) && strings.Contains(l, `"type":"response"`) && strings.Contains(l, `"operation":"update","path":"credgate/data/tenants/acme/credentials/stripe/`) {
+				failed := strings.Replace(l, `"type":"response"`, `"error":"1 error occurred:\n\t* invalid request\n\n","type":"response"`, 1)
+				if lost == "without check-and-set" {
+					failed = regexp.MustCompile(`"options":\{"cas":"[^"]*"\}`).ReplaceAllString(failed, `"options":{}`)
+				}
+				lines = append(lines, failed)
+			}
+			lines = append(lines, l)
+		}
+		var got string
+		sc := audit.NewScanner(audit.Options{Emit: func(o audit.Op) error {
+			if o.RequestID == "r-alice-rotate" {
+				got = o.Operation + " " + o.Outcome
+			}
+			return nil
+		}})
+		if err := sc.Read("sample", strings.NewReader(strings.Join(lines, "\n")+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := rotate("with check-and-set"); got != "rotate ok" {
+		t.Errorf("a rotation that lost one check-and-set race: %q, want rotate ok", got)
+	}
+	if got := rotate("without check-and-set"); got != "rotate error" {
+		t.Errorf("a rotation whose write failed: %q, want rotate error", got)
+	}
+}
