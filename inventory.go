@@ -30,6 +30,10 @@ type CredentialFilter struct {
 	Limit      int
 	// Visible is ServiceFilter.Visible for the integrations listed.
 	Visible func(integration string) bool
+	// Walk reads each credential's own description rather than its
+	// service's inventory record, and corrects the record by what it read:
+	// the monitor's rebuild. What a caller lists never walks.
+	Walk bool
 }
 
 // CredentialPage is one page of the inventory; Next is nil on the last page.

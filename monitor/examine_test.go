@@ -50,6 +50,9 @@ func (r *recorder) SaveWatch(_ context.Context, _ string, c *credgate.Credential
 	r.watches = append(r.watches, credgate.WatchOf(c))
 	return nil
 }
+func (r *recorder) SaveRefreshState(ctx context.Context, tenant string, c *credgate.Credential) error {
+	return r.SaveWatch(ctx, tenant, c)
+}
 func (r *recorder) UpdateCredential(_ context.Context, _ string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

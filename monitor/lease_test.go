@@ -43,6 +43,9 @@ func (s *leaseStore) ExpireGrants(context.Context, string, time.Time) ([]credgat
 	return nil, nil
 }
 func (s *leaseStore) SaveWatch(context.Context, string, *credgate.Credential) error { return nil }
+func (s *leaseStore) SaveRefreshState(context.Context, string, *credgate.Credential) error {
+	return nil
+}
 func (s *leaseStore) UpdateCredential(context.Context, string, int, func(*credgate.Credential) error) (*credgate.Credential, error) {
 	return nil, nil
 }

@@ -26,6 +26,9 @@ type Store interface {
 	ReleaseLease(ctx context.Context, name, holder string)
 	ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error)
 	SaveWatch(ctx context.Context, tenant string, c *credgate.Credential) error
+	// SaveRefreshState is SaveWatch after an automatic refresh failed, or
+	// succeeded after failures (the credential's description shows it).
+	SaveRefreshState(ctx context.Context, tenant string, c *credgate.Credential) error
 	UpdateCredential(ctx context.Context, cred string, ifMatch int, fn func(*credgate.Credential) error) (*credgate.Credential, error)
 	RefreshCredential(ctx context.Context, cred string, ifMatch int, grant credgate.RefreshGrant) (*credgate.Credential, error)
 	// ExpireGrants removes tenant's grants that expired at now (their
@@ -380,7 +383,7 @@ func (m *Monitor) scanAll(ctx context.Context, tenant string, each func(*credgat
 	seen := 0
 	var after *credgate.CredentialPosition
 	for {
-		page, err := m.o.Store.ListCredentials(ctx, credgate.CredentialFilter{After: after, Limit: pageSize})
+		page, err := m.o.Store.ListCredentials(ctx, credgate.CredentialFilter{After: after, Limit: pageSize, Walk: true})
 		if err != nil {
 			return counts, seen, err
 		}
@@ -601,7 +604,7 @@ func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Creden
 		}
 		if c.Refresh != nil { // the failures are over
 			out.Refresh = nil
-			if err := m.o.Store.SaveWatch(ctx, tenant, out); err != nil {
+			if err := m.o.Store.SaveRefreshState(ctx, tenant, out); err != nil {
 				m.o.Logger.Warn("monitor: clearing a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
 			}
 		}
@@ -630,7 +633,7 @@ func (m *Monitor) refresh(ctx context.Context, tenant string, c *credgate.Creden
 	next := now.Add(min(pause, time.Hour))
 	st.NextAttemptAt = &next
 	c.Refresh = &st
-	if err := m.o.Store.SaveWatch(ctx, tenant, c); err != nil {
+	if err := m.o.Store.SaveRefreshState(ctx, tenant, c); err != nil {
 		m.o.Logger.Warn("monitor: recording a refresh failure failed", zap.String("credential_id", c.ID), zap.Error(err))
 	}
 	e := credgate.NewEvent(ctx, credgate.EventRefreshFailed, c)

@@ -82,12 +82,14 @@ func summaryOf(t *testing.T, st *vaultstore.Store, tenant string) (map[string]st
 	return facts, h.Dirty
 }
 
-// recordsOf is what the inventory says of tenant's credentials, as facts.
+// recordsOf is what the credentials' own records say of tenant's
+// credentials, as facts (a walk: the inventory records do not keep the
+// monitor's notices, which no description shows).
 func recordsOf(t *testing.T, st *vaultstore.Store, tenant string) map[string]string {
 	t.Helper()
 	sys := credgate.WithPrincipal(context.Background(), credgate.SystemPrincipal(tenant))
 	out := map[string]string{}
-	f := credgate.CredentialFilter{Limit: 500}
+	f := credgate.CredentialFilter{Limit: 500, Walk: true}
 	for {
 		page, err := st.ListCredentials(sys, f)
 		if err != nil {

@@ -74,9 +74,17 @@ func (s *Store) writeAccesses() {
 		batch := r.pending
 		r.pending = map[accessKey]time.Time{}
 		r.mu.Unlock()
+		touched := map[[2]string][]string{} // by tenant and service
 		for k, t := range batch {
 			// A credential deleted meanwhile just fails.
-			_ = s.patchOwn(context.Background(), "credential_touch", credPath(k.tenant, k.service, k.cred), map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)})
+			if s.patchOwn(context.Background(), "credential_touch", credPath(k.tenant, k.service, k.cred), map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)}) == nil {
+				svc := [2]string{k.tenant, k.service}
+				touched[svc] = append(touched[svc], k.cred)
+			}
+		}
+		// lastAccessedAt is part of a description: one note a service.
+		for svc, creds := range touched {
+			_ = s.noteOwn(context.Background(), svc[0], svc[1], creds...)
 		}
 		if stopping {
 			return

@@ -233,6 +233,10 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	if err := k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID)); err != nil {
 		return nil, err
 	}
+	mark := credgate.NewMarkStamp(k.s.opts.Now())
+	if err := k.markInventory(ctx, c.IntegrationID, c.ID, mark); err != nil {
+		return nil, err
+	}
 	version, err := k.accounted(ctx, usage, func() (int, error) {
 		return k.write(ctx, "credential_write", k.credPath(c.IntegrationID, c.ID), data, cas)
 	})
@@ -242,10 +246,16 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	out := *c
 	out.Version = version
 	k.derive(&out)
-	if cas == 0 && version == 1 {
-		return &out, nil
+	if cas != 0 || version != 1 {
+		if err := k.project(ctx, c.IntegrationID, c.ID, info, version, old); err != nil {
+			return &out, err
+		}
 	}
-	return &out, k.project(ctx, c.IntegrationID, c.ID, info, version, old)
+	// The write is done; until a note that failed is made (by the
+	// monitor's look at the credential its summary mark asks for), the
+	// inventory mark has readers describe it from its metadata.
+	_ = k.note(ctx, c.IntegrationID, c.ID, mark)
+	return &out, nil
 }
 
 // CreateCredential stores c, new, for its service (c.IntegrationID) in the
@@ -433,7 +443,11 @@ func (s *Store) DeleteCredential(ctx context.Context, cred string, ifMatch int) 
 	} else if err != nil {
 		return "", missing(svc, false, err)
 	}
-	return svc, translate(k.removeCred(ctx, svc, cred, true), credgate.ECredentialNotFound)
+	if err := k.removeCred(ctx, svc, cred, true); err != nil {
+		return svc, translate(err, credgate.ECredentialNotFound)
+	}
+	_ = k.note(ctx, svc, cred, "") // else the monitor's daily rebuild removes its entry
+	return svc, nil
 }
 
 // removeCred removes the records of credential cred of service: its values
@@ -462,6 +476,9 @@ func (k *session) removeCred(ctx context.Context, service, cred string, foundByI
 
 // removeCredentialsOf removes every credential kept under service.
 func (k *session) removeCredentialsOf(ctx context.Context, service string) error {
+	if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(service)); err != nil {
+		return err
+	}
 	ids, err := k.list(ctx, "credential_list", k.credFolder(service))
 	if err != nil {
 		return err

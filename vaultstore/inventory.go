@@ -14,14 +14,35 @@ import (
 // projections (projection.go), a service at a time.
 
 // serviceAndList reads the live service and the descriptions of its
-// credentials, in the inventory's order, as read at now.
+// credentials, in the inventory's order, as read at now: from the
+// service's inventory record (inventory_records.go) when one is built
+// (one Vault read: a service has a built record only while it is live,
+// and the record names its incarnation), else from the service's record
+// and each credential's metadata. walk reads those in any case and
+// corrects the inventory record by them. The service record answered
+// from an inventory record holds its id and incarnation only.
 // Errors: SERVICE_NOT_FOUND, or a translated Vault error.
-func (k *session) serviceAndList(ctx context.Context, service string, now time.Time) (*serviceRecord, []*credgate.Credential, error) {
+func (k *session) serviceAndList(ctx context.Context, service string, now time.Time, walk bool) (*serviceRecord, []*credgate.Credential, error) {
+	if !walk {
+		inv, _, err := k.readInventory(ctx, service)
+		if err != nil {
+			return nil, nil, translate(err, credgate.ECredentialNotFound)
+		}
+		if inv.built() {
+			rec := &serviceRecord{Incarnation: inv.Incarnation}
+			rec.ID = service
+			infos, err := k.describeRecord(ctx, service, inv)
+			if err != nil {
+				return nil, nil, translate(err, credgate.ECredentialNotFound)
+			}
+			return rec, k.sorted(rec, infos, now), nil
+		}
+	}
 	var rec *serviceRecord
 	var serr error
 	var wg sync.WaitGroup
 	wg.Go(func() { rec, serr = k.readService(ctx, service) })
-	infos, err := k.listCreds(ctx, service)
+	inv, iv, err := k.readInventory(ctx, service)
 	wg.Wait()
 	if serr != nil {
 		return nil, nil, missing(service, true, serr)
@@ -29,9 +50,61 @@ func (k *session) serviceAndList(ctx context.Context, service string, now time.T
 	if err != nil {
 		return nil, nil, translate(err, credgate.ECredentialNotFound)
 	}
+	infos, entries, err := k.walkCreds(ctx, service)
+	if err != nil {
+		return nil, nil, translate(err, credgate.ECredentialNotFound)
+	}
+	if walk {
+		if _, err := k.settleInventory(ctx, rec, inv, iv, entries); err != nil {
+			return nil, nil, translate(err, credgate.ECredentialNotFound)
+		}
+	}
+	return rec, k.sorted(rec, infos, now), nil
+}
+
+// sorted is liveOf in the inventory's order.
+func (k *session) sorted(rec *serviceRecord, infos []*credInfo, now time.Time) []*credgate.Credential {
 	list := k.liveOf(rec, infos, now)
 	credgate.SortInventory(list)
-	return rec, list, nil
+	return list
+}
+
+// describeRecord decodes the entries of r, service's record; a pending
+// one (a write that may not be noted) is described from its metadata.
+func (k *session) describeRecord(ctx context.Context, service string, r *inventoryRecord) ([]*credInfo, error) {
+	out := make([]*credInfo, 0, len(r.Entries))
+	var pending []string
+	for id, e := range r.Entries {
+		if e.Pending != "" {
+			pending = append(pending, id)
+		} else if info, ok := e.describe(id); ok {
+			out = append(out, info)
+		}
+	}
+	live := make([]*credInfo, len(pending))
+	errs := make([]error, len(pending))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, id := range pending {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			live[i], errs[i] = k.describeCred(ctx, service, id)
+			if errors.Is(errs[i], errNotFound) {
+				errs[i] = nil
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, info := range live {
+		if info != nil {
+			out = append(out, info)
+		}
+	}
+	return out, nil
 }
 
 // liveOf is the credentials of infos that are rec's own, live, as read at
@@ -57,24 +130,31 @@ func (k *session) describeCred(ctx context.Context, service, id string) (*credIn
 	if err != nil {
 		return nil, err
 	}
-	info, ok := fromProjection(meta.CustomMetadata)
+	e, ok := entryOf(meta.CustomMetadata, meta.CurrentVersion)
 	if !ok {
 		return nil, nil
 	}
-	info.ID = id
-	info.Behind = info.Version < meta.CurrentVersion
+	info, _ := e.describe(id)
 	return info, nil
 }
 
-// listCreds returns the projected descriptions of the credentials kept under
-// service. A credential without a version (its creation did not finish) is
-// left out.
+// listCreds returns the projected descriptions of the credentials kept
+// under service, read one by one. A credential without a version (its
+// creation did not finish) is left out.
 func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, error) {
+	infos, _, err := k.walkCreds(ctx, service)
+	return infos, err
+}
+
+// walkCreds is listCreds, with the inventory entries the descriptions
+// were read from, by credential id.
+func (k *session) walkCreds(ctx context.Context, service string) ([]*credInfo, map[string]inventoryEntry, error) {
 	ids, err := k.list(ctx, "credential_list", k.credFolder(service))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]*credInfo, len(ids))
+	found := make([]inventoryEntry, len(ids))
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -82,31 +162,39 @@ func (k *session) listCreds(ctx context.Context, service string) ([]*credInfo, e
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			info, err := k.describeCred(ctx, service, id)
-			if err != nil && !errors.Is(err, errNotFound) {
+			e, ok, err := k.entryAt(ctx, service, id)
+			if err != nil {
 				errs[i] = err
+				return
 			}
-			out[i] = info
+			if ok {
+				found[i] = e
+				out[i], _ = e.describe(id)
+			}
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	list := out[:0]
-	for _, info := range out {
+	entries := map[string]inventoryEntry{}
+	for i, info := range out {
 		if info != nil {
 			list = append(list, info)
+			entries[ids[i]] = found[i].kept()
 		}
 	}
-	return list, nil
+	return list, entries, nil
 }
 
 // ListCredentials is the tenant's inventory: descriptions of its
 // credentials (never values) that f selects, in the order of
 // credgate.CredentialPosition, one page of f.Limit at a time. Services are
-// read a few at a time, each with its credentials' projections (one list
-// and one metadata read per credential), so a page costs what it covers.
+// read a few at a time, each with its inventory record (two Vault reads a
+// service, the service's and the record's; a service without a complete
+// record costs a list and a metadata read per credential), and the filter
+// is applied to the descriptions read.
 // Errors: SERVICE_NOT_FOUND (f.IntegrationID), INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {
@@ -137,7 +225,7 @@ func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter
 		errs := make([]error, len(chunk))
 		var wg sync.WaitGroup
 		for i, svc := range chunk {
-			wg.Go(func() { _, lists[i], errs[i] = k.serviceAndList(ctx, svc, now) })
+			wg.Go(func() { _, lists[i], errs[i] = k.serviceAndList(ctx, svc, now, f.Walk) })
 		}
 		wg.Wait()
 		for i, list := range lists {
@@ -176,7 +264,7 @@ func (s *Store) DescribePrimary(ctx context.Context, service string) (*credgate.
 		return nil, err
 	}
 	now := s.opts.Now()
-	_, list, err := k.serviceAndList(ctx, service, now)
+	_, list, err := k.serviceAndList(ctx, service, now, false)
 	if err != nil {
 		return nil, err
 	}

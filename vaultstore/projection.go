@@ -33,11 +33,11 @@ const (
 // read uses. Their JSON names are the keys, written here once: the names
 // the rest of the store uses are read from them.
 type hotKeys struct {
-	LastAccessedAt string `json:"lastAccessedAt"`
-	Projected      string `json:"projected"`  // the version the projection describes
-	Watch          string `json:"monitor"`    // credgate.Watch: the monitor's bookkeeping
-	Rotation       string `json:"rotation"`   // credgate.RotationStatus: the latest rotation through a rotator
-	Broken         string `json:"connection"` // a broken OAuth2 connection (credgate.Credential.BrokenMark)
+	LastAccessedAt string `json:"lastAccessedAt,omitempty"`
+	Projected      string `json:"projected,omitempty"`  // the version the projection describes
+	Watch          string `json:"monitor,omitempty"`    // credgate.Watch: the monitor's bookkeeping
+	Rotation       string `json:"rotation,omitempty"`   // credgate.RotationStatus: the latest rotation through a rotator
+	Broken         string `json:"connection,omitempty"` // a broken OAuth2 connection (credgate.Credential.BrokenMark)
 }
 
 var (
@@ -150,9 +150,20 @@ func truncate(s string, n int) string {
 // fromProjection reads a credential's descriptive fields from its
 // custom_metadata; ok is false when there is no projection.
 func fromProjection(meta map[string]any) (*credInfo, bool) {
+	e, ok := entryOf(meta, 0)
+	if !ok {
+		return nil, false
+	}
+	return infoFrom(e.Info, e.Hot)
+}
+
+// projectedInfo is the JSON of the description projected into a path's
+// custom_metadata, in the form Vault answers it inside a record (keys
+// sorted, Go's escaping) and without the credential's id (the entry's
+// key); ok is false when there is none.
+func projectedInfo(meta map[string]any) (json.RawMessage, bool) {
 	n, _ := strconv.Atoi(str(meta[metaInfoCount]))
-	version, _ := strconv.Atoi(str(meta[metaProjected]))
-	if n == 0 || version == 0 {
+	if n == 0 {
 		return nil, false
 	}
 	var enc strings.Builder
@@ -163,16 +174,36 @@ func fromProjection(meta map[string]any) (*credInfo, bool) {
 	if err != nil {
 		return nil, false
 	}
-	var info credInfo
-	if json.Unmarshal(b, &info) != nil {
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
 		return nil, false
 	}
-	info.Version = version
-	info.LastAccessedAt = parseTime(str(meta[metaLastAccess]))
-	info.ApplyWatch(str(meta[metaWatch]))
-	info.Rotation = credgate.DecodeRotationStatus(str(meta[metaRotation]))
-	info.ApplyBrokenMark(str(meta[metaBroken]))
-	return &info, true
+	delete(m, "id")
+	if b, err = json.Marshal(m); err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// infoFrom is the description whose JSON is info, with what the hot keys
+// say (the version projected, lastAccessedAt, the monitor's bookkeeping,
+// the rotation status, a broken connection); ok is false without a
+// projected version or with JSON that does not decode.
+func infoFrom(info json.RawMessage, hot hotKeys) (*credInfo, bool) {
+	version, _ := strconv.Atoi(hot.Projected)
+	if version == 0 {
+		return nil, false
+	}
+	var c credInfo
+	if json.Unmarshal(info, &c) != nil {
+		return nil, false
+	}
+	c.Version = version
+	c.LastAccessedAt = parseTime(hot.LastAccessedAt)
+	c.ApplyWatch(hot.Watch)
+	c.Rotation = credgate.DecodeRotationStatus(hot.Rotation)
+	c.ApplyBrokenMark(hot.Broken)
+	return &c, true
 }
 
 func str(v any) string {
@@ -222,10 +253,14 @@ func (k *session) project(ctx context.Context, service, cred string, info credIn
 
 // repairProjection projects d, read with sec, when the projection describes
 // an older version: a writer whose request failed between its data write
-// and its projection left it behind, and the next writer finishes its work.
+// and its projection left it behind, and the next writer finishes its work
+// (noting it in the service's inventory record).
 func (k *session) repairProjection(ctx context.Context, service, cred string, d *credData, sec *kvMeta) error {
 	if p, _ := strconv.Atoi(sec.CustomMetadata.Projected); p >= sec.Version {
 		return nil
 	}
-	return k.project(ctx, service, cred, d.Info, sec.Version, sec.CustomMetadata.all())
+	if err := k.project(ctx, service, cred, d.Info, sec.Version, sec.CustomMetadata.all()); err != nil {
+		return err
+	}
+	return k.note(ctx, service, cred, "")
 }

@@ -108,7 +108,7 @@ func (k *session) readPrimary(ctx context.Context, service string, now time.Time
 		}
 		k.s.services.forget(k.tenant, service)
 	}
-	rec, list, err := k.serviceAndList(ctx, service, now)
+	rec, list, err := k.serviceAndList(ctx, service, now, false)
 	if err != nil {
 		return nil, err
 	}

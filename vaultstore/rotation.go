@@ -211,9 +211,9 @@ func (s *Store) grantAndStore(ctx context.Context, cred string, ifMatch int, due
 		// (failed was read under the lock: a replica refused after
 		// another's mark sees it and announces nothing.)
 		if next, ev := failed.ConnectionAfterRefresh(ce.UpstreamError, false, s.opts.Now()); next != nil {
-			path := credPath(credgate.PrincipalFrom(ctx).Tenant, failed.IntegrationID, failed.ID)
-			_ = s.markSummary(ctx, credgate.PrincipalFrom(ctx).Tenant, credgate.SummaryKey(failed.IntegrationID, failed.ID))
-			if perr := s.patchOwn(ctx, "credential_connection", path, map[string]any{metaBroken: failed.BrokenMark(next)}); perr == nil {
+			tenant := credgate.PrincipalFrom(ctx).Tenant
+			_ = s.markSummary(ctx, tenant, credgate.SummaryKey(failed.IntegrationID, failed.ID))
+			if perr := s.patchCred(ctx, "credential_connection", tenant, failed.IntegrationID, failed.ID, map[string]any{metaBroken: failed.BrokenMark(next)}); perr == nil {
 				failed.Connection = next
 				s.connectionChanged(ctx, failed, ev)
 			}

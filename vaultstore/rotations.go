@@ -149,7 +149,7 @@ func (s *Store) UpdateRotation(ctx context.Context, tenant, service, cred string
 // reader sees until the next change; the record is the truth.
 func (s *Store) projectRotation(ctx context.Context, tenant, service, cred string, r *credgate.Rotation) {
 	_ = s.markSummary(ctx, tenant, credgate.SummaryKey(service, cred))
-	_ = s.patchOwn(ctx, "credential_rotation_status", credPath(tenant, service, cred), map[string]any{metaRotation: r.RotationStatus.Encode()})
+	_ = s.patchCred(ctx, "credential_rotation_status", tenant, service, cred, map[string]any{metaRotation: r.RotationStatus.Encode()})
 }
 
 // HoldRotation takes, or keeps, the turn at driving the rotation of cred

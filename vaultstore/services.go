@@ -197,6 +197,9 @@ func (s *Store) CreateService(ctx context.Context, svc *credgate.Service) (*cred
 		}
 		return nil, translate(err, credgate.EServiceNotFound)
 	}
+	// Its inventory record: none of its credentials yet. A failure leaves
+	// it walked until the monitor's next rebuild builds the record.
+	_ = k.buildInventory(ctx, &rec)
 	out := rec.Service
 	out.Version = version
 	return &out, nil
@@ -438,6 +441,14 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 		return err
 	}
 	defer k.s.services.forget(k.tenant, id)
+	// Its inventory record goes first: a built one says the service is
+	// live (inventory_records.go). Until the service is marked below,
+	// readers walk it as if it had none.
+	if cur, err := k.readServiceRecord(ctx, id); err == nil && !cur.Deleting && (ifMatch == 0 || ifMatch == cur.Version) {
+		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(id)); err != nil {
+			return translate(err, credgate.EServiceNotFound)
+		}
+	}
 	rec, _, err := update(ctx, k.serviceRecordOf(id, true), ifMatch, func(r *serviceRecord) error {
 		if r.Deleting {
 			// A DELETE began already: repeating it (with the version it

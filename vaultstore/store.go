@@ -107,6 +107,7 @@ type Store struct {
 	health   healthCache
 	services *serviceCache
 	marks    markBook
+	notes    markBook // notes in the services' inventory records
 	usage    usageBook
 	vault    vaultHTTP
 }

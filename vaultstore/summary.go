@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
+	"maps"
 	"strconv"
 	"sync"
 
@@ -77,11 +78,13 @@ func (s *Store) markSummary(ctx context.Context, tenant, key string) error {
 	})
 }
 
-// markBook gathers the marks of a replica's writers into group commits.
+// markBook gathers the marks of a replica's writers into group commits:
+// by tenant for the summary's head, by service for its inventory record
+// (inventory_records.go).
 type markBook struct {
 	mu      sync.Mutex
-	pending map[string]*markBatch // by tenant: the batch still open
-	turns   [64]sync.Mutex        // by tenant's hash: one head write at a time
+	pending map[string]*markBatch // by record: the batch still open
+	turns   [64]sync.Mutex        // by record's hash: one write at a time
 }
 
 // markBatch is the marks one head write makes, and its outcome.
@@ -94,16 +97,21 @@ type markBatch struct {
 // mark adds key's mark to tenant's open batch, and waits for the batch to
 // be written with write; the writer that opened it writes it on its turn.
 func (b *markBook) mark(ctx context.Context, tenant, key, stamp string, write func(context.Context, map[string]string) error) error {
+	return b.markAll(ctx, tenant, map[string]string{key: stamp}, write)
+}
+
+// markAll is mark of every key of marks, in the batch of record name.
+func (b *markBook) markAll(ctx context.Context, name string, marks map[string]string, write func(context.Context, map[string]string) error) error {
 	b.mu.Lock()
 	if b.pending == nil {
 		b.pending = map[string]*markBatch{}
 	}
-	batch, joined := b.pending[tenant]
+	batch, joined := b.pending[name]
 	if !joined {
 		batch = &markBatch{marks: map[string]string{}, done: make(chan struct{})}
-		b.pending[tenant] = batch
+		b.pending[name] = batch
 	}
-	batch.marks[key] = stamp
+	maps.Copy(batch.marks, marks)
 	b.mu.Unlock()
 	if joined {
 		select {
@@ -113,12 +121,19 @@ func (b *markBook) mark(ctx context.Context, tenant, key, stamp string, write fu
 			return unavailable(ctx.Err())
 		}
 	}
-	turn := &b.turns[fnv32(tenant)%uint32(len(b.turns))]
+	turn := &b.turns[fnv32(name)%uint32(len(b.turns))]
 	turn.Lock()
 	b.mu.Lock()
-	delete(b.pending, tenant) // closed: later marks open the next batch
+	delete(b.pending, name) // closed: later marks open the next batch
 	b.mu.Unlock()
-	batch.err = write(context.WithoutCancel(ctx), batch.marks)
+	// The batch is others' too: the writer that writes it does not cancel
+	// it when it gives up, but keeps to its deadline.
+	wctx, cancel := context.WithoutCancel(ctx), context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		wctx, cancel = context.WithDeadline(wctx, d)
+	}
+	batch.err = write(wctx, batch.marks)
+	cancel()
 	turn.Unlock()
 	close(batch.done)
 	return batch.err
@@ -188,8 +203,10 @@ func (s *Store) ScheduleTag(tenant string) string {
 // the caller's tenant as the inventory does (one metadata read and the
 // service's: a credential of a deleted service, or of an earlier service
 // of its id, is not found), after finishing the projection of a write cut
-// after its data; settled is false while a write of it is half done (its
-// projection describes an older version than its newest).
+// after its data and noting it in its service's inventory record (a
+// write cut before its note); settled is false while a write of it is
+// half done (its projection describes an older version than its newest,
+// or its note failed).
 // Errors: CREDENTIAL_NOT_FOUND (no live credential of the live service),
 // BACKEND_UNAVAILABLE, INTERNAL_ERROR.
 func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *credgate.Credential, settled bool, err error) {
@@ -225,6 +242,10 @@ func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *cred
 	}
 	if err != nil {
 		return nil, true, translate(err, credgate.ECredentialNotFound)
+	}
+	// A write cut before its note in the inventory record is noted here.
+	if err := k.note(ctx, service, cred, ""); err != nil {
+		return nil, false, translate(err, credgate.ECredentialNotFound)
 	}
 	if info == nil || !info.belongsTo(rec) {
 		return nil, true, translate(errNotFound, credgate.ECredentialNotFound)

@@ -132,6 +132,31 @@ func (s *Store) SaveWatch(ctx context.Context, tenant string, c *credgate.Creden
 	return translate(s.patchOwn(ctx, "credential_watch", credPath(tenant, c.IntegrationID, c.ID), map[string]any{metaWatch: credgate.WatchOf(c).Encode()}), credgate.ECredentialNotFound)
 }
 
+// SaveRefreshState is SaveWatch of c whose automatic refresh failed, or
+// succeeded after failures: the refresh state is part of its description,
+// so it is noted in its service's inventory record too.
+func (s *Store) SaveRefreshState(ctx context.Context, tenant string, c *credgate.Credential) error {
+	return translate(s.patchCred(ctx, "credential_watch", tenant, c.IntegrationID, c.ID, map[string]any{metaWatch: credgate.WatchOf(c).Encode()}), credgate.ECredentialNotFound)
+}
+
+// patchCred is patchOwn of credential cred of service in tenant, marked
+// and noted in the service's inventory record (inventory_records.go).
+func (s *Store) patchCred(ctx context.Context, op, tenant, service, cred string, custom map[string]any) error {
+	k, err := s.systemSession(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	mark := credgate.NewMarkStamp(s.opts.Now())
+	if err := k.markInventory(ctx, service, cred, mark); err != nil {
+		return err
+	}
+	if err := s.patchOwn(ctx, op, credPath(tenant, service, cred), custom); err != nil {
+		return err
+	}
+	_ = k.note(ctx, service, cred, mark)
+	return nil
+}
+
 // patchOwn merges custom into path's custom_metadata with credgate's own
 // token: bookkeeping, never a version.
 func (s *Store) patchOwn(ctx context.Context, op, path string, custom map[string]any) error {
