@@ -72,7 +72,7 @@ func TestAGrantsPolicyReachesOnlyItsIntegrations(t *testing.T) {
 			switch {
 			case rest == "services/stripe_production", rest == "services/sendgrid_*",
 				rest == "credentials/stripe_production/*", rest == "credentials/sendgrid_*",
-				rest == "inventory/stripe_production", rest == "inventory/sendgrid_*":
+				rest == "inventory/stripe_production/*", rest == "inventory/sendgrid_*":
 			case role == policy.IntegrationAdmin && (rest == "rotations/stripe_production/*" || rest == "rotations/sendgrid_*"):
 				// a deleted credential's rotation goes with it
 			case role == policy.IntegrationAdmin && (rest == "ledgers/stripe_production/*" || rest == "ledgers/sendgrid_*"):

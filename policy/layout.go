@@ -35,7 +35,7 @@ const (
 	FolderRotators     = "rotators"    // the tenant's rotators, with their signing secrets
 	FolderConnect      = "connect"     // connects awaiting the provider's redirect, by a hash of their state
 	FolderRotations    = "rotations"   // each credential's latest rotation through a rotator, with its pending values: rotations/<service>/<credential>
-	FolderInventory    = "inventory"   // the descriptions of each service's credentials, one record per service
+	FolderInventory    = "inventory"   // the descriptions of each service's credentials: inventory/<service>/base and .../delta
 )
 
 // tenantsRoot is the folder every tenant's records are under; systemRoot

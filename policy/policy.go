@@ -202,15 +202,15 @@ var permissionRules = map[Permission][]rule{
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
 		{FolderRotations, "metadata", []string{"delete"}, byFolder},
 		// A new service's inventory record; deleting it removes the record.
-		{FolderInventory, "data", []string{"create", "read", "update"}, byRecord},
-		{FolderInventory, "metadata", []string{"delete"}, byRecord},
+		{FolderInventory, "data", []string{"create", "read", "update"}, byFolder},
+		{FolderInventory, "metadata", []string{"delete"}, byFolder},
 		idempotencyRules[0], idempotencyRules[1],
 	},
 	CredentialsMetaRead: {
 		{FolderCredentials, "metadata", []string{"read", "list"}, byFolder},
 		{FolderCredIndex, "data", []string{"read"}, notGranted},
 		// The descriptions of a service's credentials, in one record.
-		{FolderInventory, "data", []string{"read"}, byRecord},
+		{FolderInventory, "data", []string{"read"}, byFolder},
 	},
 	CredentialsRead: {
 		{FolderCredentials, "data", []string{"read"}, byFolder},
@@ -230,7 +230,7 @@ var permissionRules = map[Permission][]rule{
 		{FolderRotations, "metadata", []string{"delete"}, byFolder},
 		// Every change of a credential is noted in its service's
 		// inventory record.
-		{FolderInventory, "data", []string{"create", "read", "update"}, byRecord},
+		{FolderInventory, "data", []string{"create", "read", "update"}, byFolder},
 		// A connect's state, written and taken by credgate's system
 		// principal (never a grant's: a state is a PKCE verifier).
 		{FolderConnect, "data", []string{"create", "read", "update"}, notGranted},

@@ -476,7 +476,7 @@ func (k *session) removeCred(ctx context.Context, service, cred string, foundByI
 
 // removeCredentialsOf removes every credential kept under service.
 func (k *session) removeCredentialsOf(ctx context.Context, service string) error {
-	if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(service)); err != nil {
+	if err := k.removeInventory(ctx, service); err != nil {
 		return err
 	}
 	ids, err := k.list(ctx, "credential_list", k.credFolder(service))

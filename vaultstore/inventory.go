@@ -15,23 +15,23 @@ import (
 
 // serviceAndList reads the live service and the descriptions of its
 // credentials, in the inventory's order, as read at now: from the
-// service's inventory record (inventory_records.go) when one is built
-// (one Vault read: a service has a built record only while it is live,
-// and the record names its incarnation), else from the service's record
-// and each credential's metadata. walk reads those in any case and
-// corrects the inventory record by them. The service record answered
-// from an inventory record holds its id and incarnation only.
+// service's inventory (inventory_records.go) when its base is built (two
+// Vault reads, its delta's and its base's: a service has a built base
+// only while it is live, and the base names its incarnation), else from
+// the service's record and each credential's metadata. walk reads those
+// in any case and corrects the base by them. The service record answered
+// from an inventory holds its id and incarnation only.
 // Errors: SERVICE_NOT_FOUND, or a translated Vault error.
 func (k *session) serviceAndList(ctx context.Context, service string, now time.Time, walk bool) (*serviceRecord, []*credgate.Credential, error) {
 	if !walk {
-		inv, _, err := k.readInventory(ctx, service)
+		inv, delta, err := k.readInventoryList(ctx, service)
 		if err != nil {
 			return nil, nil, translate(err, credgate.ECredentialNotFound)
 		}
 		if inv.built() {
 			rec := &serviceRecord{Incarnation: inv.Incarnation}
 			rec.ID = service
-			infos, err := k.describeRecord(ctx, service, inv)
+			infos, err := k.describeRecord(ctx, service, inv, delta)
 			if err != nil {
 				return nil, nil, translate(err, credgate.ECredentialNotFound)
 			}
@@ -69,17 +69,30 @@ func (k *session) sorted(rec *serviceRecord, infos []*credInfo, now time.Time) [
 	return list
 }
 
-// describeRecord decodes the entries of r, service's record; a pending
-// one (a write that may not be noted) is described from its metadata.
-func (k *session) describeRecord(ctx context.Context, service string, r *inventoryRecord) ([]*credInfo, error) {
-	out := make([]*credInfo, 0, len(r.Entries))
+// describeRecord decodes the entries of service's base b, as its delta
+// d overrides them; a pending one (a write that may not be noted) is
+// described from its metadata.
+func (k *session) describeRecord(ctx context.Context, service string, b *inventoryBase, d *inventoryDelta) ([]*credInfo, error) {
+	out := make([]*credInfo, 0, len(b.Entries)+len(d.Entries))
 	var pending []string
-	for id, e := range r.Entries {
-		if e.Pending != "" {
+	add := func(id string, e inventoryEntry) {
+		switch {
+		case e.Pending != "":
 			pending = append(pending, id)
-		} else if info, ok := e.describe(id); ok {
-			out = append(out, info)
+		case e.Gone:
+		default:
+			if info, ok := e.describe(id); ok {
+				out = append(out, info)
+			}
 		}
+	}
+	for id, e := range b.Entries {
+		if _, changed := d.Entries[id]; !changed {
+			add(id, e)
+		}
+	}
+	for id, e := range d.Entries {
+		add(id, e)
 	}
 	live := make([]*credInfo, len(pending))
 	errs := make([]error, len(pending))
@@ -191,10 +204,10 @@ func (k *session) walkCreds(ctx context.Context, service string) ([]*credInfo, m
 // ListCredentials is the tenant's inventory: descriptions of its
 // credentials (never values) that f selects, in the order of
 // credgate.CredentialPosition, one page of f.Limit at a time. Services are
-// read a few at a time, each with its inventory record (two Vault reads a
-// service, the service's and the record's; a service without a complete
-// record costs a list and a metadata read per credential), and the filter
-// is applied to the descriptions read.
+// read a few at a time, each from its inventory (two Vault reads a
+// service; one without a built base costs its record, a list and a
+// metadata read per credential), and the filter is applied to the
+// descriptions read.
 // Errors: SERVICE_NOT_FOUND (f.IntegrationID), INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {

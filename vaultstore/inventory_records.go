@@ -13,58 +13,79 @@ import (
 	"github.com/credgate/credgate/policy"
 )
 
-// A service's inventory record: the descriptions of its credentials (never
-// values) as their metadata says them, in one record at
-// tenants/<tenant>/inventory/<service>, so that a page of the inventory
-// reads one record for each service it covers instead of one metadata per
-// credential. Whoever may read the service's credentials' metadata may read
-// it, and no one else (policy: the inventory folder, by record).
+// A service's inventory: the descriptions of its credentials (never
+// values) as their metadata says them, in two records under
+// tenants/<tenant>/inventory/<service>/, so that a page of the inventory
+// reads two records for each service it covers instead of one metadata
+// per credential. Whoever may read the service's credentials' metadata
+// may read them, and no one else (policy: the inventory folder, by
+// integration).
 //
-// Every write of a credential (its values, its rotation status, its broken
-// connection, a refresh's failures) first marks its entry pending, then
-// writes, then notes what the metadata says: the marks and notes of a
-// service's concurrent writers on a replica share one check-and-set write
-// (markBook), and a note reads the metadata after it has read the record,
-// so a record's versions follow the metadata in time and none can put back
-// an older description. A reader describes a pending entry from the
+// The base holds every description; the delta what changed since it was
+// last folded into the base, and overrides it. Every write of a credential
+// (its values, its rotation status, its broken connection, a refresh's
+// failures) first marks its delta entry pending, then writes, then notes
+// what the metadata says in the delta: the marks and notes of a service's
+// concurrent writers on a replica share one check-and-set write
+// (markBook), and a note reads the metadata after it has read the delta,
+// so the delta's versions follow the metadata in time and none can put
+// back an older description. A reader describes a pending entry from the
 // credential's own metadata, so a write cut anywhere is listed as it
 // stands, as the walk of every credential lists it. A note clears the
 // pending mark it follows, and anyone's once it is older than
 // credgate.MarkGrace (the monitor looks at every written credential after
 // that: its summary mark). lastAccessedAt is noted after it is written,
-// without a mark (at most a minute behind, as it is kept anyway). The
-// monitor's daily rebuild reads every credential's own metadata
-// (CredentialFilter.Walk) and corrects any record that differs.
+// without a mark (at most a minute behind, as it is kept anyway).
 //
-// A record describes a service completely only when it is built for the
+// A note that leaves more than foldAt settled entries in the delta folds
+// them into the base (check-and-set) and takes them out of the delta
+// where they are unchanged, so a write costs small records and the large
+// one is written once every foldAt writes. A reader reads the delta
+// first and the base second: an entry taken out of the delta is in every
+// base it can read after. The monitor's daily rebuild reads every
+// credential's own metadata (CredentialFilter.Walk) and writes the base
+// anew when it differs: it read the base before the metadata, so a fold
+// after that read fails its check-and-set and one before it is older
+// than what the walk read.
+//
+// A base describes a service completely only when it is built for the
 // service's incarnation: a service made before records existed has none
-// (its first rebuild builds one), and a note that finds no complete record
-// bumps it instead, so that a build that read the credentials before the
-// note's change fails its check-and-set and reads them again. A record
-// that would pass inventoryRecordMax overflows: it keeps no entries and
-// the service is walked, credential by credential, as before.
+// (its first rebuild builds one), a new service's is built when it is
+// made, and a DELETE removes it before anything else, so a built base
+// says the service is live. A base that would pass inventoryRecordMax
+// overflows: it keeps no entries and the service is walked, credential
+// by credential, as before.
 
-// inventoryRecordMax bounds a record's size: below Vault's 1 MiB Raft
+// inventoryRecordMax bounds a base's size: below Vault's 1 MiB Raft
 // entry, with room for the KV envelope.
 const inventoryRecordMax = 768 << 10
 
-type inventoryRecord struct {
-	// Built says the record describes every credential of the service
-	// incarnation Incarnation.
+// foldAt is how many settled entries a delta keeps before a note folds
+// them into the base.
+const foldAt = 64
+
+// inventoryBase is the descriptions of a service's credentials as last
+// folded.
+type inventoryBase struct {
+	// Built says the base describes every credential of the service
+	// incarnation Incarnation (with the delta).
 	Built       bool   `json:"built,omitempty"`
 	Incarnation string `json:"incarnation,omitempty"`
 	// Overflow: the descriptions do not fit; the service is walked.
-	Overflow bool `json:"overflow,omitempty"`
-	// Bumps counts the notes that found the record incomplete.
-	Bumps   int                       `json:"bumps,omitempty"`
-	Entries map[string]inventoryEntry `json:"entries,omitempty"`
+	Overflow bool                      `json:"overflow,omitempty"`
+	Entries  map[string]inventoryEntry `json:"entries,omitempty"`
 }
 
-// built reports whether r describes every credential of its service's
-// incarnation. A service has a built record only while it is live: its
-// DELETE removes the record first, its creation builds it last.
-func (r *inventoryRecord) built() bool {
-	return r != nil && r.Built && !r.Overflow
+// built reports whether b describes every credential of its service's
+// incarnation (with the delta); a service has a built base only while it
+// is live.
+func (b *inventoryBase) built() bool {
+	return b != nil && b.Built && !b.Overflow
+}
+
+// inventoryDelta is what changed since the last fold.
+type inventoryDelta struct {
+	Entries map[string]inventoryEntry `json:"entries,omitempty"`
 }
 
 // inventoryEntry is what a credential path's metadata says of it: the
@@ -78,6 +99,8 @@ type inventoryEntry struct {
 	// Pending is the mark (credgate.NewMarkStamp) of a write that may
 	// not be noted yet: the credential is described from its metadata.
 	Pending string `json:"p,omitempty"`
+	// Gone: the credential was removed (a delta's entry only).
+	Gone bool `json:"g,omitempty"`
 }
 
 // settled is the pending mark an entry keeps when a note replaces old
@@ -137,76 +160,160 @@ func (e inventoryEntry) describe(id string) (*credInfo, bool) {
 	return info, true
 }
 
-func (k *session) inventoryPath(service string) string {
-	return k.path(policy.FolderInventory, service)
+func (k *session) inventoryPath(service, name string) string {
+	return k.path(policy.FolderInventory, service+"/"+name)
 }
 
-// inventoryRecord is service's record; a missing one reads as the zero
-// record (incomplete).
-func (k *session) inventoryRecord(service string) record[inventoryRecord] {
-	r := jsonRecord[inventoryRecord](k, "inventory", k.inventoryPath(service))
+// inventoryRecordOf is a record of service's inventory: a missing one
+// reads as the zero value.
+func inventoryRecordOf[T any](k *session, service, name string, entries func(*T) *map[string]inventoryEntry) record[T] {
+	r := jsonRecord[T](k, "inventory_"+name, k.inventoryPath(service, name))
 	r.create = true
-	r.clone = func(v inventoryRecord) inventoryRecord {
-		v.Entries = maps.Clone(v.Entries) // entries are replaced, never changed
+	r.clone = func(v T) T {
+		e := entries(&v)
+		*e = maps.Clone(*e) // entries are replaced, never changed
 		return v
 	}
-	r.same = func(a, b inventoryRecord) bool { return reflect.DeepEqual(a, b) }
+	r.same = func(a, b T) bool { return reflect.DeepEqual(a, b) }
 	return r
 }
 
-// readInventory reads service's record and its version; nil when there is
-// none or the caller may not read it (then the service is walked).
-func (k *session) readInventory(ctx context.Context, service string) (*inventoryRecord, int, error) {
-	r, v, err := k.inventoryRecord(service).read(ctx)
+func (k *session) inventoryBase(service string) record[inventoryBase] {
+	return inventoryRecordOf(k, service, "base", func(b *inventoryBase) *map[string]inventoryEntry { return &b.Entries })
+}
+
+func (k *session) inventoryDelta(service string) record[inventoryDelta] {
+	return inventoryRecordOf(k, service, "delta", func(d *inventoryDelta) *map[string]inventoryEntry { return &d.Entries })
+}
+
+// readable answers a record's read as none when there is none or the
+// caller may not read it (then the service is walked).
+func readable[T any](v T, version int, err error) (*T, int, error) {
 	switch {
 	case errors.Is(err, errNotFound), credgate.ErrorCode(translate(err, credgate.ENotFound)) == credgate.EInsufficientPermissions:
 		return nil, 0, nil
 	case err != nil:
 		return nil, 0, err
 	}
-	return &r, v, nil
+	return &v, version, nil
 }
 
-// markInventory marks credential cred of service pending in its record
+// readInventory reads service's base and its version (nil: none).
+func (k *session) readInventory(ctx context.Context, service string) (*inventoryBase, int, error) {
+	return readable(k.inventoryBase(service).read(ctx))
+}
+
+// readInventoryList reads what a reader needs of service's inventory: the
+// delta, then the base (see above why in that order); base is nil when
+// there is none.
+func (k *session) readInventoryList(ctx context.Context, service string) (*inventoryBase, *inventoryDelta, error) {
+	d, _, err := readable(k.inventoryDelta(service).read(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	b, _, err := k.readInventory(ctx, service)
+	if err != nil || d == nil {
+		return b, &inventoryDelta{}, err
+	}
+	return b, d, nil
+}
+
+// removeInventory removes service's inventory records, the base first.
+func (k *session) removeInventory(ctx context.Context, service string) error {
+	for _, name := range []string{"base", "delta"} {
+		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(service, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markInventory marks credential cred of service pending in its delta
 // (mark: credgate.NewMarkStamp), before a write of it.
 func (k *session) markInventory(ctx context.Context, service, cred, mark string) error {
 	return k.s.notes.markAll(ctx, "m/"+k.tenant+"/"+service, map[string]string{cred: mark}, func(ctx context.Context, marks map[string]string) error {
-		_, _, err := update(ctx, k.inventoryRecord(service), 0, func(r *inventoryRecord) error {
-			if !r.Built || r.Overflow {
-				r.Bumps++ // a build that read before this write must read again
-				return nil
-			}
-			if r.Entries == nil {
-				r.Entries = map[string]inventoryEntry{}
+		_, _, err := update(ctx, k.inventoryDelta(service), 0, func(d *inventoryDelta) error {
+			if d.Entries == nil {
+				d.Entries = map[string]inventoryEntry{}
 			}
 			for id, m := range marks {
-				e := r.Entries[id]
+				e := d.Entries[id]
 				e.Pending = m
-				r.Entries[id] = e
+				d.Entries[id] = e
 			}
-			r.fit()
 			return nil
 		})
 		return err
 	})
 }
 
-// noteInventory brings the entries of the credentials of service in its
-// record to what their metadata says now (removing those that are gone),
-// after a write: notes maps each to the mark its writer made ("": none).
-// A caller's writes note with the caller's session, credgate's
-// bookkeeping with the tenant's system session (noteOwn).
+// noteInventory brings the delta entries of the credentials of service to
+// what their metadata says now (gone, when it is), after a write: notes
+// maps each to the mark its writer made ("": none). A caller's writes
+// note with the caller's session, credgate's bookkeeping with the
+// tenant's system session (noteOwn). A delta left with more than foldAt
+// settled entries is folded.
 func (k *session) noteInventory(ctx context.Context, service string, notes map[string]string) error {
 	return k.s.notes.markAll(ctx, "n/"+k.tenant+"/"+service, notes, func(ctx context.Context, notes map[string]string) error {
-		_, _, err := update(ctx, k.inventoryRecord(service), 0, func(r *inventoryRecord) error {
-			if !r.Built || r.Overflow {
-				r.Bumps++
-				return nil
-			}
-			return k.describeInto(ctx, service, r, notes)
+		d, v, err := update(ctx, k.inventoryDelta(service), 0, func(d *inventoryDelta) error {
+			return k.describeInto(ctx, service, d, notes)
 		})
+		if err == nil && d.settled() > foldAt {
+			_ = k.foldInventory(ctx, service, d, v) // the next note tries again
+		}
 		return err
 	})
+}
+
+// settled counts the entries of d no write is pending for.
+func (d *inventoryDelta) settled() int {
+	n := 0
+	for _, e := range d.Entries {
+		if e.Pending == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// foldInventory folds the settled entries of d, service's delta read at
+// version dv, into its base, and takes those still unchanged out of the
+// delta.
+func (k *session) foldInventory(ctx context.Context, service string, d inventoryDelta, dv int) error {
+	folded := map[string]inventoryEntry{}
+	for id, e := range d.Entries {
+		if e.Pending == "" {
+			folded[id] = e
+		}
+	}
+	if _, _, err := update(ctx, k.inventoryBase(service), 0, func(b *inventoryBase) error {
+		if b.Overflow {
+			return errUnchanged // walked anyway; a rebuild that finds it fits builds it
+		}
+		if b.Entries == nil {
+			b.Entries = map[string]inventoryEntry{}
+		}
+		for id, e := range folded {
+			if e.Gone {
+				delete(b.Entries, id)
+			} else {
+				b.Entries[id] = e
+			}
+		}
+		b.fit()
+		return nil
+	}); err != nil {
+		return err
+	}
+	_, _, err := update(ctx, from(k.inventoryDelta(service), d, dv), 0, func(cur *inventoryDelta) error {
+		for id, e := range folded {
+			if now, ok := cur.Entries[id]; ok && reflect.DeepEqual(now, e) {
+				delete(cur.Entries, id)
+			}
+		}
+		return nil
+	})
+	return err
 }
 
 // note is noteInventory of one credential.
@@ -215,8 +322,9 @@ func (k *session) note(ctx context.Context, service, cred, mark string) error {
 }
 
 // describeInto reads the metadata of the credentials of notes and puts
-// what it says in r (notes: as noteInventory's).
-func (k *session) describeInto(ctx context.Context, service string, r *inventoryRecord, notes map[string]string) error {
+// what it says in d (notes: as noteInventory's).
+func (k *session) describeInto(ctx context.Context, service string, d *inventoryDelta, notes map[string]string) error {
+	r := d
 	if r.Entries == nil {
 		r.Entries = map[string]inventoryEntry{}
 	}
@@ -238,23 +346,19 @@ func (k *session) describeInto(ctx context.Context, service string, r *inventory
 			switch {
 			case err != nil:
 				errs = append(errs, err)
-			case ok || e.Pending != "":
+			case ok:
 				r.Entries[id] = e.kept()
-			default:
-				delete(r.Entries, id)
+			default: // gone, or its creation not finished
+				r.Entries[id] = inventoryEntry{Gone: true, Pending: e.Pending}
 			}
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	r.fit()
-	return nil
+	return errors.Join(errs...)
 }
 
-// fit makes r overflow when its entries pass inventoryRecordMax.
-func (r *inventoryRecord) fit() {
+// fit makes b overflow when its entries pass inventoryRecordMax.
+func (r *inventoryBase) fit() {
 	n := 0
 	for _, e := range r.Entries {
 		n += e.size()
@@ -278,24 +382,13 @@ func (k *session) entryAt(ctx context.Context, service, id string) (inventoryEnt
 	return e, ok, nil
 }
 
-// settleInventory writes, as service's record, what a walk of its
-// credentials read (entries), when the record read before the walk (cur,
-// at version) says otherwise; a record changed since is left to its
-// writer (the walk may be older than its change). It reports whether the
-// record now says what the walk read (false: another writer was first).
-func (k *session) settleInventory(ctx context.Context, rec *serviceRecord, cur *inventoryRecord, version int, entries map[string]inventoryEntry) (bool, error) {
-	next := inventoryRecord{Built: true, Incarnation: rec.Incarnation, Entries: entries}
-	if cur != nil {
-		next.Bumps = cur.Bumps
-		now := k.s.opts.Now()
-		for id, old := range cur.Entries { // writes that may still be under way
-			if p := old.settled("", now); p != "" {
-				e := next.Entries[id]
-				e.Pending = p
-				next.Entries[id] = e
-			}
-		}
-	}
+// settleInventory writes, as service's base, what a walk of its
+// credentials read (entries), when the base read before the walk (cur,
+// at version) says otherwise; a base changed since is left to its writer
+// (the walk may be older than its change). It reports whether the base
+// now says what the walk read (false: another writer was first).
+func (k *session) settleInventory(ctx context.Context, rec *serviceRecord, cur *inventoryBase, version int, entries map[string]inventoryEntry) (bool, error) {
+	next := inventoryBase{Built: true, Incarnation: rec.Incarnation, Entries: entries}
 	if len(next.Entries) == 0 {
 		next.Entries = nil // as a record without entries reads
 	}
@@ -307,7 +400,7 @@ func (k *session) settleInventory(ctx context.Context, rec *serviceRecord, cur *
 	if err != nil {
 		return false, err
 	}
-	_, err = k.write(ctx, "inventory_write", k.inventoryPath(rec.ID), data, version)
+	_, err = k.write(ctx, "inventory_base_write", k.inventoryPath(rec.ID, "base"), data, version)
 	if errors.Is(err, errConflict) {
 		return false, nil
 	}

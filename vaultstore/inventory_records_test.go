@@ -17,8 +17,9 @@ import (
 // The inventory read from the services' records answers what a walk of
 // every credential's own metadata answers, filter by filter and page by
 // page, over a keyring of every auth type and status, expiries, rotation
-// policies, reads, updates, deletions and revocations, a service made
-// before records existed and a write whose projection was cut.
+// policies, reads, updates, deletions and revocations, enough changes for
+// folds, a service made before records existed and a write whose
+// projection was cut.
 func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 	var clock atomic.Int64
 	start := time.Now().UTC().Truncate(time.Second)
@@ -30,7 +31,7 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 			switch op {
 			case "credential_metadata_read":
 				metaReads.Add(1)
-			case "inventory_write":
+			case "inventory_base_write":
 				recordWrites.Add(1)
 			}
 		}
@@ -56,7 +57,8 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 	serviceOf := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for i := range 60 {
+	recordWrites.Store(0)
+	for i := range 240 {
 		wg.Go(func() {
 			c := &credgate.Credential{
 				IntegrationID: []string{"pay", "mail", "old"}[i%3], CredentialName: fmt.Sprint("key ", i), AuthType: types[i%len(types)],
@@ -109,6 +111,15 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 			}
 		}
 	}
+	// Past foldAt (64) changes, a service's delta was folded into its base.
+	if recordWrites.Load() == 0 {
+		t.Error("240 credentials in three services and no base was written: nothing was folded")
+	}
+	if sec, err := e.root.Logical().Read(e.mount + "/data/tenants/" + tenant + "/inventory/pay/delta"); err != nil || sec == nil {
+		t.Fatalf("no delta: %v", err)
+	} else if n := len(sec.Data["data"].(map[string]any)["entries"].(map[string]any)); n > 65 {
+		t.Errorf("the delta holds %d entries after folds", n)
+	}
 	// A write whose projection was cut: its data is a version ahead.
 	path := e.mount + "/data/tenants/" + tenant + "/credentials/" + serviceOf[ids[5]] + "/" + ids[5]
 	stored, err := e.root.Logical().Read(path)
@@ -121,8 +132,10 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The "old" service was made before records existed.
-	if _, err := e.root.Logical().Delete(e.mount + "/metadata/tenants/" + tenant + "/inventory/old"); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"base", "delta"} {
+		if _, err := e.root.Logical().Delete(e.mount + "/metadata/tenants/" + tenant + "/inventory/old/" + name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := e.store.Close(context.Background()); err != nil { // writes the lastAccessedAt values
 		t.Fatal(err)
@@ -141,7 +154,7 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 	}
 	listAll := func(f credgate.CredentialFilter) string {
 		var b strings.Builder
-		f.Limit = 7
+		f.Limit = 25
 		for {
 			page, err := e.store.ListCredentials(ctx, f)
 			if err != nil {
@@ -180,7 +193,7 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 		t.Errorf("listing services with records read %d credentials' metadata, want none", n)
 	}
 	check("with a service without a record")
-	if sec, err := e.root.Logical().Read(e.mount + "/data/tenants/" + tenant + "/inventory/old"); err != nil || sec == nil {
+	if sec, err := e.root.Logical().Read(e.mount + "/data/tenants/" + tenant + "/inventory/old/base"); err != nil || sec == nil {
 		t.Fatalf("the walk built no record for the service without one: %v", err)
 	}
 	recordWrites.Store(0)

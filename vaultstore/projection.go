@@ -254,7 +254,7 @@ func (k *session) project(ctx context.Context, service, cred string, info credIn
 // repairProjection projects d, read with sec, when the projection describes
 // an older version: a writer whose request failed between its data write
 // and its projection left it behind, and the next writer finishes its work
-// (noting it in the service's inventory record).
+// (noting it in the service's inventory).
 func (k *session) repairProjection(ctx context.Context, service, cred string, d *credData, sec *kvMeta) error {
 	if p, _ := strconv.Atoi(sec.CustomMetadata.Projected); p >= sec.Version {
 		return nil

@@ -197,7 +197,7 @@ func (s *Store) CreateService(ctx context.Context, svc *credgate.Service) (*cred
 		}
 		return nil, translate(err, credgate.EServiceNotFound)
 	}
-	// Its inventory record: none of its credentials yet. A failure leaves
+	// Its inventory's base: none of its credentials yet. A failure leaves
 	// it walked until the monitor's next rebuild builds the record.
 	_ = k.buildInventory(ctx, &rec)
 	out := rec.Service
@@ -441,11 +441,11 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 		return err
 	}
 	defer k.s.services.forget(k.tenant, id)
-	// Its inventory record goes first: a built one says the service is
+	// Its inventory's base goes first: a built one says the service is
 	// live (inventory_records.go). Until the service is marked below,
 	// readers walk it as if it had none.
 	if cur, err := k.readServiceRecord(ctx, id); err == nil && !cur.Deleting && (ifMatch == 0 || ifMatch == cur.Version) {
-		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(id)); err != nil {
+		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(id, "base")); err != nil {
 			return translate(err, credgate.EServiceNotFound)
 		}
 	}

@@ -79,7 +79,7 @@ func (s *Store) markSummary(ctx context.Context, tenant, key string) error {
 }
 
 // markBook gathers the marks of a replica's writers into group commits:
-// by tenant for the summary's head, by service for its inventory record
+// by tenant for the summary's head, by service for its inventory's delta
 // (inventory_records.go).
 type markBook struct {
 	mu      sync.Mutex
@@ -203,7 +203,7 @@ func (s *Store) ScheduleTag(tenant string) string {
 // the caller's tenant as the inventory does (one metadata read and the
 // service's: a credential of a deleted service, or of an earlier service
 // of its id, is not found), after finishing the projection of a write cut
-// after its data and noting it in its service's inventory record (a
+// after its data and noting it in its service's inventory (a
 // write cut before its note); settled is false while a write of it is
 // half done (its projection describes an older version than its newest,
 // or its note failed).
@@ -243,7 +243,7 @@ func (s *Store) DescribeLive(ctx context.Context, service, cred string) (c *cred
 	if err != nil {
 		return nil, true, translate(err, credgate.ECredentialNotFound)
 	}
-	// A write cut before its note in the inventory record is noted here.
+	// A write cut before its note in the inventory is noted here.
 	if err := k.note(ctx, service, cred, ""); err != nil {
 		return nil, false, translate(err, credgate.ECredentialNotFound)
 	}

@@ -134,13 +134,13 @@ func (s *Store) SaveWatch(ctx context.Context, tenant string, c *credgate.Creden
 
 // SaveRefreshState is SaveWatch of c whose automatic refresh failed, or
 // succeeded after failures: the refresh state is part of its description,
-// so it is noted in its service's inventory record too.
+// so it is noted in its service's inventory too.
 func (s *Store) SaveRefreshState(ctx context.Context, tenant string, c *credgate.Credential) error {
 	return translate(s.patchCred(ctx, "credential_watch", tenant, c.IntegrationID, c.ID, map[string]any{metaWatch: credgate.WatchOf(c).Encode()}), credgate.ECredentialNotFound)
 }
 
 // patchCred is patchOwn of credential cred of service in tenant, marked
-// and noted in the service's inventory record (inventory_records.go).
+// and noted in the service's inventory (inventory_records.go).
 func (s *Store) patchCred(ctx context.Context, op, tenant, service, cred string, custom map[string]any) error {
 	k, err := s.systemSession(ctx, tenant)
 	if err != nil {
