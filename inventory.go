@@ -95,6 +95,16 @@ func PositionOf(c *Credential) *CredentialPosition {
 	return &CredentialPosition{IntegrationID: c.IntegrationID, CreatedAt: c.CreatedAt, ID: c.ID}
 }
 
+// EndOf is the position past every credential of c's integration (c its
+// last one): a page that ends with it resumes at the next integration
+// without reading c's again.
+func EndOf(c *Credential) *CredentialPosition {
+	return &CredentialPosition{IntegrationID: c.IntegrationID, CreatedAt: time.Unix(0, 0).UTC(), ID: c.ID}
+}
+
+// PastEnd reports whether p is an EndOf position.
+func (p *CredentialPosition) PastEnd() bool { return p.CreatedAt.Equal(time.Unix(0, 0)) }
+
 // Precedes reports whether c comes after p in the inventory's order, for c
 // of p's integration.
 func (p *CredentialPosition) Precedes(c *Credential) bool {

@@ -67,3 +67,23 @@ func TestInventoryOrderAndFilter(t *testing.T) {
 		}
 	}
 }
+
+// The end of an integration is a position nothing of it comes after, and
+// it survives the cursor's text.
+func TestEndOfAnIntegration(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	c := &credgate.Credential{IntegrationID: "stripe", ID: "cred-3b241101-e2bb-4255-8caf-4136c566a962", CreatedAt: now}
+	end := credgate.EndOf(c)
+	back, err := credgate.ParseCredentialPosition(end.String())
+	if err != nil || !back.PastEnd() || back.IntegrationID != "stripe" {
+		t.Fatalf("%s read back as %+v, %v", end, back, err)
+	}
+	for _, d := range []time.Duration{0, -time.Hour, -24 * 365 * time.Hour} {
+		if back.Precedes(&credgate.Credential{IntegrationID: "stripe", ID: c.ID, CreatedAt: now.Add(d)}) {
+			t.Errorf("a credential made %s from now comes after the end", d)
+		}
+	}
+	if credgate.PositionOf(c).PastEnd() {
+		t.Error("a credential's own position is past the end")
+	}
+}

@@ -225,7 +225,11 @@ func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter
 		return nil, missing(f.IntegrationID, true, errNotFound) // as if it did not exist
 	}
 	if f.After != nil {
-		services = services[sort.SearchStrings(services, f.After.IntegrationID):]
+		from := sort.SearchStrings(services, f.After.IntegrationID)
+		if f.After.PastEnd() && from < len(services) && services[from] == f.After.IntegrationID {
+			from++ // the page before ended with its last credential
+		}
+		services = services[from:]
 	}
 	now := s.opts.Now()
 	page := &credgate.CredentialPage{Credentials: []*credgate.Credential{}}
@@ -257,8 +261,11 @@ func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter
 				}
 				page.Credentials = append(page.Credentials, c)
 				if len(page.Credentials) == f.Limit {
-					if j+1 < len(list) || off+i+1 < len(services) {
+					switch {
+					case j+1 < len(list):
 						page.Next = credgate.PositionOf(c)
+					case off+i+1 < len(services):
+						page.Next = credgate.EndOf(c)
 					}
 					return page, nil
 				}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -231,10 +232,44 @@ func (k *session) removeInventory(ctx context.Context, service string) error {
 // markInventory marks credential cred of service pending in its delta
 // (mark: credgate.NewMarkStamp), before a write of it.
 func (k *session) markInventory(ctx context.Context, service, cred, mark string) error {
-	return k.s.notes.markAll(ctx, "m/"+k.tenant+"/"+service, map[string]string{cred: mark}, func(ctx context.Context, marks map[string]string) error {
-		_, _, err := update(ctx, k.inventoryDelta(service), 0, func(d *inventoryDelta) error {
+	return k.changeDelta(ctx, service, map[string]string{"m|" + cred: mark})
+}
+
+// noteInventory brings the delta entries of the credentials of service to
+// what their metadata says now (gone, when it is), after a write: notes
+// maps each to the mark its writer made ("": none). A caller's writes
+// note with the caller's session, credgate's bookkeeping with the
+// tenant's system session (noteOwn).
+func (k *session) noteInventory(ctx context.Context, service string, notes map[string]string) error {
+	changes := make(map[string]string, len(notes))
+	for cred, mark := range notes {
+		changes["n|"+cred] = mark
+	}
+	return k.changeDelta(ctx, service, changes)
+}
+
+// changeDelta makes the marks ("m|<credential>") and notes
+// ("n|<credential>") of changes in service's delta, in one check-and-set
+// write with those of the service's other writers on this replica
+// (markBook), so that they do not exhaust each other's retries. A delta
+// left with more than foldAt settled entries is folded.
+func (k *session) changeDelta(ctx context.Context, service string, changes map[string]string) error {
+	return k.s.notes.markAll(ctx, k.tenant+"/"+service, changes, func(ctx context.Context, changes map[string]string) error {
+		marks, notes := map[string]string{}, map[string]string{}
+		for key, v := range changes {
+			op, cred, _ := strings.Cut(key, "|")
+			if op == "m" {
+				marks[cred] = v
+			} else {
+				notes[cred] = v
+			}
+		}
+		d, v, err := update(ctx, k.inventoryDelta(service), 0, func(d *inventoryDelta) error {
 			if d.Entries == nil {
 				d.Entries = map[string]inventoryEntry{}
+			}
+			if err := k.describeInto(ctx, service, d, notes); err != nil {
+				return err
 			}
 			for id, m := range marks {
 				e := d.Entries[id]
@@ -242,21 +277,6 @@ func (k *session) markInventory(ctx context.Context, service, cred, mark string)
 				d.Entries[id] = e
 			}
 			return nil
-		})
-		return err
-	})
-}
-
-// noteInventory brings the delta entries of the credentials of service to
-// what their metadata says now (gone, when it is), after a write: notes
-// maps each to the mark its writer made ("": none). A caller's writes
-// note with the caller's session, credgate's bookkeeping with the
-// tenant's system session (noteOwn). A delta left with more than foldAt
-// settled entries is folded.
-func (k *session) noteInventory(ctx context.Context, service string, notes map[string]string) error {
-	return k.s.notes.markAll(ctx, "n/"+k.tenant+"/"+service, notes, func(ctx context.Context, notes map[string]string) error {
-		d, v, err := update(ctx, k.inventoryDelta(service), 0, func(d *inventoryDelta) error {
-			return k.describeInto(ctx, service, d, notes)
 		})
 		if err == nil && d.settled() > foldAt {
 			_ = k.foldInventory(ctx, service, d, v) // the next note tries again

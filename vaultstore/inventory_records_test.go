@@ -24,7 +24,7 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 	var clock atomic.Int64
 	start := time.Now().UTC().Truncate(time.Second)
 	clock.Store(start.UnixNano())
-	var metaReads, recordWrites atomic.Int64
+	var metaReads, recordWrites, deltaReads atomic.Int64
 	e := mustEnvWith(t, func(o *vaultstore.Options) {
 		o.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
 		o.Observe = func(op string, _ time.Duration, _ error) {
@@ -33,6 +33,8 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 				metaReads.Add(1)
 			case "inventory_base_write":
 				recordWrites.Add(1)
+			case "inventory_delta_read":
+				deltaReads.Add(1)
 			}
 		}
 	})
@@ -191,6 +193,30 @@ func TestTheInventoryRecordsAnswerAsTheWalk(t *testing.T) {
 	listAll(credgate.CredentialFilter{IntegrationID: "mail"})
 	if n := metaReads.Load(); n != 0 {
 		t.Errorf("listing services with records read %d credentials' metadata, want none", n)
+	}
+	// A page that ends with a service's last credential resumes at the
+	// next service, without reading that one again and without loss.
+	mail, err := e.store.ListCredentials(ctx, credgate.CredentialFilter{IntegrationID: "mail", Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.store.ListCredentials(ctx, credgate.CredentialFilter{Limit: len(mail.Credentials)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Next == nil || !first.Next.PastEnd() {
+		t.Fatalf("a page ending with mail's last credential resumes at %+v", first.Next)
+	}
+	deltaReads.Store(0)
+	second, err := e.store.ListCredentials(ctx, credgate.CredentialFilter{Limit: 1, After: first.Next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Credentials) != 1 || second.Credentials[0].IntegrationID != "old" {
+		t.Fatalf("the page after mail's end: %+v", second.Credentials)
+	}
+	if n := deltaReads.Load(); n != 1 {
+		t.Errorf("the page after mail's end read %d services' inventories, want 1 (old's)", n)
 	}
 	check("with a service without a record")
 	if sec, err := e.root.Logical().Read(e.mount + "/data/tenants/" + tenant + "/inventory/old/base"); err != nil || sec == nil {
