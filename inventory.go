@@ -31,8 +31,9 @@ type CredentialFilter struct {
 	// Visible is ServiceFilter.Visible for the integrations listed.
 	Visible func(integration string) bool
 	// Walk reads each credential's own description rather than its
-	// service's inventory record, and corrects the record by what it read:
-	// the monitor's rebuild. What a caller lists never walks.
+	// service's inventory (its base and delta), and corrects the base by
+	// what it read: the monitor's rebuild. What a caller lists never
+	// walks.
 	Walk bool
 }
 

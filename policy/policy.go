@@ -201,7 +201,7 @@ var permissionRules = map[Permission][]rule{
 		{FolderCredIndex, "metadata", []string{"delete"}, byTenant},
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
 		{FolderRotations, "metadata", []string{"delete"}, byFolder},
-		// A new service's inventory record; deleting it removes the record.
+		// A new service's inventory base; deleting it removes its records.
 		{FolderInventory, "data", []string{"create", "read", "update"}, byFolder},
 		{FolderInventory, "metadata", []string{"delete"}, byFolder},
 		idempotencyRules[0], idempotencyRules[1],
@@ -228,8 +228,8 @@ var permissionRules = map[Permission][]rule{
 		{FolderCredLocks, "metadata", []string{"delete"}, byTenant},
 		// A credential's rotation record goes with it.
 		{FolderRotations, "metadata", []string{"delete"}, byFolder},
-		// Every change of a credential is noted in its service's
-		// inventory record.
+		// Every change of a credential is marked and noted in its
+		// service's inventory delta.
 		{FolderInventory, "data", []string{"create", "read", "update"}, byFolder},
 		// A connect's state, written and taken by credgate's system
 		// principal (never a grant's: a state is a PKCE verifier).
