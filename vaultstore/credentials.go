@@ -230,11 +230,8 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	case info.Deleted: // the DELETE's mark: it is written once
 		usage = credgate.TenantUsage{Credentials: -1, Bytes: -was}
 	}
-	if err := k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(c.IntegrationID, c.ID)); err != nil {
-		return nil, err
-	}
-	mark := credgate.NewMarkStamp(k.s.opts.Now())
-	if err := k.markInventory(ctx, c.IntegrationID, c.ID, mark); err != nil {
+	mark, err := k.markWrite(ctx, c.IntegrationID, c.ID)
+	if err != nil {
 		return nil, err
 	}
 	version, err := k.accounted(ctx, usage, func() (int, error) {
@@ -243,6 +240,9 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	if err != nil {
 		return nil, err
 	}
+	k.mu.Lock()
+	delete(k.marked, c.ID) // written: a next write of it marks again
+	k.mu.Unlock()
 	out := *c
 	out.Version = version
 	k.derive(&out)
@@ -256,6 +256,33 @@ func (k *session) writeCred(ctx context.Context, c *credgate.Credential, info cr
 	// inventory mark has readers describe it from its metadata.
 	_ = k.note(ctx, c.IntegrationID, c.ID, mark)
 	return &out, nil
+}
+
+// markWrite marks credential cred of service before a write of it: in the
+// tenant's summary (summary.go) and pending in the service's inventory
+// (inventory_records.go), and returns the inventory mark. Writers that
+// mark at once share one write of each record, so they reach their data
+// writes together and all but one lose its check-and-set: an attempt
+// made again after that is covered by the marks the first one made,
+// which keeps it from queueing behind the marks once more.
+func (k *session) markWrite(ctx context.Context, service, cred string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if mark, ok := k.marked[cred]; ok && k.s.opts.Now().Sub(credgate.MarkTime(mark)) < credgate.MarkGrace/2 {
+		return mark, nil
+	}
+	if err := k.s.markSummary(ctx, k.tenant, credgate.SummaryKey(service, cred)); err != nil {
+		return "", err
+	}
+	mark := credgate.NewMarkStamp(k.s.opts.Now())
+	if err := k.markInventory(ctx, service, cred, mark); err != nil {
+		return "", err
+	}
+	if k.marked == nil {
+		k.marked = map[string]string{}
+	}
+	k.marked[cred] = mark
+	return mark, nil
 }
 
 // CreateCredential stores c, new, for its service (c.IntegrationID) in the

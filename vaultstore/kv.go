@@ -31,6 +31,13 @@ type session struct {
 
 	once  sync.Once
 	bound *api.Client // the Vault client with token and request id, made on first use
+
+	// marked are the marks of the writes this session has begun, by
+	// credential, until their data is written: an attempt that lost its
+	// check-and-set and is made again is covered by the first one's
+	// marks (writeCred).
+	mu     sync.Mutex
+	marked map[string]string
 }
 
 // session returns the caller's session. Errors: UNAUTHORIZED without a
