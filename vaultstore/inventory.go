@@ -95,21 +95,14 @@ func (k *session) describeRecord(ctx context.Context, service string, b *invento
 		add(id, e)
 	}
 	live := make([]*credInfo, len(pending))
-	errs := make([]error, len(pending))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i, id := range pending {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			live[i], errs[i] = k.describeCred(ctx, service, id)
-			if errors.Is(errs[i], errNotFound) {
-				errs[i] = nil
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err := eachAtOnce(len(pending), func(i int) (err error) {
+		live[i], err = k.describeCred(ctx, service, pending[i])
+		if errors.Is(err, errNotFound) {
+			err = nil
+		}
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	for _, info := range live {
@@ -133,6 +126,23 @@ func (k *session) liveOf(rec *serviceRecord, infos []*credInfo, now time.Time) [
 		}
 	}
 	return list
+}
+
+// eachAtOnce calls f(0) … f(n-1), 16 at a time (Vault reads of one
+// page or one note), and joins their errors.
+func eachAtOnce(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = f(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // describeCred reads the projected description of credential id of
@@ -168,26 +178,15 @@ func (k *session) walkCreds(ctx context.Context, service string) ([]*credInfo, m
 	}
 	out := make([]*credInfo, len(ids))
 	found := make([]inventoryEntry, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i, id := range ids {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			e, ok, err := k.entryAt(ctx, service, id)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if ok {
-				found[i] = e
-				out[i], _ = e.describe(id)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = eachAtOnce(len(ids), func(i int) error {
+		e, ok, err := k.entryAt(ctx, service, ids[i])
+		if ok {
+			found[i] = e
+			out[i], _ = e.describe(ids[i])
+		}
+		return err
+	})
+	if err != nil {
 		return nil, nil, err
 	}
 	list := out[:0]

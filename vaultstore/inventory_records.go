@@ -6,8 +6,8 @@ import (
 	"errors"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/credgate/credgate"
@@ -134,10 +134,21 @@ func entryOf(custom map[string]any, cur int) (inventoryEntry, bool) {
 	}}, true
 }
 
-// kept is e as a record keeps it: of the monitor's bookkeeping only the
-// refresh state, which a description shows (the notices sent, which none
-// shows, change with every notice and are not noted).
+// kept is e as a record keeps it: its description in the form Vault
+// answers it inside a record (keys sorted, Go's escaping), so that one
+// read back equals one made again, without the credential's id (the
+// entry's key); of the monitor's bookkeeping only the refresh state,
+// which a description shows (the notices sent, which none shows, change
+// with every notice and are not noted). Only what is stored pays for it:
+// a description read and used at once is decoded as it came.
 func (e inventoryEntry) kept() inventoryEntry {
+	var m map[string]any
+	if len(e.Info) > 0 && json.Unmarshal(e.Info, &m) == nil {
+		delete(m, "id")
+		if b, err := json.Marshal(m); err == nil {
+			e.Info = b
+		}
+	}
 	if e.Hot.Watch != "" {
 		var c credgate.Credential
 		c.ApplyWatch(e.Hot.Watch)
@@ -344,37 +355,31 @@ func (k *session) note(ctx context.Context, service, cred, mark string) error {
 // describeInto reads the metadata of the credentials of notes and puts
 // what it says in d (notes: as noteInventory's).
 func (k *session) describeInto(ctx context.Context, service string, d *inventoryDelta, notes map[string]string) error {
-	r := d
-	if r.Entries == nil {
-		r.Entries = map[string]inventoryEntry{}
+	if d.Entries == nil {
+		d.Entries = map[string]inventoryEntry{}
 	}
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	ids := slices.Collect(maps.Keys(notes))
+	read := make([]inventoryEntry, len(ids))
+	found := make([]bool, len(ids))
+	if err := eachAtOnce(len(ids), func(i int) (err error) {
+		read[i], found[i], err = k.entryAt(ctx, service, ids[i])
+		return err
+	}); err != nil {
+		return err
+	}
 	now := k.s.opts.Now()
-	for id, mark := range notes {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			e, ok, err := k.entryAt(ctx, service, id)
-			mu.Lock()
-			defer mu.Unlock()
-			if old, had := r.Entries[id]; had {
-				e.Pending = old.settled(mark, now)
-			}
-			switch {
-			case err != nil:
-				errs = append(errs, err)
-			case ok:
-				r.Entries[id] = e.kept()
-			default: // gone, or its creation not finished
-				r.Entries[id] = inventoryEntry{Gone: true, Pending: e.Pending}
-			}
-		})
+	for i, id := range ids {
+		e := read[i]
+		if old, had := d.Entries[id]; had {
+			e.Pending = old.settled(notes[id], now)
+		}
+		if found[i] {
+			d.Entries[id] = e.kept()
+		} else { // gone, or its creation not finished
+			d.Entries[id] = inventoryEntry{Gone: true, Pending: e.Pending}
+		}
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // fit makes b overflow when its entries pass inventoryRecordMax.

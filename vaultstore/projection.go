@@ -158,9 +158,7 @@ func fromProjection(meta map[string]any) (*credInfo, bool) {
 }
 
 // projectedInfo is the JSON of the description projected into a path's
-// custom_metadata, in the form Vault answers it inside a record (keys
-// sorted, Go's escaping) and without the credential's id (the entry's
-// key); ok is false when there is none.
+// custom_metadata; ok is false when there is none.
 func projectedInfo(meta map[string]any) (json.RawMessage, bool) {
 	n, _ := strconv.Atoi(str(meta[metaInfoCount]))
 	if n == 0 {
@@ -172,14 +170,6 @@ func projectedInfo(meta map[string]any) (json.RawMessage, bool) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(enc.String())
 	if err != nil {
-		return nil, false
-	}
-	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
-		return nil, false
-	}
-	delete(m, "id")
-	if b, err = json.Marshal(m); err != nil {
 		return nil, false
 	}
 	return b, true
