@@ -9,7 +9,14 @@ import (
 	"time"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/httpapi"
 )
+
+// benchAPI is a credgate for benchmarks: its rate limit is out of reach
+// of any -benchtime (10,000 a minute would refuse a long run with 429).
+func benchAPI(b *testing.B) *testAPI {
+	return newAPI(b, apiOptions{unchecked: true, rateLimit: httpapi.RateLimit{Default: 1 << 30}})
+}
 
 // benchGet measures GET path with tok, which must answer 200.
 func benchGet(b *testing.B, a *testAPI, path, tok string) {
@@ -33,7 +40,7 @@ func benchGet(b *testing.B, a *testAPI, path, tok string) {
 // stack: HTTP, cached token verification, cached caller token, and one KV
 // read from the real Vault.
 func BenchmarkGetService(b *testing.B) {
-	a := newAPI(b, apiOptions{unchecked: true})
+	a := benchAPI(b)
 	tok := token(b, "bench", tenant(b), "integration_admin")
 	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
 	benchGet(b, a, "/api/v1/services/bench", tok)
@@ -43,7 +50,7 @@ func BenchmarkGetService(b *testing.B) {
 // credential id, in the steady state: the store remembers which credential
 // the service serves, so it is one Vault read; lastAccessedAt is queued.
 func BenchmarkGetCredential(b *testing.B) {
-	a := newAPI(b, apiOptions{unchecked: true})
+	a := benchAPI(b)
 	tok := token(b, "bench", tenant(b), "integration_admin")
 	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
 	a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
@@ -56,7 +63,7 @@ func BenchmarkGetCredential(b *testing.B) {
 // one flush that merges them into the ledgers and the principals' reach.
 // It reports the Vault calls of that minute and how long the flush took.
 func BenchmarkLedgerMinute(b *testing.B) {
-	a := newAPI(b, apiOptions{unchecked: true})
+	a := benchAPI(b)
 	ten := tenant(b)
 	principals := make([]context.Context, 20)
 	for i := range principals {
