@@ -104,8 +104,11 @@ func (c *Credential) BrokenMark(next *Connection) string {
 // ApplyBrokenMark sets on c, read at its version, the broken connection
 // the stored mark s records, if it is for that version.
 func (c *Credential) ApplyBrokenMark(s string) {
+	if s == "" { // most credentials: nothing to decode, nothing allocated
+		return
+	}
 	var m brokenMark
-	if s == "" || json.Unmarshal([]byte(s), &m) != nil || m.Version != c.Version || c.Version == 0 {
+	if json.Unmarshal([]byte(s), &m) != nil || m.Version != c.Version || c.Version == 0 {
 		return
 	}
 	c.Connection = &Connection{State: ConnectionBroken, Since: m.Since, Reason: m.Reason}

@@ -220,8 +220,11 @@ func plainText(s string, n int) string {
 
 // DecodeRotationStatus reads what Encode wrote; nil for nothing or garbage.
 func DecodeRotationStatus(v string) *RotationStatus {
+	if v == "" { // most credentials: nothing to decode, nothing allocated
+		return nil
+	}
 	var s RotationStatus
-	if v == "" || json.Unmarshal([]byte(v), &s) != nil || s.ID == "" {
+	if json.Unmarshal([]byte(v), &s) != nil || s.ID == "" {
 		return nil
 	}
 	return &s

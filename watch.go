@@ -101,8 +101,11 @@ func (w Watch) Encode() string {
 // ApplyWatch sets on c what the stored form s (Watch.Encode) says; a
 // malformed one says nothing.
 func (c *Credential) ApplyWatch(s string) {
+	if s == "" { // a credential the monitor never noted: nothing allocated
+		return
+	}
 	var w Watch
-	if s == "" || json.Unmarshal([]byte(s), &w) != nil {
+	if json.Unmarshal([]byte(s), &w) != nil {
 		return
 	}
 	c.SetWatch(w)

@@ -32,12 +32,15 @@ func resolveGrants(g GrantResolver) gin.HandlerFunc {
 			return
 		}
 		ctx := c.Request.Context()
-		p, err := g.Resolve(ctx, credgate.PrincipalFrom(ctx))
+		was := credgate.PrincipalFrom(ctx)
+		p, err := g.Resolve(ctx, was)
 		if err != nil {
 			fail(c, err)
 			return
 		}
-		c.Request = c.Request.WithContext(credgate.WithPrincipal(ctx, p))
+		if p != was { // a caller without grants keeps its request as it is
+			c.Request = c.Request.WithContext(credgate.WithPrincipal(ctx, p))
+		}
 		c.Next()
 	}
 }
