@@ -144,6 +144,14 @@ func (p *proxy) start(addr string) {
 				continue
 			}
 			p.mu.Lock()
+			if p.hang {
+				// setHang came while this one was dialing: it hangs too,
+				// or it would be the pooled connection that dodges it.
+				p.conns = append(p.conns, c)
+				p.mu.Unlock()
+				up.Close()
+				continue
+			}
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(up, c); up.Close() }()
