@@ -2,6 +2,7 @@ package credgate
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,8 +32,11 @@ type Principal struct {
 	Grants []Grant
 	// Expiry is when the token that proved this principal expires.
 	Expiry time.Time
-	// Claims are the verified token's claims, for /debug/auth.
-	Claims map[string]any
+	// Claims are the verified token's claims as it carried them (a JSON
+	// object), for /debug/auth. They stay undecoded: every principal in the
+	// verified-token cache holds them, and as a map they were its largest
+	// part (a few KB of small objects each, for the collector to walk).
+	Claims json.RawMessage
 }
 
 // WithGrants returns a copy of p carrying grants: a principal a verified

@@ -74,7 +74,6 @@ func (i *issuer) principal(claims map[string]any, now time.Time) (*credgate.Prin
 	return &credgate.Principal{
 		Subject:    sub,
 		Expiry:     exp,
-		Claims:     claims,
 		Name:       printable(firstString(claims, "name", "preferred_username")),
 		Email:      printable(firstString(claims, "email")),
 		Tenant:     tenant,

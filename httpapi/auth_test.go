@@ -110,6 +110,11 @@ func TestDebugAuthShowsTheCallerButNotTheToken(t *testing.T) {
 	if strings.Contains(string(r.Raw), tok) || strings.Contains(string(r.Raw), strings.Split(tok, ".")[2]) {
 		t.Fatal("debug/auth echoes the token")
 	}
+	// The token's claims, as it carried them: the unmapped role too.
+	claims, _ := r.Body["claims"].(map[string]any)
+	if claims["sub"] != r.str("subject") || !strings.Contains(fmt.Sprint(claims), "unmapped_role") {
+		t.Fatalf("debug/auth claims: %v", r.Body["claims"])
+	}
 	wantError(t, a.do("GET", "/debug/auth", "", nil), 401, "UNAUTHORIZED")
 }
 

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"sync"
@@ -133,16 +134,16 @@ func (r *readiness) probe(done chan struct{}) {
 }
 
 type debugAuthResponse struct {
-	Subject       string         `json:"subject"`
-	Name          string         `json:"name"`
-	Email         string         `json:"email"`
-	Issuer        string         `json:"issuer"`
-	Tenant        string         `json:"tenant"`
-	Roles         []string       `json:"roles"`
-	Groups        []string       `json:"groups,omitempty"`
-	VaultPolicies []string       `json:"vault_policies"`
-	ExpiresAt     time.Time      `json:"expires_at"`
-	Claims        map[string]any `json:"claims"`
+	Subject       string          `json:"subject"`
+	Name          string          `json:"name"`
+	Email         string          `json:"email"`
+	Issuer        string          `json:"issuer"`
+	Tenant        string          `json:"tenant"`
+	Roles         []string        `json:"roles"`
+	Groups        []string        `json:"groups,omitempty"`
+	VaultPolicies []string        `json:"vault_policies"`
+	ExpiresAt     time.Time       `json:"expires_at"`
+	Claims        json.RawMessage `json:"claims"`
 	// Grants are the grants in force for the caller, each with the Vault
 	// policy it renders (its name and text).
 	Grants []debugGrant `json:"grants"`
