@@ -34,8 +34,8 @@ type Principal struct {
 	Expiry time.Time
 	// Claims are the verified token's claims as it carried them (a JSON
 	// object), for /debug/auth. They stay undecoded: every principal in the
-	// verified-token cache holds them, and as a map they were its largest
-	// part (a few KB of small objects each, for the collector to walk).
+	// verified-token cache holds them, and a typical token's claims are
+	// about 0.4 KB so, against 1.4 KB of small objects as a map.
 	Claims json.RawMessage
 }
 

@@ -132,24 +132,23 @@ func (p *proxy) start(addr string) {
 			p.mu.Lock()
 			hang := p.hang
 			p.mu.Unlock()
-			if hang {
-				p.mu.Lock()
-				p.conns = append(p.conns, c)
-				p.mu.Unlock()
-				continue
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
+			var up net.Conn
+			if !hang {
+				if up, err = net.Dial("tcp", p.target); err != nil {
+					c.Close()
+					continue
+				}
 			}
 			p.mu.Lock()
-			if p.hang {
-				// setHang came while this one was dialing: it hangs too,
-				// or it would be the pooled connection that dodges it.
+			// Decided under the lock after the dial: a connection whose
+			// dial setHang came during hangs too, or it would be the
+			// pooled connection that dodges it.
+			if up == nil || p.hang {
 				p.conns = append(p.conns, c)
 				p.mu.Unlock()
-				up.Close()
+				if up != nil {
+					up.Close()
+				}
 				continue
 			}
 			p.conns = append(p.conns, c, up)
