@@ -25,7 +25,8 @@ import (
 // 30-day notice (Vault calls, wall time, credgate CPU); then it seeds one
 // more tenant of up to 10,000 credentials, all expiring within 30 days,
 // and walks its inventory in pages of 500 with expiringWithin=30d (Vault
-// calls a page, and the most a page made per service it listed); last,
+// calls a page, and the most a page made per service it listed) twice:
+// cold, then with the bases this replica kept; last,
 // the process's RSS. It prints one table.
 func BenchmarkScale(b *testing.B) {
 	sizes := []int{10000}
@@ -47,24 +48,25 @@ func BenchmarkScale(b *testing.B) {
 		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "credentials\ttenants\tseed\tpass-1 calls\tpass-1 wall\tsteady calls\tcalls/credential\tsteady wall\tsteady CPU\tinventory tenant\tpages\tcalls/page\tmost calls/page/service\tRSS MB\t")
+	fmt.Fprintln(w, "credentials\ttenants\tseed\tpass-1 calls\tpass-1 wall\tsteady calls\tcalls/credential\tsteady wall\tsteady CPU\tinventory tenant\tpages\tcalls/page\tmost calls/page/service\twarm calls/page\twarm most/page/service\tRSS MB\t")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%s\t%d\t%.3f\t%s\t%s\t%d\t%d\t%.1f\t%.1f\t%d\t\n", r.n, r.tenants, r.seed.Round(time.Second),
+		fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%s\t%d\t%.3f\t%s\t%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t\n", r.n, r.tenants, r.seed.Round(time.Second),
 			r.firstCalls, r.firstWall.Round(time.Millisecond), r.steadyCalls, float64(r.steadyCalls)/float64(r.n),
-			r.steadyWall.Round(time.Millisecond), r.steadyCPU.Round(time.Millisecond), r.bigTenant, r.pages, r.callsPerPage, r.perService, r.rssMB)
+			r.steadyWall.Round(time.Millisecond), r.steadyCPU.Round(time.Millisecond), r.bigTenant, r.pages, r.callsPerPage, r.perService, r.warmPerPage, r.warmPerService, r.rssMB)
 	}
 	_ = w.Flush()
 }
 
 type scaleRow struct {
-	n, tenants               int
-	seed                     time.Duration
-	firstCalls, steadyCalls  int64
-	firstWall, steadyWall    time.Duration
-	steadyCPU                time.Duration
-	bigTenant, pages         int
-	callsPerPage, perService float64
-	rssMB                    int
+	n, tenants                  int
+	seed                        time.Duration
+	firstCalls, steadyCalls     int64
+	firstWall, steadyWall       time.Duration
+	steadyCPU                   time.Duration
+	bigTenant, pages            int
+	callsPerPage, perService    float64
+	warmPerPage, warmPerService float64 // a second walk
+	rssMB                       int
 }
 
 func measureScale(b *testing.B, total, tenants int) scaleRow {
@@ -116,31 +118,37 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 	seed(b, store, func(int) string { return "scale-big" }, 1, big, func(i int) time.Duration { return time.Duration(1+i%29) * 24 * time.Hour })
 	row.bigTenant = big
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal("scale-big"))
-	c0 := calls.Load()
-	f := credgate.CredentialFilter{Limit: 500, ExpiresBefore: time.Now().Add(30 * 24 * time.Hour)}
-	listed := 0
-	for {
-		p0 := calls.Load()
-		page, err := store.ListCredentials(sys, f)
-		if err != nil {
-			b.Fatal(err)
+	walk := func() (pages int, perPage, perService float64) {
+		c0 := calls.Load()
+		f := credgate.CredentialFilter{Limit: 500, ExpiresBefore: time.Now().Add(30 * 24 * time.Hour)}
+		listed := 0
+		for {
+			p0 := calls.Load()
+			page, err := store.ListCredentials(sys, f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pages++
+			listed += len(page.Credentials)
+			services := map[string]bool{}
+			for _, c := range page.Credentials {
+				services[c.IntegrationID] = true
+			}
+			perService = max(perService, float64(calls.Load()-p0)/float64(max(len(services), 1)))
+			if page.Next == nil {
+				break
+			}
+			f.After = page.Next
 		}
-		row.pages++
-		listed += len(page.Credentials)
-		services := map[string]bool{}
-		for _, c := range page.Credentials {
-			services[c.IntegrationID] = true
+		if listed != big {
+			b.Fatalf("the inventory walk listed %d credentials, want %d", listed, big)
 		}
-		row.perService = max(row.perService, float64(calls.Load()-p0)/float64(max(len(services), 1)))
-		if page.Next == nil {
-			break
-		}
-		f.After = page.Next
+		return pages, float64(calls.Load()-c0) / float64(pages), perService
 	}
-	if listed != big {
-		b.Fatalf("the inventory walk listed %d credentials, want %d", listed, big)
-	}
-	row.callsPerPage = float64(calls.Load()-c0) / float64(row.pages)
+	// The first walk reads every service's base; the second, nothing
+	// having changed, the bases this replica keeps.
+	row.pages, row.callsPerPage, row.perService = walk()
+	_, row.warmPerPage, row.warmPerService = walk()
 	row.rssMB = rssMB()
 	return row
 }

@@ -16,7 +16,8 @@ import (
 // serviceAndList reads the live service and the descriptions of its
 // credentials, in the inventory's order, as read at now: from the
 // service's inventory (inventory_records.go) when its base is built (two
-// Vault reads, its delta's and its base's: a service has a built base
+// Vault reads, its delta's and its base's, or the delta's alone when this
+// replica keeps the base it names: basecache.go; a service has a built base
 // only while it is live, and the base names its incarnation), else from
 // the service's record and each credential's metadata. walk reads those
 // in any case and corrects the base by them. The service record answered
@@ -204,9 +205,9 @@ func (k *session) walkCreds(ctx context.Context, service string) ([]*credInfo, m
 // credentials (never values) that f selects, in the order of
 // credgate.CredentialPosition, one page of f.Limit at a time. Services are
 // read a few at a time, each from its inventory (two Vault reads a
-// service; one without a built base costs its record, a list and a
-// metadata read per credential), and the filter is applied to the
-// descriptions read.
+// service, one when the base this replica keeps is current; one without a
+// built base costs its record, a list and a metadata read per
+// credential), and the filter is applied to the descriptions read.
 // Errors: SERVICE_NOT_FOUND (f.IntegrationID), INSUFFICIENT_PERMISSIONS,
 // BACKEND_UNAVAILABLE.
 func (s *Store) ListCredentials(ctx context.Context, f credgate.CredentialFilter) (*credgate.CredentialPage, error) {

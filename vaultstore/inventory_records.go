@@ -18,9 +18,10 @@ import (
 // values) as their metadata says them, in two records under
 // tenants/<tenant>/inventory/<service>/, so that a page of the inventory
 // reads two records for each service it covers instead of one metadata
-// per credential. Whoever may read the service's credentials' metadata
-// may read them, and no one else (policy: the inventory folder, by
-// integration).
+// per credential (one, the delta, when the replica keeps the base the
+// delta names: basecache.go). Whoever may read the service's
+// credentials' metadata may read them, and no one else (policy: the
+// inventory folder, by integration).
 //
 // The base holds every description; the delta what changed since it was
 // last folded into the base, and overrides it. Every write of a credential
@@ -87,6 +88,26 @@ func (b *inventoryBase) built() bool {
 // inventoryDelta is what changed since the last fold.
 type inventoryDelta struct {
 	Entries map[string]inventoryEntry `json:"entries,omitempty"`
+	// Base and Incarnation name the base the delta complements: every
+	// entry taken out of the delta is in that version of the base of that
+	// incarnation and in every later one (0: none named; the base is
+	// read). Each fold names the base it wrote, each rebuild the base it
+	// wrote, and a DELETE names none before it removes the base: a
+	// replica serves a base it keeps to a reader of a delta that names it
+	// (basecache.go).
+	Base        int    `json:"b,omitempty"`
+	Incarnation string `json:"n,omitempty"`
+}
+
+// names makes d name base b, written at version: a later version of the
+// same incarnation, or any of another; none when b is not built.
+func (d *inventoryDelta) names(b *inventoryBase, version int) {
+	switch {
+	case !b.built():
+		d.Base, d.Incarnation = 0, ""
+	case b.Incarnation != d.Incarnation || version > d.Base:
+		d.Base, d.Incarnation = version, b.Incarnation
+	}
 }
 
 // inventoryEntry is what a credential path's metadata says of it: the
@@ -216,22 +237,46 @@ func (k *session) readInventory(ctx context.Context, service string) (*inventory
 }
 
 // readInventoryList reads what a reader needs of service's inventory: the
-// delta, then the base (see above why in that order); base is nil when
-// there is none.
+// delta, then the base (see above why in that order), the base from what
+// this replica keeps when the delta names it (basecache.go); base is nil
+// when there is none. The base answered must not be changed.
 func (k *session) readInventoryList(ctx context.Context, service string) (*inventoryBase, *inventoryDelta, error) {
 	d, _, err := readable(k.inventoryDelta(service).read(ctx))
 	if err != nil {
 		return nil, nil, err
 	}
-	b, _, err := k.readInventory(ctx, service)
+	path := k.inventoryPath(service, "base")
+	if d != nil {
+		if b, ok := k.s.bases.get(path, d.Incarnation, d.Base); ok {
+			return b, d, nil
+		}
+	}
+	b, version, err := k.readInventory(ctx, service)
+	if b != nil {
+		k.s.bases.put(path, version, b)
+	}
 	if err != nil || d == nil {
 		return b, &inventoryDelta{}, err
 	}
 	return b, d, nil
 }
 
-// removeInventory removes service's inventory records, the base first.
+// nameBase makes service's delta name its base b, written at version.
+func (k *session) nameBase(ctx context.Context, service string, b *inventoryBase, version int) error {
+	_, _, err := update(ctx, k.inventoryDelta(service), 0, func(d *inventoryDelta) error {
+		d.names(b, version)
+		return nil
+	})
+	return err
+}
+
+// removeInventory removes service's inventory records: first the delta's
+// name of its base, so that no replica serves the base it keeps, then the
+// base, then the delta.
 func (k *session) removeInventory(ctx context.Context, service string) error {
+	if err := k.nameBase(ctx, service, nil, 0); err != nil {
+		return err
+	}
 	for _, name := range []string{"base", "delta"} {
 		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(service, name)); err != nil {
 			return err
@@ -317,7 +362,7 @@ func (k *session) foldInventory(ctx context.Context, service string, d inventory
 			folded[id] = e
 		}
 	}
-	if _, _, err := update(ctx, k.inventoryBase(service), 0, func(b *inventoryBase) error {
+	b, bv, err := update(ctx, k.inventoryBase(service), 0, func(b *inventoryBase) error {
 		if b.Overflow {
 			return errUnchanged // walked anyway; a rebuild that finds it fits builds it
 		}
@@ -333,15 +378,17 @@ func (k *session) foldInventory(ctx context.Context, service string, d inventory
 		}
 		b.fit()
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	_, _, err := update(ctx, from(k.inventoryDelta(service), d, dv), 0, func(cur *inventoryDelta) error {
+	_, _, err = update(ctx, from(k.inventoryDelta(service), d, dv), 0, func(cur *inventoryDelta) error {
 		for id, e := range folded {
 			if now, ok := cur.Entries[id]; ok && reflect.DeepEqual(now, e) {
 				delete(cur.Entries, id)
 			}
 		}
+		cur.names(&b, bv)
 		return nil
 	})
 	return err
@@ -425,11 +472,16 @@ func (k *session) settleInventory(ctx context.Context, rec *serviceRecord, cur *
 	if err != nil {
 		return false, err
 	}
-	_, err = k.write(ctx, "inventory_base_write", k.inventoryPath(rec.ID, "base"), data, version)
+	written, err := k.write(ctx, "inventory_base_write", k.inventoryPath(rec.ID, "base"), data, version)
 	if errors.Is(err, errConflict) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	// Unnamed, the base written is only read when none kept is named.
+	_ = k.nameBase(ctx, rec.ID, &next, written)
+	return true, nil
 }
 
 // buildInventory makes service's record describe its credentials as they

@@ -68,7 +68,11 @@ type Options struct {
 	// about a service (that it exists, which credential is its primary);
 	// default DefaultServiceCacheTTL, negative: remember nothing.
 	ServiceCacheTTL time.Duration
-	Now             func() time.Time
+	// InventoryCacheBytes bounds what a replica keeps of the inventory
+	// bases it has read (basecache.go); default
+	// DefaultInventoryCacheBytes, negative: keep none.
+	InventoryCacheBytes int
+	Now                 func() time.Time
 	// Observe, when set, is told about every Vault call (for metrics).
 	Observe func(op string, d time.Duration, err error)
 	// OnTokenCache, when set, is told about every caller-token lookup.
@@ -106,6 +110,7 @@ type Store struct {
 	ledgers  *ledgerBook
 	health   healthCache
 	services *serviceCache
+	bases    *baseCache
 	marks    markBook
 	notes    markBook // notes in the services' inventory records
 	usage    usageBook
@@ -215,6 +220,9 @@ func New(opts Options) (*Store, error) {
 	if opts.ServiceCacheTTL == 0 {
 		opts.ServiceCacheTTL = DefaultServiceCacheTTL
 	}
+	if opts.InventoryCacheBytes == 0 {
+		opts.InventoryCacheBytes = DefaultInventoryCacheBytes
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -230,7 +238,11 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder(), ledgers: newLedgerBook(), services: services, vault: newVaultHTTP(opts.Client)}, nil
+	bases, err := newBaseCache(opts.InventoryCacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{opts: opts, layout: policy.Layout{Mount: opts.Mount}, tokens: tokens, policies: policies, access: newAccessRecorder(), ledgers: newLedgerBook(), services: services, bases: bases, vault: newVaultHTTP(opts.Client)}, nil
 }
 
 // observe times one Vault call.

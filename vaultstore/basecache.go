@@ -1,0 +1,91 @@
+package vaultstore
+
+import (
+	"sync"
+	"sync/atomic"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// A replica keeps the inventory bases (inventory_records.go) it has read,
+// so that a page of the inventory reads one record for each service whose
+// base has not changed since: the delta. A delta names the base it
+// complements (inventoryDelta.Base, .Incarnation: every entry ever taken
+// out of the delta is in that version of the base and in every later one),
+// and a base kept here serves a reader whose delta names the same
+// incarnation and a version no later than the kept one. KV versions never
+// change once written, and a base's incarnation tells one service apart
+// from an earlier one of the same id (whose versions started again at 1),
+// so what is served is what the reader would have read then or a little
+// before, never a mix of two. Only a caller who has just read the delta
+// with its own token is served from here: the delta and the base sit in
+// the same folder of the inventory, under the same policy. Bases describe
+// credentials and hold no values.
+
+// DefaultInventoryCacheBytes bounds what a replica keeps of the bases it
+// has read (their entries' sizes in their records).
+const DefaultInventoryCacheBytes = 32 << 20
+
+type keptBase struct {
+	version int
+	base    *inventoryBase // read-only
+	size    int
+}
+
+type baseCache struct {
+	bases  *lru.Cache[string, keptBase] // by the base's path
+	used   atomic.Int64                 // the sizes of the bases kept
+	budget int64
+	mu     sync.Mutex // puts, so that used stays their sum
+}
+
+// newBaseCache keeps up to budget bytes of bases (none when budget <= 0).
+func newBaseCache(budget int) (*baseCache, error) {
+	c := &baseCache{budget: int64(budget)}
+	var err error
+	c.bases, err = lru.NewWithEvict(1<<16, func(_ string, b keptBase) { c.used.Add(-int64(b.size)) })
+	return c, err
+}
+
+// get returns the base kept for path when it is of incarnation and of
+// version at least atLeast. Its entries must not be changed.
+func (c *baseCache) get(path, incarnation string, atLeast int) (*inventoryBase, bool) {
+	if c.budget <= 0 || atLeast <= 0 || incarnation == "" {
+		return nil, false
+	}
+	b, ok := c.bases.Get(path)
+	if !ok || b.base.Incarnation != incarnation || b.version < atLeast {
+		return nil, false
+	}
+	return b.base, true
+}
+
+// put keeps base, read at version from path, when it is built and newer
+// than the one kept; base must not be changed after.
+func (c *baseCache) put(path string, version int, base *inventoryBase) {
+	if c.budget <= 0 || !base.built() || base.Incarnation == "" {
+		return
+	}
+	size := 0
+	for _, e := range base.Entries {
+		size += e.size()
+	}
+	if int64(size) > c.budget/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.bases.Peek(path); ok {
+		if old.base.Incarnation == base.Incarnation && old.version >= version {
+			return
+		}
+		c.bases.Remove(path) // Add would replace it without telling used
+	}
+	c.used.Add(int64(size))
+	c.bases.Add(path, keptBase{version: version, base: base, size: size})
+	for c.used.Load() > c.budget {
+		if _, _, ok := c.bases.RemoveOldest(); !ok {
+			break
+		}
+	}
+}
