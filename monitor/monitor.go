@@ -72,7 +72,7 @@ const (
 	leaseName           = "monitor"
 	// tenantsAtOnce is how many tenants a pass looks at at once: most
 	// cost a Vault read or two, so the pass's wall time is latency.
-	tenantsAtOnce = 4
+	tenantsAtOnce = 8
 	pageSize      = 200
 )
 

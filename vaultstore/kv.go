@@ -238,7 +238,7 @@ type kvIO interface {
 func (k *session) write(ctx context.Context, op, path string, data map[string]any, cas int) (int, error) {
 	var version int
 	err := k.call(ctx, op, func(cctx context.Context) (err error) {
-		version, err = putCAS(cctx, k.kv2(), path, data, cas)
+		version, err = putCAS(cctx, k.client(), k.s.layout, path, data, cas)
 		return err
 	})
 	return version, err
@@ -248,13 +248,19 @@ func (k *session) write(ctx context.Context, op, path string, data map[string]an
 // no version yet) and returns the new version; errConflict when cas is
 // stale. Vault answers a stale cas with 400, as it does content it
 // refuses; which one it was is read from the path's current version, not
-// from the text.
-func putCAS(ctx context.Context, kv *api.KVv2, path string, data map[string]any, cas int) (int, error) {
-	sec, err := kv.Put(ctx, path, data, api.WithCheckAndSet(cas))
+// from the text. The body is encoded with goccy/go-json rather than the API
+// client's encoding/json: a tenant's summary head of 100 credentials took
+// the monitor's pass 2.5 ms of CPU to write.
+func putCAS(ctx context.Context, c *api.Client, layout policy.Layout, path string, data map[string]any, cas int) (int, error) {
+	body, err := gojson.Marshal(map[string]any{"data": data, "options": map[string]any{"cas": cas}})
+	if err != nil {
+		return 0, err
+	}
+	sec, err := c.Logical().WriteBytesWithContext(ctx, layout.Data(path), body)
 	var re *api.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
 		current := 0
-		cur, rerr := kv.Get(ctx, path)
+		cur, rerr := c.KVv2(layout.Mount).Get(ctx, path)
 		switch {
 		case rerr == nil:
 			current = cur.VersionMetadata.Version
@@ -268,7 +274,16 @@ func putCAS(ctx context.Context, kv *api.KVv2, path string, data map[string]any,
 	if err != nil {
 		return 0, err
 	}
-	return sec.VersionMetadata.Version, nil
+	var version int64
+	if sec != nil {
+		if n, ok := sec.Data["version"].(json.Number); ok {
+			version, err = n.Int64()
+		}
+	}
+	if version <= 0 || err != nil {
+		return 0, fmt.Errorf("vault answered the write of %s without its version", path)
+	}
+	return int(version), nil
 }
 
 // readMetadata returns path's KV metadata; errNotFound when the path has no

@@ -60,7 +60,7 @@ func (o ownKV) write(ctx context.Context, op, path string, data map[string]any, 
 		ctx, cancel := context.WithTimeout(ctx, o.s.opts.Timeout)
 		defer cancel()
 		start := o.s.opts.Now()
-		version, err = putCAS(ctx, c.KVv2(o.s.opts.Mount), path, data, cas)
+		version, err = putCAS(ctx, c, o.s.layout, path, data, cas)
 		if errors.Is(err, errConflict) {
 			o.s.observe(op, start, nil)
 			return err
