@@ -95,6 +95,7 @@ func (s *Store) writeAccesses() {
 // Close writes the lastAccessedAt values and the ledgers' reads still
 // pending, then stops the background writers; it gives up when ctx ends.
 func (s *Store) Close(ctx context.Context) error {
+	defer s.vault.close()
 	return errors.Join(s.closeAccesses(ctx), s.closeLedgers(ctx))
 }
 

@@ -140,37 +140,47 @@ func (k *session) get(ctx context.Context, path string, query url.Values, buf *b
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	resp, err := k.do(ctx, u)
-	if err == nil && isRedirect(resp.StatusCode) {
-		resp.Body.Close()
+	status, location, err := k.fetch(ctx, u, true, buf)
+	if err == nil && isRedirect(status) {
 		var next *url.URL
-		if next, err = resp.Location(); err == nil {
+		if next, err = redirectTarget(u, location); err == nil {
 			if strings.HasPrefix(u, "https:") && next.Scheme != "https" {
 				return fmt.Errorf("vault redirected %s to %s: a protocol downgrade", u, next.Redacted())
 			}
 			u = next.String()
-			resp, err = k.do(ctx, u)
+			status, _, err = k.fetch(ctx, u, false, buf)
 		}
 	}
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return err
-	}
 	switch {
-	case resp.StatusCode == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		return errNotFound
-	case resp.StatusCode/100 != 2:
+	case status/100 != 2:
 		var answer struct {
 			Errors []string `json:"errors"`
 		}
 		_ = json.Unmarshal(buf.Bytes(), &answer)
-		return &api.ResponseError{HTTPMethod: http.MethodGet, URL: u, StatusCode: resp.StatusCode, Errors: answer.Errors}
+		return &api.ResponseError{HTTPMethod: http.MethodGet, URL: u, StatusCode: status, Errors: answer.Errors}
 	}
 	return nil
+}
+
+// redirectTarget is where a redirect of a GET of u to location leads.
+func redirectTarget(u, location string) (*url.URL, error) {
+	if location == "" {
+		return nil, http.ErrNoLocation
+	}
+	base, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	next, err := url.Parse(location)
+	if err != nil {
+		return nil, err
+	}
+	return base.ResolveReference(next), nil
 }
 
 // do sends a GET of u as the session's caller.

@@ -117,27 +117,6 @@ type Store struct {
 	vault    vaultHTTP
 }
 
-// vaultHTTP is what a read needs to ask Vault without the API client: its
-// address, the headers the client sends on every request (namespace and
-// any configured ones) and its HTTP client (the same TLS settings).
-type vaultHTTP struct {
-	addr    string
-	headers http.Header
-	http    *http.Client
-}
-
-func newVaultHTTP(c *api.Client) vaultHTTP {
-	h := c.Headers()
-	if h == nil {
-		h = http.Header{}
-	}
-	h.Set("X-Vault-Request", "true")
-	if ns := c.Namespace(); ns != "" {
-		h.Set("X-Vault-Namespace", ns)
-	}
-	return vaultHTTP{addr: strings.TrimRight(c.Address(), "/"), headers: h, http: c.CloneConfig().HttpClient}
-}
-
 // healthCache remembers Vault's health for a moment, so that a burst of
 // failing requests asks Vault once.
 type healthCache struct {
@@ -268,12 +247,15 @@ func traceOf(ctx context.Context) trace {
 }
 
 // set puts t's headers into h.
-func (t trace) set(h http.Header) {
+func (t trace) set(h http.Header) { t.add(h.Set) }
+
+// add gives set each header t sends.
+func (t trace) add(set func(name, value string)) {
 	if t.requestID != "" {
-		h.Set(credgate.RequestIDHeader, t.requestID)
+		set(credgate.RequestIDHeader, t.requestID)
 	}
 	if t.correlation != "" {
-		h.Set(credgate.CorrelationHeader, t.correlation)
+		set(credgate.CorrelationHeader, t.correlation)
 	}
 }
 
