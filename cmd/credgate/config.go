@@ -304,7 +304,10 @@ type VaultConfig struct {
 	// about a service (that it exists, which credential it serves); 0
 	// remembers nothing.
 	ServiceCacheTTL time.Duration `yaml:"service_cache_ttl"`
-	TLS             VaultTLS      `yaml:"tls"`
+	// InventoryCacheMB bounds, in MiB, the inventory bases a replica keeps
+	// (vaultstore/basecache.go); 0 keeps none.
+	InventoryCacheMB int      `yaml:"inventory_cache_mb"`
+	TLS              VaultTLS `yaml:"tls"`
 	// Token is VAULT_TOKEN; never in the file.
 	Token string `yaml:"-"`
 }
@@ -465,6 +468,8 @@ func DefaultConfig() Config {
 			Timeout:     vaultstore.DefaultTimeout,
 			// What a replica remembers of a service, at most this long.
 			ServiceCacheTTL: vaultstore.DefaultServiceCacheTTL,
+			// The inventory bases a replica keeps, at most this many MiB.
+			InventoryCacheMB: vaultstore.DefaultInventoryCacheBytes >> 20,
 		},
 		Auth:      AuthConfig{CacheSize: 10000, JWKSRefreshInterval: 30 * time.Second},
 		RateLimit: RateLimitConfig{Default: 100},
@@ -586,6 +591,9 @@ func (c Config) Validate() error {
 	}
 	if c.Vault.ServiceCacheTTL < 0 || c.Vault.ServiceCacheTTL > time.Minute {
 		bad("vault.service_cache_ttl: from 0 (remember nothing) to 1m")
+	}
+	if c.Vault.InventoryCacheMB < 0 || c.Vault.InventoryCacheMB > 4096 {
+		bad("vault.inventory_cache_mb: from 0 (keep none) to 4096")
 	}
 	if len(c.Auth.Issuers) == 0 {
 		bad("auth.issuers: at least one issuer (or CREDGATE_OIDC_ISSUER)")

@@ -164,6 +164,15 @@ func serviceCacheTTL(d time.Duration) time.Duration {
 	return d
 }
 
+// inventoryCacheBytes is vault.inventory_cache_mb as the store takes it
+// (0: keep none).
+func inventoryCacheBytes(mb int) int {
+	if mb == 0 {
+		return -1
+	}
+	return mb << 20
+}
+
 // NewLogger returns a JSON logger at level writing to w.
 //
 // Lines are buffered and written at least every logFlush and when the
@@ -227,7 +236,8 @@ func (m *Main) Run(ctx context.Context) error {
 	store, err := vaultstore.New(vaultstore.Options{
 		Client: vc, Identity: identity, Mount: cfg.Vault.Mount, TokenRole: cfg.Vault.TokenRole,
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
-		Observe: metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
+		InventoryCacheBytes: inventoryCacheBytes(cfg.Vault.InventoryCacheMB),
+		Observe:             metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
 		UsageRules: cfg.Usage.of, RotationPolicy: cfg.Rotation.policyOf,
 		OnConnection: func(ctx context.Context, c *credgate.Credential, typ string) {
 			if d := alerts.Load(); d != nil {

@@ -34,6 +34,7 @@ log_level: loud
 vault:
   address: "ftp://vault"
   max_token_ttl: 10s
+  inventory_cache_mb: -1
 auth:
   issuers:
     - url: "http://idp.example.com/realms/acme"
@@ -62,7 +63,7 @@ cors:
 	if err == nil {
 		t.Fatal("Validate accepted a broken configuration")
 	}
-	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser", "outbound.proxy", `cors.allowed_origins: "https://app.example.com/"`, `cors.allowed_origins: "*"`} {
+	for _, want := range []string{"listen:", "log_level:", "vault.address", "vault token", "vault.max_token_ttl", "vault.inventory_cache_mb", "auth.issuers[0].url", "auth.issuers[0].audiences", "auth.issuers[2].name", "superuser", "outbound.proxy", `cors.allowed_origins: "https://app.example.com/"`, `cors.allowed_origins: "*"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the report lacks %q:\n%v", want, err)
 		}
