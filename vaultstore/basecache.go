@@ -12,12 +12,14 @@ import (
 // base has not changed since: the delta. A delta names the base it
 // complements (inventoryDelta.Base, .Incarnation: every entry ever taken
 // out of the delta is in that version of the base and in every later one),
-// and a base kept here serves a reader whose delta names the same
-// incarnation and a version no later than the kept one. KV versions never
-// change once written, and a base's incarnation tells one service apart
-// from an earlier one of the same id (whose versions started again at 1),
-// so what is served is what the reader would have read then or a little
-// before, never a mix of two. Only a caller who has just read the delta
+// and a base kept here serves a reader whose delta names exactly it: the
+// same incarnation and version. KV versions never change once written, and
+// a base's incarnation tells one service apart from an earlier one of the
+// same id (whose versions started again at 1), so what is served is what
+// the reader would have read then or a little before, never a mix of two.
+// (A later version would do as well, but a base removed behind credgate's
+// back and built again keeps its incarnation and starts at 1 again: only
+// the named version is surely the one named.) Only a caller who has just read the delta
 // with its own token is served from here: the delta and the base sit in
 // the same folder of the inventory, under the same policy. Bases describe
 // credentials and hold no values.
@@ -47,21 +49,21 @@ func newBaseCache(budget int) (*baseCache, error) {
 	return c, err
 }
 
-// get returns the base kept for path when it is of incarnation and of
-// version at least atLeast. Its entries must not be changed.
-func (c *baseCache) get(path, incarnation string, atLeast int) (*inventoryBase, bool) {
-	if c.budget <= 0 || atLeast <= 0 || incarnation == "" {
+// get returns the base kept for path when it is of incarnation and
+// version. Its entries must not be changed.
+func (c *baseCache) get(path, incarnation string, version int) (*inventoryBase, bool) {
+	if c.budget <= 0 || version <= 0 || incarnation == "" {
 		return nil, false
 	}
 	b, ok := c.bases.Get(path)
-	if !ok || b.base.Incarnation != incarnation || b.version < atLeast {
+	if !ok || b.base.Incarnation != incarnation || b.version != version {
 		return nil, false
 	}
 	return b.base, true
 }
 
-// put keeps base, read at version from path, when it is built and newer
-// than the one kept; base must not be changed after.
+// put keeps base, read at version from path, when it is built, in place
+// of the one kept; base must not be changed after.
 func (c *baseCache) put(path string, version int, base *inventoryBase) {
 	if c.budget <= 0 || !base.built() || base.Incarnation == "" {
 		return
@@ -76,7 +78,7 @@ func (c *baseCache) put(path string, version int, base *inventoryBase) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.bases.Peek(path); ok {
-		if old.base.Incarnation == base.Incarnation && old.version >= version {
+		if old.base.Incarnation == base.Incarnation && old.version == version {
 			return
 		}
 		c.bases.Remove(path) // Add would replace it without telling used
