@@ -78,6 +78,9 @@ func fastClient(cfg *api.Config, addr string) *fasthttp.HostClient {
 	}
 	if tr.TLSClientConfig != nil {
 		fc.TLSConfig = tr.TLSClientConfig.Clone()
+		// net/http offers h2 through the same settings once it has spoken
+		// HTTP/2; fasthttp speaks HTTP/1.1 only and must not offer it.
+		fc.TLSConfig.NextProtos = nil
 	}
 	return fc
 }
