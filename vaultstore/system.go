@@ -54,7 +54,7 @@ func (o ownKV) read(ctx context.Context, op, path string, data any) (*kvMeta, er
 	return meta, err
 }
 
-func (o ownKV) write(ctx context.Context, op, path string, data map[string]any, cas int) (int, error) {
+func (o ownKV) write(ctx context.Context, op, path string, data any, cas int) (int, error) {
 	var version int
 	err := o.s.asSelf(ctx, func(c *api.Client) (err error) {
 		ctx, cancel := context.WithTimeout(ctx, o.s.opts.Timeout)

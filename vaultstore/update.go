@@ -130,11 +130,7 @@ func jsonRecord[T any](kv kvIO, op, path string) record[T] {
 			return v, meta.Version, nil
 		},
 		write: func(ctx context.Context, _ T, next *T, cas int) (int, error) {
-			data, err := encode(*next)
-			if err != nil {
-				return 0, err
-			}
-			return kv.write(ctx, op+"_write", path, data, cas)
+			return kv.write(ctx, op+"_write", path, next, cas)
 		},
 	}
 }
