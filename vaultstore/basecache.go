@@ -2,7 +2,6 @@ package vaultstore
 
 import (
 	"sync"
-	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -36,16 +35,16 @@ type keptBase struct {
 
 type baseCache struct {
 	bases  *lru.Cache[string, keptBase] // by the base's path
-	used   atomic.Int64                 // the sizes of the bases kept
+	mu     sync.Mutex                   // puts: every eviction happens in one
+	used   int64                        // the sizes of the bases kept (mu)
 	budget int64
-	mu     sync.Mutex // puts, so that used stays their sum
 }
 
 // newBaseCache keeps up to budget bytes of bases (none when budget <= 0).
 func newBaseCache(budget int) (*baseCache, error) {
 	c := &baseCache{budget: int64(budget)}
 	var err error
-	c.bases, err = lru.NewWithEvict(1<<16, func(_ string, b keptBase) { c.used.Add(-int64(b.size)) })
+	c.bases, err = lru.NewWithEvict(1<<16, func(_ string, b keptBase) { c.used -= int64(b.size) })
 	return c, err
 }
 
@@ -68,6 +67,12 @@ func (c *baseCache) put(path string, version int, base *inventoryBase) {
 	if c.budget <= 0 || !base.built() || base.Incarnation == "" {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, kept := c.bases.Peek(path)
+	if kept && old.base.Incarnation == base.Incarnation && old.version == version {
+		return
+	}
 	size := 0
 	for _, e := range base.Entries {
 		size += e.size()
@@ -75,17 +80,12 @@ func (c *baseCache) put(path string, version int, base *inventoryBase) {
 	if int64(size) > c.budget/4 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.bases.Peek(path); ok {
-		if old.base.Incarnation == base.Incarnation && old.version == version {
-			return
-		}
+	if kept {
 		c.bases.Remove(path) // Add would replace it without telling used
 	}
-	c.used.Add(int64(size))
+	c.used += int64(size)
 	c.bases.Add(path, keptBase{version: version, base: base, size: size})
-	for c.used.Load() > c.budget {
+	for c.used > c.budget {
 		if _, _, ok := c.bases.RemoveOldest(); !ok {
 			break
 		}
