@@ -14,6 +14,7 @@ import (
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/monitor"
+	"github.com/credgate/credgate/vaultstore"
 )
 
 // BenchmarkScale is make bench-scale: for each size in CREDGATE_SCALE
@@ -25,8 +26,9 @@ import (
 // 30-day notice (Vault calls, wall time, credgate CPU); then it seeds one
 // more tenant of up to 10,000 credentials, all expiring within 30 days,
 // and walks its inventory in pages of 500 with expiringWithin=30d (Vault
-// calls a page, and the most a page made per service it listed) twice:
-// cold, then with the bases this replica kept; last,
+// calls a page, and the most a page made per service it listed) on the
+// replica that wrote it, then twice on another: cold, then with the bases
+// it kept; last,
 // the process's RSS. It prints one table.
 func BenchmarkScale(b *testing.B) {
 	sizes := []int{10000}
@@ -48,30 +50,38 @@ func BenchmarkScale(b *testing.B) {
 		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "credentials\ttenants\tseed\tpass-1 calls\tpass-1 wall\tsteady calls\tcalls/credential\tsteady wall\tsteady CPU\tinventory tenant\tpages\tcalls/page\tmost calls/page/service\twarm calls/page\twarm most/page/service\tRSS MB\t")
+	fmt.Fprintln(w, "credentials\ttenants\tseed\tpass-1 calls\tpass-1 wall\tsteady calls\tcalls/credential\tsteady wall\tsteady CPU\tinventory tenant\tpages\tcalls/page (most/service): writer\tother replica, first\tother replica, again\tRSS MB\t")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%s\t%d\t%.3f\t%s\t%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t\n", r.n, r.tenants, r.seed.Round(time.Second),
+		fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%s\t%d\t%.3f\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t\n", r.n, r.tenants, r.seed.Round(time.Second),
 			r.firstCalls, r.firstWall.Round(time.Millisecond), r.steadyCalls, float64(r.steadyCalls)/float64(r.n),
-			r.steadyWall.Round(time.Millisecond), r.steadyCPU.Round(time.Millisecond), r.bigTenant, r.pages, r.callsPerPage, r.perService, r.warmPerPage, r.warmPerService, r.rssMB)
+			r.steadyWall.Round(time.Millisecond), r.steadyCPU.Round(time.Millisecond), r.bigTenant, r.pages, r.writer, r.cold, r.warm, r.rssMB)
 	}
 	_ = w.Flush()
 }
 
 type scaleRow struct {
-	n, tenants                  int
-	seed                        time.Duration
-	firstCalls, steadyCalls     int64
-	firstWall, steadyWall       time.Duration
-	steadyCPU                   time.Duration
-	bigTenant, pages            int
-	callsPerPage, perService    float64
-	warmPerPage, warmPerService float64 // a second walk
-	rssMB                       int
+	n, tenants              int
+	seed                    time.Duration
+	firstCalls, steadyCalls int64
+	firstWall, steadyWall   time.Duration
+	steadyCPU               time.Duration
+	bigTenant, pages        int
+	writer, cold, warm      walkCost // the inventory walks
+	rssMB                   int
 }
+
+// walkCost is what an inventory walk cost: Vault calls a page, and the
+// most a page made per service it listed.
+type walkCost struct{ perPage, perService float64 }
+
+func (c walkCost) String() string { return fmt.Sprintf("%.1f (%.1f)", c.perPage, c.perService) }
 
 func measureScale(b *testing.B, total, tenants int) scaleRow {
 	ctx := context.Background()
-	store, calls := benchStore(b, 30*time.Second)
+	addr, token := ownedVault(b)
+	calls := new(atomic.Int64)
+	count := func(string, time.Duration, error) { calls.Add(1) }
+	store := storeOn(b, addr, token, 30*time.Second, count)
 	row := scaleRow{n: total, tenants: tenants}
 	start := time.Now()
 	seed(b, store, scaleTenant, tenants, total, dueOne)
@@ -118,7 +128,7 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 	seed(b, store, func(int) string { return "scale-big" }, 1, big, func(i int) time.Duration { return time.Duration(1+i%29) * 24 * time.Hour })
 	row.bigTenant = big
 	sys := credgate.WithPrincipal(ctx, credgate.SystemPrincipal("scale-big"))
-	walk := func() (pages int, perPage, perService float64) {
+	walk := func(store *vaultstore.Store) (pages int, cost walkCost) {
 		c0 := calls.Load()
 		f := credgate.CredentialFilter{Limit: 500, ExpiresBefore: time.Now().Add(30 * 24 * time.Hour)}
 		listed := 0
@@ -134,7 +144,7 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 			for _, c := range page.Credentials {
 				services[c.IntegrationID] = true
 			}
-			perService = max(perService, float64(calls.Load()-p0)/float64(max(len(services), 1)))
+			cost.perService = max(cost.perService, float64(calls.Load()-p0)/float64(max(len(services), 1)))
 			if page.Next == nil {
 				break
 			}
@@ -143,12 +153,16 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 		if listed != big {
 			b.Fatalf("the inventory walk listed %d credentials, want %d", listed, big)
 		}
-		return pages, float64(calls.Load()-c0) / float64(pages), perService
+		cost.perPage = float64(calls.Load()-c0) / float64(pages)
+		return pages, cost
 	}
-	// The first walk reads every service's base; the second, nothing
-	// having changed, the bases this replica keeps.
-	row.pages, row.callsPerPage, row.perService = walk()
-	_, row.warmPerPage, row.warmPerService = walk()
+	// The replica that seeded the tenant keeps the bases it folded; another
+	// replica reads every service's base on its first walk and, nothing
+	// having changed, keeps them for the second.
+	row.pages, row.writer = walk(store)
+	other := storeOn(b, addr, token, 30*time.Second, count)
+	_, row.cold = walk(other)
+	_, row.warm = walk(other)
 	row.rssMB = rssMB()
 	return row
 }

@@ -6,7 +6,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// A replica keeps the inventory bases (inventory_records.go) it has read,
+// A replica keeps the inventory bases (inventory_records.go) it has read
+// or written (a fold, a rebuild: it knows what the version it wrote holds),
 // so that a page of the inventory reads one record for each service whose
 // base has not changed since: the delta. A delta names the base it
 // complements (inventoryDelta.Base, .Incarnation: every entry ever taken

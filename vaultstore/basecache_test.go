@@ -89,16 +89,25 @@ func TestAReplicaServesTheBaseItKeepsOnlyWhileTheDeltaNamesIt(t *testing.T) {
 		}
 	}
 
+	// readsOnlyTheDelta lists the service on e.store and fails unless
+	// that read its delta alone.
+	readsOnlyTheDelta := func(when string) {
+		t.Helper()
+		baseReads.Store(0)
+		deltaReads.Store(0)
+		list(e.store, false)
+		if b, d := baseReads.Load(), deltaReads.Load(); b != 0 || d != 1 {
+			t.Errorf("%s: listing the service read %d deltas and %d bases, want 1 and 0", when, d, b)
+		}
+	}
+
 	makeService(e.store)
 	add(e.store, 10, "first ")
+	// The replica that made the service wrote its first base: it keeps it.
+	readsOnlyTheDelta("the base written here, never read")
 	same("made here", e.store, 10) // the walk wrote the base anew
 	list(e.store, false)
-	baseReads.Store(0)
-	deltaReads.Store(0)
-	list(e.store, false)
-	if b, d := baseReads.Load(), deltaReads.Load(); b != 0 || d != 1 {
-		t.Errorf("listing a service nothing changed read %d deltas and %d bases, want 1 and 0", d, b)
-	}
+	readsOnlyTheDelta("nothing changed")
 
 	// Another replica's writes fold entries out of the delta into a newer
 	// base: the base kept here no longer holds them all.
@@ -140,6 +149,12 @@ func TestAReplicaServesTheBaseItKeepsOnlyWhileTheDeltaNamesIt(t *testing.T) {
 	}
 	list(other, true) // the rebuild
 	same("after a rebuild elsewhere", fresh, 80)
+
+	// This replica's own writes fold the delta into a base newer than the
+	// one it read: it keeps what it folded.
+	add(e.store, 70, "mine ")
+	readsOnlyTheDelta("after this replica's folds")
+	same("after this replica's folds", e.store, 150)
 
 	// The service deleted and made again elsewhere, with the same id: its
 	// base's versions start again.

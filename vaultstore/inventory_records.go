@@ -382,6 +382,7 @@ func (k *session) foldInventory(ctx context.Context, service string, d inventory
 	if err != nil {
 		return err
 	}
+	k.s.bases.put(k.inventoryPath(service, "base"), bv, &b) // what version bv holds: kept, as if read
 	_, _, err = update(ctx, from(k.inventoryDelta(service), d, dv), 0, func(cur *inventoryDelta) error {
 		for id, e := range folded {
 			if now, ok := cur.Entries[id]; ok && reflect.DeepEqual(now, e) {
@@ -479,6 +480,7 @@ func (k *session) settleInventory(ctx context.Context, rec *serviceRecord, cur *
 	if err != nil {
 		return false, err
 	}
+	k.s.bases.put(k.inventoryPath(rec.ID, "base"), written, &next)
 	// Unnamed, the base written is only read when none kept is named.
 	_ = k.nameBase(ctx, rec.ID, &next, written)
 	return true, nil
