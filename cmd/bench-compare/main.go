@@ -1,12 +1,14 @@
 // Command bench-compare measures credgate's reads side by side with the
 // Vault behind them (make bench-compare). It starts a Vault dev server with
 // a file audit device, bootstraps it as `credgate bootstrap` does, starts
-// bin/credgate and `vault proxy` (forcing its auto-auth token) in front of
+// bin/credgate, `vault proxy` (forcing its auto-auth token) and the floor
+// (floor.go: credgate's HTTP stack doing nothing of credgate's) in front of
 // that Vault, stores one small api_key credential, and loads each read with
 // vegeta as a closed loop: req/s, p50 and p99 at -conns connections, p50 at
 // one connection, and the ratios to direct Vault and to vault proxy, in
 // rounds that alternate the targets so that the machine's drift cancels
-// out. It prints credgate's own CPU per request, then has -callers distinct
+// out. It prints the CPU per request of the process in front of Vault
+// (credgate, vault proxy, the floor), then has -callers distinct
 // callers read once each and prints credgate's memory. It exits non-zero
 // when any read answers anything but 200.
 package main
@@ -40,6 +42,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == floorCommand && os.Args[2] == "-config" {
+		if err := serveFloor(os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-compare floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-compare:", err)
 		os.Exit(1)
@@ -56,16 +65,17 @@ type options struct {
 
 // target is one read to load.
 type target struct {
-	name     string
-	url      string
-	header   http.Header
-	credgate bool
+	name   string
+	url    string
+	header http.Header
+	proc   *process // the process in front of Vault, whose CPU is measured (nil: none)
+	always bool     // loaded whatever -only says: the ratios are to it
 }
 
 // result is one target's measurements, one entry per round.
 type result struct {
 	rps, p50, p99, p50one []float64
-	cpuPerReq             []float64 // credgate's own CPU, µs per request
+	cpuPerReq             []float64 // the CPU of the process in front of Vault, µs per request
 	non200                int
 }
 
@@ -169,15 +179,21 @@ func run() error {
 	defer proxy.stop()
 
 	kvPath := "/v1/" + policy.DefaultMount + "/data/tenants/" + tenant + "/credentials/stripe/" + cred.Data.ID
+	floor, err := startFloor(dir, vault.Addr, direct.Auth.ClientToken, kvPath)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
 	bearer := http.Header{"Authorization": {"Bearer " + reader}}
 	targets := []target{
-		{name: "direct Vault", url: vault.Addr + kvPath, header: http.Header{"X-Vault-Token": {direct.Auth.ClientToken}}},
-		{name: "vault proxy", url: proxy.url + kvPath, header: http.Header{}},
-		{name: "credgate GET /api/v1/credentials/{id}?credentialId=…", url: cg.url + "/api/v1/credentials/stripe?credentialId=" + cred.Data.ID, header: bearer, credgate: true},
-		{name: "credgate GET /api/v1/credentials/{id} (seed 002)", url: cg.url + "/api/v1/credentials/stripe", header: bearer, credgate: true},
-		{name: "credgate GET /api/v1/credentials/{id} by a caller with a grant", url: cg.url + "/api/v1/credentials/stripe", header: http.Header{"Authorization": {"Bearer " + app}}, credgate: true},
-		{name: "credgate GET /api/v1/services/{id}/credentials (seed 000)", url: cg.url + "/api/v1/services/stripe/credentials", header: bearer, credgate: true},
-		{name: "credgate GET /api/v1/services/{id}", url: cg.url + "/api/v1/services/stripe", header: bearer, credgate: true},
+		{name: "direct Vault", url: vault.Addr + kvPath, header: http.Header{"X-Vault-Token": {direct.Auth.ClientToken}}, always: true},
+		{name: "vault proxy", url: proxy.url + kvPath, header: http.Header{}, proc: proxy, always: true},
+		{name: "floor: gin + fasthttp GET, no credgate work (floor.go)", url: floor.url + "/read", header: http.Header{}, proc: floor, always: true},
+		{name: "credgate GET /api/v1/credentials/{id}?credentialId=…", url: cg.url + "/api/v1/credentials/stripe?credentialId=" + cred.Data.ID, header: bearer, proc: cg},
+		{name: "credgate GET /api/v1/credentials/{id} (seed 002)", url: cg.url + "/api/v1/credentials/stripe", header: bearer, proc: cg},
+		{name: "credgate GET /api/v1/credentials/{id} by a caller with a grant", url: cg.url + "/api/v1/credentials/stripe", header: http.Header{"Authorization": {"Bearer " + app}}, proc: cg},
+		{name: "credgate GET /api/v1/services/{id}/credentials (seed 000)", url: cg.url + "/api/v1/services/stripe/credentials", header: bearer, proc: cg},
+		{name: "credgate GET /api/v1/services/{id}", url: cg.url + "/api/v1/services/stripe", header: bearer, proc: cg},
 	}
 	results := make([]result, len(targets))
 	fmt.Printf("%d rounds, %s at %d connections and %s at 1 per target per round; Vault %s with a file audit device\n\n",
@@ -192,19 +208,25 @@ func run() error {
 		}
 		for _, i := range order {
 			t := targets[i]
-			if i > 1 && !strings.Contains(t.name, o.only) {
+			if !t.always && !strings.Contains(t.name, o.only) {
 				continue
 			}
-			cpu0 := cg.cpu()
+			var cpu0 time.Duration
+			if t.proc != nil {
+				cpu0 = t.proc.cpu()
+			}
 			m := load(t, o.conns, o.duration)
-			cpu := cg.cpu() - cpu0
+			var cpu time.Duration
+			if t.proc != nil {
+				cpu = t.proc.cpu() - cpu0
+			}
 			one := load(t, 1, o.duration/2)
 			r := &results[i]
 			r.rps = append(r.rps, m.Throughput)
 			r.p50 = append(r.p50, ms(m.Latencies.P50))
 			r.p99 = append(r.p99, ms(m.Latencies.P99))
 			r.p50one = append(r.p50one, ms(one.Latencies.P50))
-			if t.credgate && m.Requests > 0 {
+			if t.proc != nil && m.Requests > 0 {
 				r.cpuPerReq = append(r.cpuPerReq, float64(cpu.Microseconds())/float64(m.Requests))
 			}
 			r.non200 += int(m.Requests) - m.StatusCodes["200"] + int(one.Requests) - one.StatusCodes["200"]
@@ -270,7 +292,7 @@ func median(xs []float64) float64 {
 func report(targets []target, results []result, conns int) {
 	directRPS, proxyRPS := median(results[0].rps), median(results[1].rps)
 	directP50 := median(results[0].p50one)
-	fmt.Printf("| read | req/s (%d conns) | p50 ms | p99 ms | p50 ms (1 conn) | + p50 over direct (1 conn) | × direct Vault | × vault proxy | credgate CPU µs/req |\n", conns)
+	fmt.Printf("| read | req/s (%d conns) | p50 ms | p99 ms | p50 ms (1 conn) | + p50 over direct (1 conn) | × direct Vault | × vault proxy | CPU µs/req in front of Vault |\n", conns)
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for i, t := range targets {
 		r := results[i]
