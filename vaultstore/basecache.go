@@ -10,19 +10,18 @@ import (
 // or written (a fold, a rebuild: it knows what the version it wrote holds),
 // so that a page of the inventory reads one record for each service whose
 // base has not changed since: the delta. A delta names the base it
-// complements (inventoryDelta.Base, .Incarnation: every entry ever taken
-// out of the delta is in that version of the base and in every later one),
-// and a base kept here serves a reader whose delta names exactly it: the
-// same incarnation and version. KV versions never change once written, and
-// a base's incarnation tells one service apart from an earlier one of the
-// same id (whose versions started again at 1), so what is served is what
-// the reader would have read then or a little before, never a mix of two.
-// (A later version would do as well, but a base removed behind credgate's
-// back and built again keeps its incarnation and starts at 1 again: only
-// the named version is surely the one named.) Only a caller who has just read the delta
-// with its own token is served from here: the delta and the base sit in
-// the same folder of the inventory, under the same policy. Bases describe
-// credentials and hold no values.
+// complements (inventoryDelta.Base, .Incarnation, .Life: every entry ever
+// taken out of the delta is in that version of the base and in every later
+// one), and a base kept here serves a reader whose delta names exactly it:
+// the same incarnation, life and version. KV versions never change once
+// written; a base's incarnation tells one service apart from an earlier
+// one of the same id, and its life one base record from an earlier one of
+// the same service (removed behind credgate's back and built again), whose
+// versions started again at 1; so what is served is what the reader would
+// have read then or a little before, never a mix of two. Only a caller who
+// has just read the delta with its own token is served from here: the
+// delta and the base sit in the same folder of the inventory, under the
+// same policy. Bases describe credentials and hold no values.
 
 // DefaultInventoryCacheBytes bounds what a replica keeps of the bases it
 // has read (their entries' sizes in their records).
@@ -49,14 +48,14 @@ func newBaseCache(budget int) (*baseCache, error) {
 	return c, err
 }
 
-// get returns the base kept for path when it is of incarnation and
+// get returns the base kept for path when it is of incarnation, life and
 // version. Its entries must not be changed.
-func (c *baseCache) get(path, incarnation string, version int) (*inventoryBase, bool) {
+func (c *baseCache) get(path, incarnation, life string, version int) (*inventoryBase, bool) {
 	if c.budget <= 0 || version <= 0 || incarnation == "" {
 		return nil, false
 	}
 	b, ok := c.bases.Get(path)
-	if !ok || b.base.Incarnation != incarnation || b.version != version {
+	if !ok || b.base.Incarnation != incarnation || b.base.Life != life || b.version != version {
 		return nil, false
 	}
 	return b.base, true
@@ -71,7 +70,7 @@ func (c *baseCache) put(path string, version int, base *inventoryBase) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, kept := c.bases.Peek(path)
-	if kept && old.base.Incarnation == base.Incarnation && old.version == version {
+	if kept && old.base.Incarnation == base.Incarnation && old.base.Life == base.Life && old.version == version {
 		return
 	}
 	size := 0

@@ -156,6 +156,47 @@ func TestAReplicaServesTheBaseItKeepsOnlyWhileTheDeltaNamesIt(t *testing.T) {
 	readsOnlyTheDelta("after this replica's folds")
 	same("after this replica's folds", e.store, 150)
 
+	// The base removed behind credgate's back (its delta left) and built
+	// again elsewhere starts its versions at 1 again. A replica that keeps
+	// a version of the old base is not served it once the new base reaches
+	// that version with entries folded out of the delta since.
+	meta := e.mount + "/metadata/tenants/" + tenant + "/inventory/pay/base"
+	baseVersion := func() int {
+		t.Helper()
+		sec, err := e.root.Logical().Read(meta)
+		if err != nil || sec == nil {
+			t.Fatalf("no base: %v", err)
+		}
+		v, _ := sec.Data["current_version"].(json.Number).Int64()
+		return int(v)
+	}
+	third := replica()
+	list(third, false)
+	kept := baseVersion()
+	if dsec, err := e.root.Logical().Read(e.mount + "/data/tenants/" + tenant + "/inventory/pay/delta"); err != nil || dsec == nil ||
+		fmt.Sprint(dsec.Data["data"].(map[string]any)["b"]) != fmt.Sprint(kept) {
+		t.Fatalf("the delta does not name the base's current version %d: %v", kept, err)
+	}
+	if _, err := e.root.Logical().Delete(meta); err != nil {
+		t.Fatal(err)
+	}
+	list(other, true) // the rebuild: version 1
+	for baseVersion() < kept-1 { // by hand, saying the same
+		sec, err := e.root.Logical().Read(path)
+		if err != nil || sec == nil {
+			t.Fatalf("no base: %v", err)
+		}
+		if _, err := e.root.Logical().Write(path, map[string]any{"data": sec.Data["data"]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 150
+	for baseVersion() < kept { // until a fold writes the version kept
+		add(other, 1, fmt.Sprint("new life ", n))
+		n++
+	}
+	same("after the base was removed and built again", third, n)
+
 	// The service deleted and made again elsewhere, with the same id: its
 	// base's versions start again.
 	if err := other.DeleteService(ctx, "pay", 0); err != nil {

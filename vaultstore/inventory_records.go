@@ -73,6 +73,12 @@ type inventoryBase struct {
 	// incarnation Incarnation (with the delta).
 	Built       bool   `json:"built,omitempty"`
 	Incarnation string `json:"incarnation,omitempty"`
+	// Life tells this base record from an earlier one at the same path:
+	// random, set by the rebuild that writes a built base where there was
+	// none (or none built), kept by every write after. A base removed
+	// behind credgate's back and built again starts its versions at 1
+	// again; its life tells its versions from the old ones.
+	Life string `json:"l,omitempty"`
 	// Overflow: the descriptions do not fit; the service is walked.
 	Overflow bool                      `json:"overflow,omitempty"`
 	Entries  map[string]inventoryEntry `json:"entries,omitempty"`
@@ -88,25 +94,28 @@ func (b *inventoryBase) built() bool {
 // inventoryDelta is what changed since the last fold.
 type inventoryDelta struct {
 	Entries map[string]inventoryEntry `json:"entries,omitempty"`
-	// Base and Incarnation name the base the delta complements: every
-	// entry taken out of the delta is in that version of the base of that
-	// incarnation and in every later one (0: none named; the base is
-	// read). Each fold names the base it wrote, each rebuild the base it
+	// Base, Incarnation and Life name the base the delta complements:
+	// every entry taken out of the delta is in that version of the base of
+	// that incarnation and life and in every later one (0: none named; the
+	// base is read). Each fold names the base it wrote, each rebuild the base it
 	// wrote, and a DELETE names none before it removes the base: a
 	// replica serves a base it keeps to a reader of a delta that names it
 	// (basecache.go).
 	Base        int    `json:"b,omitempty"`
 	Incarnation string `json:"n,omitempty"`
+	Life        string `json:"l,omitempty"`
 }
 
 // names makes d name base b, written at version: a later version of the
-// same incarnation, or any of another; none when b is not built.
+// same incarnation and life, or any of another; none when b is not built.
+// (Never an earlier one of the same: two writers' names arrive in any
+// order.)
 func (d *inventoryDelta) names(b *inventoryBase, version int) {
 	switch {
 	case !b.built():
-		d.Base, d.Incarnation = 0, ""
-	case b.Incarnation != d.Incarnation || version > d.Base:
-		d.Base, d.Incarnation = version, b.Incarnation
+		d.Base, d.Incarnation, d.Life = 0, "", ""
+	case b.Incarnation != d.Incarnation || b.Life != d.Life || version > d.Base:
+		d.Base, d.Incarnation, d.Life = version, b.Incarnation, b.Life
 	}
 }
 
@@ -247,7 +256,7 @@ func (k *session) readInventoryList(ctx context.Context, service string) (*inven
 	}
 	path := k.inventoryPath(service, "base")
 	if d != nil {
-		if b, ok := k.s.bases.get(path, d.Incarnation, d.Base); ok {
+		if b, ok := k.s.bases.get(path, d.Incarnation, d.Life, d.Base); ok {
 			return b, d, nil
 		}
 	}
@@ -462,6 +471,11 @@ func (k *session) entryAt(ctx context.Context, service, id string) (inventoryEnt
 // now says what the walk read (false: another writer was first).
 func (k *session) settleInventory(ctx context.Context, rec *serviceRecord, cur *inventoryBase, version int, entries map[string]inventoryEntry) (bool, error) {
 	next := inventoryBase{Built: true, Incarnation: rec.Incarnation, Entries: entries}
+	if cur != nil && cur.Built {
+		next.Life = cur.Life
+	} else {
+		next.Life = newIncarnation() // a new record, or one a fold made where the base was lost
+	}
 	if len(next.Entries) == 0 {
 		next.Entries = nil // as a record without entries reads
 	}
