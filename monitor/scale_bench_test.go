@@ -20,10 +20,11 @@ import (
 // BenchmarkScale is make bench-scale: for each size in CREDGATE_SCALE
 // (credentials, comma-separated; default 10000) it seeds that many
 // credentials over size/100 tenants (at least 10) of ten services each
-// into a fresh real Vault through the store, 1 % of them expiring half an
-// hour after 30 days and the rest later, then measures the monitor's first
-// pass (a minute later on its clock) and a steady pass 50 minutes later, in which that 1 % is due its
-// 30-day notice (Vault calls, wall time, credgate CPU); then it seeds one
+// into a fresh real Vault through the store, 1 % of them expiring dueAfter
+// after 30 days and the rest later, then measures the monitor's first
+// pass (before that 1 % is due its 30-day notice, on the monitor's clock)
+// and a steady pass 35 minutes later, in which it is (Vault calls, wall
+// time, credgate CPU); then it seeds one
 // more tenant of up to 10,000 credentials, all expiring within 30 days,
 // and walks its inventory in pages of 500 with expiringWithin=30d (Vault
 // calls a page, and the most a page made per service it listed) on the
@@ -96,14 +97,19 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 		mon.Step(ctx)
 		return calls.Load() - c0, time.Since(t0), cpuTime() - u0
 	}
-	// The first pass a minute after the seeding (the monitor's clock): the
-	// marks of the writes are old enough to be forgotten once looked at.
-	ahead.Store(int64(credgate.MarkGrace))
+	// The monitor's clock is set from the start of the seeding, which
+	// takes from minutes to most of an hour (100,000 on a slow day): the 1 %
+	// crosses its 30-day threshold dueAfter after it. The first pass half an
+	// hour before that, and at least a minute after the seeding (the marks
+	// of the writes are old enough to be forgotten once looked at); the
+	// steady pass five minutes after it: within the hour, as before, so that
+	// no hourly work falls between them.
+	ahead.Store(int64(max(credgate.MarkGrace, time.Until(start.Add(dueAfter-30*time.Minute)))))
 	row.firstCalls, row.firstWall, _ = pass()
 	if due := expiring(last); due != 0 {
 		b.Fatalf("the first pass counts %d credentials expiring within 30 days, want none", due)
 	}
-	ahead.Store(int64(50 * time.Minute))
+	ahead.Store(int64(time.Until(start.Add(dueAfter + 5*time.Minute))))
 	if f := os.Getenv("CREDGATE_SCALE_CPUPROFILE"); f != "" {
 		out, err := os.Create(f)
 		if err != nil {
@@ -169,13 +175,17 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 
 func scaleTenant(t int) string { return fmt.Sprintf("scale-%04d", t) }
 
-// dueOne expires one credential in a hundred half an hour after 30 days
-// (due its 30-day notice within the hour), the rest from 31 to 90 days
-// ahead.
+// dueOne expires one credential in a hundred dueAfter after 30 days (due
+// its 30-day notice dueAfter after the seeding started), the rest from 31
+// to 90 days ahead.
+// dueAfter is longer than any seeding: the first pass, right after it,
+// finds nothing due.
+const dueAfter = 3 * time.Hour
+
 func dueOne(i int) time.Duration {
 	day := 24 * time.Hour
 	if i%100 == 0 {
-		return 30*day + 30*time.Minute
+		return 30*day + dueAfter
 	}
 	return time.Duration(31+i%60) * day
 }
