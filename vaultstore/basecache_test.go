@@ -180,7 +180,7 @@ func TestAReplicaServesTheBaseItKeepsOnlyWhileTheDeltaNamesIt(t *testing.T) {
 	if _, err := e.root.Logical().Delete(meta); err != nil {
 		t.Fatal(err)
 	}
-	list(other, true) // the rebuild: version 1
+	list(other, true)            // the rebuild: version 1
 	for baseVersion() < kept-1 { // by hand, saying the same
 		sec, err := e.root.Logical().Read(path)
 		if err != nil || sec == nil {
