@@ -40,7 +40,7 @@ func envInt(name string, def int) int {
 func BenchmarkMonitorPass(b *testing.B) {
 	tenants := envInt("CREDGATE_SCAN_TENANTS", 100)
 	total := envInt("CREDGATE_SCAN_CREDENTIALS", 10000)
-	store, calls := benchStore(b, 10*time.Second)
+	store, calls, _ := benchStore(b, 10*time.Second)
 	ctx := context.Background()
 
 	start := time.Now()
@@ -83,11 +83,15 @@ func BenchmarkMonitorPass(b *testing.B) {
 }
 
 // benchStore is a store on a fresh real Vault (stopped with b) whose
-// Vault calls are counted, each bounded by timeout.
-func benchStore(b *testing.B, timeout time.Duration) (*vaultstore.Store, *atomic.Int64) {
+// Vault calls are counted, each bounded by timeout; replica opens another
+// replica on the same Vault, its calls counted with them.
+func benchStore(b *testing.B, timeout time.Duration) (store *vaultstore.Store, calls *atomic.Int64, replica func() *vaultstore.Store) {
 	addr, token := ownedVault(b)
-	calls := new(atomic.Int64)
-	return storeOn(b, addr, token, timeout, func(string, time.Duration, error) { calls.Add(1) }), calls
+	calls = new(atomic.Int64)
+	replica = func() *vaultstore.Store {
+		return storeOn(b, addr, token, timeout, func(string, time.Duration, error) { calls.Add(1) })
+	}
+	return replica(), calls, replica
 }
 
 // ownedVault starts a Vault of tb's own, bootstrapped for credgate, and

@@ -79,10 +79,7 @@ func (c walkCost) String() string { return fmt.Sprintf("%.1f (%.1f)", c.perPage,
 
 func measureScale(b *testing.B, total, tenants int) scaleRow {
 	ctx := context.Background()
-	addr, token := ownedVault(b)
-	calls := new(atomic.Int64)
-	count := func(string, time.Duration, error) { calls.Add(1) }
-	store := storeOn(b, addr, token, 30*time.Second, count)
+	store, calls, replica := benchStore(b, 30*time.Second)
 	row := scaleRow{n: total, tenants: tenants}
 	start := time.Now()
 	seed(b, store, scaleTenant, tenants, total, dueOne)
@@ -166,7 +163,7 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 	// replica reads every service's base on its first walk and, nothing
 	// having changed, keeps them for the second.
 	row.pages, row.writer = walk(store)
-	other := storeOn(b, addr, token, 30*time.Second, count)
+	other := replica()
 	_, row.cold = walk(other)
 	_, row.warm = walk(other)
 	row.rssMB = rssMB()
@@ -175,13 +172,13 @@ func measureScale(b *testing.B, total, tenants int) scaleRow {
 
 func scaleTenant(t int) string { return fmt.Sprintf("scale-%04d", t) }
 
-// dueOne expires one credential in a hundred dueAfter after 30 days (due
-// its 30-day notice dueAfter after the seeding started), the rest from 31
-// to 90 days ahead.
 // dueAfter is longer than any seeding: the first pass, right after it,
 // finds nothing due.
 const dueAfter = 3 * time.Hour
 
+// dueOne expires one credential in a hundred dueAfter after 30 days (due
+// its 30-day notice dueAfter after the seeding started), the rest from 31
+// to 90 days ahead.
 func dueOne(i int) time.Duration {
 	day := 24 * time.Hour
 	if i%100 == 0 {

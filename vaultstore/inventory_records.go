@@ -97,10 +97,9 @@ type inventoryDelta struct {
 	// Base, Incarnation and Life name the base the delta complements:
 	// every entry taken out of the delta is in that version of the base of
 	// that incarnation and life and in every later one (0: none named; the
-	// base is read). Each fold names the base it wrote, each rebuild the base it
-	// wrote, and a DELETE names none before it removes the base: a
-	// replica serves a base it keeps to a reader of a delta that names it
-	// (basecache.go).
+	// base is read). Each fold and each rebuild names the base it wrote,
+	// and a DELETE names none before it removes the base: a replica serves
+	// a base it keeps to a reader of a delta that names it (basecache.go).
 	Base        int    `json:"b,omitempty"`
 	Incarnation string `json:"n,omitempty"`
 	Life        string `json:"l,omitempty"`

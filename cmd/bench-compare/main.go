@@ -211,15 +211,9 @@ func run() error {
 			if !t.always && !strings.Contains(t.name, o.only) {
 				continue
 			}
-			var cpu0 time.Duration
-			if t.proc != nil {
-				cpu0 = t.proc.cpu()
-			}
+			cpu0 := t.proc.cpu()
 			m := load(t, o.conns, o.duration)
-			var cpu time.Duration
-			if t.proc != nil {
-				cpu = t.proc.cpu() - cpu0
-			}
+			cpu := t.proc.cpu() - cpu0
 			one := load(t, 1, o.duration/2)
 			r := &results[i]
 			r.rps = append(r.rps, m.Throughput)
@@ -428,8 +422,12 @@ func launch(bin, dir, name, file, config string, port int, ready string, env []s
 	return p, nil
 }
 
-// cpu is the CPU time the process has used, user and system.
+// cpu is the CPU time the process has used, user and system (0 for no
+// process).
 func (p *process) cpu() time.Duration {
+	if p == nil {
+		return 0
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 	if err != nil {
 		return 0
