@@ -278,19 +278,23 @@ func (k *session) nameBase(ctx context.Context, service string, b *inventoryBase
 	return err
 }
 
-// removeInventory removes service's inventory records: first the delta's
-// name of its base, so that no replica serves the base it keeps, then the
-// base, then the delta.
-func (k *session) removeInventory(ctx context.Context, service string) error {
+// removeBase removes service's base: first the delta's name of it, so
+// that no replica serves the base it keeps (read or written), then the
+// base.
+func (k *session) removeBase(ctx context.Context, service string) error {
 	if err := k.nameBase(ctx, service, nil, 0); err != nil {
 		return err
 	}
-	for _, name := range []string{"base", "delta"} {
-		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(service, name)); err != nil {
-			return err
-		}
+	return k.destroy(ctx, "inventory_delete", k.inventoryPath(service, "base"))
+}
+
+// removeInventory removes service's inventory records: the base, then the
+// delta.
+func (k *session) removeInventory(ctx context.Context, service string) error {
+	if err := k.removeBase(ctx, service); err != nil {
+		return err
 	}
-	return nil
+	return k.destroy(ctx, "inventory_delete", k.inventoryPath(service, "delta"))
 }
 
 // markInventory marks credential cred of service pending in its delta

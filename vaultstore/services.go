@@ -441,11 +441,12 @@ func (s *Store) DeleteService(ctx context.Context, id string, ifMatch int) error
 		return err
 	}
 	defer k.s.services.forget(k.tenant, id)
-	// Its inventory's base goes first: a built one says the service is
-	// live (inventory_records.go). Until the service is marked below,
-	// readers walk it as if it had none.
+	// Its inventory's base goes first, unnamed before it is removed so that
+	// no replica serves one it keeps: a built one says the service is live
+	// (inventory_records.go). Until the service is marked below, readers
+	// walk it as if it had none.
 	if cur, err := k.readServiceRecord(ctx, id); err == nil && !cur.Deleting && (ifMatch == 0 || ifMatch == cur.Version) {
-		if err := k.destroy(ctx, "inventory_delete", k.inventoryPath(id, "base")); err != nil {
+		if err := k.removeBase(ctx, id); err != nil {
 			return translate(err, credgate.EServiceNotFound)
 		}
 	}
