@@ -43,7 +43,7 @@ type tenantRef struct {
 // credentialView is a credential as the credentials family answers it:
 // the domain type's fields (optional ones left out when unset, never
 // null), the status the reader sees, the custom fields and the tenant.
-// The secret fields (credgate.SecretFields) are added by MarshalJSON, so
+// The secret fields (credgate.SecretFields) are added by appendTo, so
 // that the one list of them decides what an answer may carry.
 type credentialView struct {
 	credgate.Credential
@@ -83,17 +83,30 @@ func viewOf(ctx context.Context, cr *credgate.Credential, r reveal) *credentialV
 	return v
 }
 
-// MarshalJSON writes the view's fields, then each secret field that is set,
-// in credgate.SecretFields order.
+// MarshalJSON is appendTo on its own (a view inside a value marshal
+// encodes: a page of them).
 func (v *credentialView) MarshalJSON() ([]byte, error) {
-	type fields credentialView // without this method
-	b, err := marshal((*fields)(v))
-	if err != nil || len(v.Secrets) == 0 {
-		return b, err
+	a := newAnswer()
+	defer a.release()
+	if err := v.appendTo(a); err != nil {
+		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.Write(b[:len(b)-1])
-	for _, f := range credgate.SecretFields() {
+	return bytes.Clone(a.Bytes()), nil
+}
+
+// appendTo writes the view's fields, then each secret field that is set,
+// in credgate.SecretFields order; nothing when it fails.
+func (v *credentialView) appendTo(a *answer) error {
+	type fields credentialView // without this method
+	start := a.Len()
+	if err := a.value((*fields)(v)); err != nil {
+		return err
+	}
+	if len(v.Secrets) == 0 {
+		return nil
+	}
+	a.Truncate(a.Len() - 1) // the object's "}": the secret fields follow
+	for f := range credgate.EachSecretField {
 		val, ok := v.Secrets[f.Name]
 		if !ok {
 			continue
@@ -101,17 +114,16 @@ func (v *credentialView) MarshalJSON() ([]byte, error) {
 		if v.reveal == maskSecrets {
 			val = masked
 		}
-		s, err := marshal(val)
-		if err != nil {
-			return nil, err
+		a.WriteString(`,"`) // field names are plain identifiers
+		a.WriteString(f.Name)
+		a.WriteString(`":`)
+		if err := a.value(val); err != nil {
+			a.Truncate(start)
+			return err
 		}
-		buf.WriteString(`,"`) // field names are plain identifiers
-		buf.WriteString(f.Name)
-		buf.WriteString(`":`)
-		buf.Write(s)
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	a.WriteByte('}')
+	return nil
 }
 
 // credentialField is one descriptive field a body may set: its name, the

@@ -1,7 +1,7 @@
 package httpapi
 
 import (
-	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -50,40 +50,47 @@ func respond(c *gin.Context, status int, message string, data any) {
 }
 
 func writeEnvelope(c *gin.Context, status int, message string, data any, next string) {
-	if v, ok := data.(*credentialView); ok {
-		c.Set(answeredKey, v) // a pointer already: nothing is copied for the log
+	a := newAnswer()
+	defer a.release()
+	a.WriteString(`{"success":true,"message":`)
+	err := a.value(message)
+	a.WriteString(`,"data":`)
+	switch data := data.(type) {
+	case *credentialView:
+		c.Set(answeredKey, data) // a pointer already: nothing is copied for the log
+		err = errors.Join(err, data.appendTo(a))
+	case []*credentialView: // a page: each view written in place
+		if data == nil {
+			a.WriteString("null")
+			break
+		}
+		a.WriteByte('[')
+		for i, v := range data {
+			if i > 0 {
+				a.WriteByte(',')
+			}
+			err = errors.Join(err, v.appendTo(a))
+		}
+		a.WriteByte(']')
+	default:
+		err = errors.Join(err, a.value(data))
 	}
-	var body []byte
-	var err error
-	if m, ok := data.(json.Marshaler); ok {
-		body, err = m.MarshalJSON() // compact already: not parsed again
-	} else {
-		body, err = marshal(data)
+	if ws, ok := c.Get(warningsKey); ok {
+		a.WriteString(`,"warnings":`)
+		err = errors.Join(err, a.value(ws))
+	}
+	if next != "" {
+		a.WriteString(`,"nextCursor":`)
+		err = errors.Join(err, a.value(next))
 	}
 	if err != nil {
 		fail(c, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err})
 		return
 	}
-	msg, _ := marshal(message)
-	b := make([]byte, 0, len(body)+len(msg)+64)
-	b = append(b, `{"success":true,"message":`...)
-	b = append(b, msg...)
-	b = append(b, `,"data":`...)
-	b = append(b, body...)
-	if ws, ok := c.Get(warningsKey); ok {
-		list, _ := marshal(ws)
-		b = append(b, `,"warnings":`...)
-		b = append(b, list...)
-	}
-	if next != "" {
-		cur, _ := marshal(next)
-		b = append(b, `,"nextCursor":`...)
-		b = append(b, cur...)
-	}
-	b = append(b, `,"timestamp":"`...)
-	b = time.Now().UTC().AppendFormat(b, time.RFC3339)
-	b = append(b, `"}`...)
-	c.Data(status, "application/json; charset=utf-8", b)
+	a.WriteString(`,"timestamp":"`)
+	a.Write(time.Now().UTC().AppendFormat(a.AvailableBuffer(), time.RFC3339))
+	a.WriteString(`"}`)
+	c.Data(status, "application/json; charset=utf-8", a.Bytes()) // written through before a is released
 }
 
 // timestamp is the envelope's timestamp: now, RFC 3339 in UTC.

@@ -1,6 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
+	"sync"
+
 	"github.com/gin-gonic/gin"
 	gojson "github.com/goccy/go-json"
 
@@ -12,6 +15,45 @@ import (
 // back as "<", not "\u003c".
 func marshal(v any) ([]byte, error) {
 	return gojson.MarshalWithOption(v, gojson.DisableHTMLEscape())
+}
+
+// answer is an answer being written: a buffer and an encoder into it
+// (marshal's encoding), kept in a pool, so that an answer is encoded once,
+// in place, into memory that serves the next answer too.
+type answer struct {
+	bytes.Buffer
+	enc *gojson.Encoder
+}
+
+// maxPooledAnswer is the largest answer whose buffer goes back to the
+// pool: a large page's buffer is left to the collector.
+const maxPooledAnswer = 64 << 10
+
+var answers = sync.Pool{New: func() any {
+	a := &answer{}
+	a.enc = gojson.NewEncoder(&a.Buffer)
+	a.enc.SetEscapeHTML(false)
+	return a
+}}
+
+func newAnswer() *answer { return answers.Get().(*answer) }
+
+// release returns a to the pool: what it held must not be used after.
+func (a *answer) release() {
+	if a.Cap() > maxPooledAnswer {
+		return
+	}
+	a.Reset()
+	answers.Put(a)
+}
+
+// value appends v encoded as marshal encodes it; nothing when it fails.
+func (a *answer) value(v any) error {
+	if err := a.enc.Encode(v); err != nil {
+		return err
+	}
+	a.Truncate(a.Len() - 1) // the newline Encode ends with
+	return nil
 }
 
 // writeJSON answers v as JSON with status.
