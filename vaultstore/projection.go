@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/credgate/credgate"
 )
 
@@ -56,31 +54,27 @@ func jsonName[T any](field string) string {
 }
 
 // customMetadata is a path's custom_metadata as a read brings it: the
-// hot keys are decoded, the rest (the projection's chunks and notes, which
-// only a writer needs) is kept as it came and decoded on demand.
+// hot keys are decoded with the rest of the answer; the rest (the
+// projection's chunks and notes, which only a writer needs) is decoded on
+// demand from the answer, which it keeps.
 type customMetadata struct {
-	raw []byte
 	hotKeys
-}
-
-func (c *customMetadata) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	if err := gojson.Unmarshal(b, &c.hotKeys); err != nil {
-		return err
-	}
-	c.raw = append(c.raw[:0], b...)
-	return nil
+	answer []byte // Vault's whole answer (decodeAnswer)
 }
 
 // all decodes every key.
 func (c *customMetadata) all() map[string]any {
-	var m map[string]any
-	if len(c.raw) > 0 {
-		_ = json.Unmarshal(c.raw, &m)
+	var a struct {
+		Data struct {
+			Metadata struct {
+				CustomMetadata map[string]any `json:"custom_metadata"`
+			} `json:"metadata"`
+		} `json:"data"`
 	}
-	return m
+	if len(c.answer) > 0 {
+		_ = json.Unmarshal(c.answer, &a)
+	}
+	return a.Data.Metadata.CustomMetadata
 }
 
 // errTooLarge is returned when the descriptive fields do not fit.

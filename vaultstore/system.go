@@ -37,10 +37,9 @@ func (o ownKV) read(ctx context.Context, op, path string, data any) (*kvMeta, er
 		ctx, cancel := context.WithTimeout(ctx, o.s.opts.Timeout)
 		defer cancel()
 		start := o.s.opts.Now()
-		buf := answerBuffers.Get().(*bytes.Buffer)
-		defer answerBuffers.Put(buf)
+		var buf bytes.Buffer
 		k := &session{s: o.s, token: tok, trace: traceOf(ctx)}
-		err := k.get(ctx, o.s.layout.Data(path), nil, buf)
+		err := k.get(ctx, o.s.layout.Data(path), nil, &buf)
 		if err == nil {
 			meta, err = decodeAnswer(buf.Bytes(), data)
 		}
