@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/internal/deadline"
 )
 
 // HeaderTenant, when sent, must name the caller's own tenant.
@@ -36,7 +37,7 @@ func saneRequestID(id string) bool {
 	return true
 }
 
-// deadline bounds the whole request: every Vault call, wait and retry it
+// requestDeadline bounds the whole request: every Vault call, wait and retry it
 // makes ends at d, and what did not finish is answered 503
 // BACKEND_UNAVAILABLE with Retry-After (the store's answer to a context
 // that ended), so a slow Vault gives fast, honest failures instead of
@@ -46,13 +47,13 @@ func saneRequestID(id string) bool {
 // (its timeout, a dropped connection) would otherwise leave a change half
 // made; it finishes within the deadline, and a retry with an
 // Idempotency-Key gets its answer. A read ends with its client.
-func deadline(d time.Duration) gin.HandlerFunc {
+func requestDeadline(d time.Duration) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		base := c.Request.Context()
 		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions {
 			base = context.WithoutCancel(base)
 		}
-		ctx, cancel := context.WithTimeout(base, d)
+		ctx, cancel := deadline.Within(base, d) // its timer armed only if something waits on it
 		defer cancel()
 		c.Request = c.Request.WithContext(ctx)
 		c.Next()

@@ -200,7 +200,7 @@ func New(o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Use(cors(o.CORSOrigins), headAsGet(r), requestID(), accessLog(o.Logger, o.Metrics), recovery(), deadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck(), knownQuery(params), jsonBody(), notModified())
+	r.Use(cors(o.CORSOrigins), headAsGet(r), requestID(), accessLog(o.Logger, o.Metrics), recovery(), requestDeadline(o.RequestTimeout), bodyLimit(o.MaxBodyBytes), queryCheck(), knownQuery(params), jsonBody(), notModified())
 
 	r.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
 	if err := docsRoutes(r); err != nil {

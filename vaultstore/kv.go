@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/internal/deadline"
 	"github.com/credgate/credgate/policy"
 )
 
@@ -72,7 +73,7 @@ func (k *session) folder(folder string) string { return policy.FolderPath(k.tena
 // Observe as op. Not-found and check-and-set conflicts are answers, not
 // failures, for the metrics.
 func (k *session) call(ctx context.Context, op string, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, k.s.opts.Timeout)
+	ctx, cancel := deadline.Within(ctx, k.s.opts.Timeout) // armed only if waited on: a read through fetch reads the deadline alone
 	defer cancel()
 	start := k.s.opts.Now()
 	err := f(ctx)

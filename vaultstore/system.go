@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credgate/credgate"
+	"github.com/credgate/credgate/internal/deadline"
 	"github.com/credgate/credgate/policy"
 )
 
@@ -34,7 +35,7 @@ type ownKV struct{ s *Store }
 func (o ownKV) read(ctx context.Context, op, path string, data any) (*kvMeta, error) {
 	var meta *kvMeta
 	err := o.s.asSelfToken(ctx, func(tok string) error {
-		ctx, cancel := context.WithTimeout(ctx, o.s.opts.Timeout)
+		ctx, cancel := deadline.Within(ctx, o.s.opts.Timeout)
 		defer cancel()
 		start := o.s.opts.Now()
 		var buf bytes.Buffer
