@@ -58,10 +58,11 @@ func (a *answer) value(v any) error {
 
 // writeJSON answers v as JSON with status.
 func writeJSON(c *gin.Context, status int, v any) {
-	b, err := marshal(v)
-	if err != nil {
+	a := newAnswer()
+	defer a.release()
+	if err := a.value(v); err != nil {
 		fail(c, &credgate.Error{Code: credgate.EInternal, Message: "internal error", Err: err})
 		return
 	}
-	c.Data(status, "application/json; charset=utf-8", b)
+	c.Data(status, "application/json; charset=utf-8", a.Bytes()) // written through before a is released
 }
