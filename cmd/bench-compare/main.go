@@ -57,6 +57,7 @@ func main() {
 
 type options struct {
 	vaultBin, credgateBin string
+	baselineBin           string // another credgate, loaded beside the first (-baseline)
 	duration              time.Duration
 	rounds, conns         int
 	callers               int
@@ -88,6 +89,7 @@ func run() error {
 	flag.IntVar(&o.conns, "conns", 16, "concurrent connections")
 	flag.IntVar(&o.callers, "callers", 10000, "distinct callers that read once each before credgate's memory is measured")
 	flag.StringVar(&o.only, "only", "", "load only the targets whose name holds this (direct Vault and vault proxy are always loaded, for the ratios)")
+	flag.StringVar(&o.baselineBin, "baseline", "", "another credgate binary (an earlier build) run beside the first against the same Vault, each of its reads loaded right after the first's in every round: a before and after that machine drift does not blur")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "credgate-bench-")
@@ -195,6 +197,31 @@ func run() error {
 		{name: "credgate GET /api/v1/services/{id}/credentials (seed 000)", url: cg.url + "/api/v1/services/stripe/credentials", header: bearer, proc: cg},
 		{name: "credgate GET /api/v1/services/{id}", url: cg.url + "/api/v1/services/stripe", header: bearer, proc: cg},
 	}
+	if o.baselineBin != "" {
+		bdir := filepath.Join(dir, "baseline")
+		if err := os.Mkdir(bdir, 0o700); err != nil {
+			return err
+		}
+		base, err := startCredgate(o.baselineBin, bdir, vault.Addr, boot.Token, iss)
+		if err != nil {
+			return err
+		}
+		defer base.stop()
+		// Each credgate read gets its twin through the baseline, right
+		// after it: the same records, callers and tokens.
+		var twinned []target
+		for _, t := range targets {
+			twinned = append(twinned, t)
+			if t.proc == cg {
+				b := t
+				b.name = strings.Replace(t.name, "credgate ", "baseline ", 1)
+				b.url = base.url + strings.TrimPrefix(t.url, cg.url)
+				b.proc = base
+				twinned = append(twinned, b)
+			}
+		}
+		targets = twinned
+	}
 	results := make([]result, len(targets))
 	fmt.Printf("%d rounds, %s at %d connections and %s at 1 per target per round; Vault %s with a file audit device\n\n",
 		o.rounds, o.duration, o.conns, o.duration/2, vault.Addr)
@@ -224,7 +251,11 @@ func run() error {
 				r.cpuPerReq = append(r.cpuPerReq, float64(cpu.Microseconds())/float64(m.Requests))
 			}
 			r.non200 += int(m.Requests) - m.StatusCodes["200"] + int(one.Requests) - one.StatusCodes["200"]
-			fmt.Fprintf(os.Stderr, "round %d %-60s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  p50@1 %.2f ms\n", round+1, t.name, m.Throughput, ms(m.Latencies.P50), ms(m.Latencies.P99), ms(one.Latencies.P50))
+			perReq := ""
+			if t.proc != nil && m.Requests > 0 {
+				perReq = fmt.Sprintf("  %.0f µs CPU/req", float64(cpu.Microseconds())/float64(m.Requests))
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-60s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  p50@1 %.2f ms%s\n", round+1, t.name, m.Throughput, ms(m.Latencies.P50), ms(m.Latencies.P99), ms(one.Latencies.P50), perReq)
 			if m.StatusCodes["200"] != int(m.Requests) {
 				fmt.Fprintf(os.Stderr, "  statuses %v, errors %v\n", m.StatusCodes, m.Errors[:min(len(m.Errors), 3)])
 			}
