@@ -21,8 +21,8 @@ func benchAPI(b *testing.B) *testAPI {
 
 // benchGet measures GET path with tok, which must answer 200. Beside the
 // time (mostly Vault's) it reports cpu-µs/op: the CPU this process spent
-// a request, credgate's and the client's, which machine drift moves far
-// less than req/s.
+// a request, credgate's and the client's, one at a time (so mostly waking
+// up and going to sleep); B/op and allocs/op are the steadier figures.
 func benchGet(b *testing.B, a *testAPI, path, tok string) {
 	req, _ := http.NewRequest("GET", a.url+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
