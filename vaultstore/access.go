@@ -3,6 +3,7 @@ package vaultstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,7 @@ func (s *Store) RecordAccess(ctx context.Context, service, cred string) {
 		r.mu.Unlock()
 		return
 	}
+	key.cred = strings.Clone(cred) // kept: not a view into the answer it was decoded from (its values with it)
 	r.last[key] = now
 	r.pending[key] = now
 	if len(r.last) > s.opts.CacheSize { // forget the oldest throttle entries

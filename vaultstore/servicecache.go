@@ -1,6 +1,7 @@
 package vaultstore
 
 import (
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -70,7 +71,9 @@ func (c *serviceCache) seen(tenant, service, incarnation, primary string) {
 			return
 		}
 	}
-	c.views.Add(key, serviceView{incarnation: incarnation, primary: primary, at: now})
+	// Kept: not views into the answers they were decoded from (a
+	// credential's values with the primary's id).
+	c.views.Add(key, serviceView{incarnation: strings.Clone(incarnation), primary: strings.Clone(primary), at: now})
 }
 
 // forget drops what is remembered of service: this replica changed it.
