@@ -3,7 +3,6 @@ package vaultstore
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +43,6 @@ func (s *Store) RecordAccess(ctx context.Context, service, cred string) {
 		r.mu.Unlock()
 		return
 	}
-	key.cred = strings.Clone(cred) // kept: not a view into the answer it was decoded from (its values with it)
 	r.last[key] = now
 	r.pending[key] = now
 	if len(r.last) > s.opts.CacheSize { // forget the oldest throttle entries

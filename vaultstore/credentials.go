@@ -91,8 +91,15 @@ func (k *session) readCredData(ctx context.Context, service, cred string, versio
 }
 
 // credentialOf is the domain view of stored data read with sec at now.
+//
+// Its ids are copies: the decoder's strings are views into its copy of
+// Vault's whole answer, values included, and the ids are what callers keep
+// (a service's primary, the lastAccessedAt throttle, the ledger's pending
+// reads); kept as views, they would keep every value of the credential in
+// memory for as long as they are remembered.
 func credentialOf(d *credData, sec *kvMeta, now time.Time) *credgate.Credential {
 	c := d.Info.Credential
+	c.ID, c.IntegrationID = strings.Clone(c.ID), strings.Clone(c.IntegrationID)
 	c.Secrets = d.Secrets
 	c.Version = sec.Version
 	c.LastAccessedAt = parseTime(sec.CustomMetadata.LastAccessedAt)

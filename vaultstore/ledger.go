@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -92,7 +91,6 @@ func (s *Store) RecordRead(ctx context.Context, service, cred string, version in
 	readers := b.pending[key]
 	if readers == nil {
 		readers = map[readerKey]*credgate.ReadBatch{}
-		key.cred = strings.Clone(cred) // kept: not a view into the answer it was decoded from (its values with it)
 		b.pending[key] = readers
 	}
 	batch := readers[rk]

@@ -1,7 +1,6 @@
 package vaultstore
 
 import (
-	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -71,9 +70,7 @@ func (c *serviceCache) seen(tenant, service, incarnation, primary string) {
 			return
 		}
 	}
-	// Kept: not views into the answers they were decoded from (a
-	// credential's values with the primary's id).
-	c.views.Add(key, serviceView{incarnation: strings.Clone(incarnation), primary: strings.Clone(primary), at: now})
+	c.views.Add(key, serviceView{incarnation: incarnation, primary: primary, at: now})
 }
 
 // forget drops what is remembered of service: this replica changed it.
