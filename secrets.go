@@ -47,16 +47,6 @@ func indexSecretFields(key func(SecretField) string) map[string]SecretField {
 // SecretFields returns the named secret fields in their documented order.
 func SecretFields() []SecretField { return append([]SecretField(nil), secretFields...) }
 
-// EachSecretField yields the named secret fields in their documented
-// order, without a copy of the list: every credential answer walks it.
-func EachSecretField(yield func(SecretField) bool) {
-	for _, f := range secretFields {
-		if !yield(f) {
-			return
-		}
-	}
-}
-
 // IsSecretField reports whether name is a named secret field (apiKey, ...).
 func IsSecretField(name string) bool {
 	_, ok := secretByName[name]

@@ -94,6 +94,10 @@ func (v *credentialView) MarshalJSON() ([]byte, error) {
 	return bytes.Clone(a.Bytes()), nil
 }
 
+// secretFields is credgate.SecretFields, copied once: every credential
+// answer walks it.
+var secretFields = credgate.SecretFields()
+
 // appendTo writes the view's fields, then each secret field that is set,
 // in credgate.SecretFields order; nothing when it fails.
 func (v *credentialView) appendTo(a *answer) error {
@@ -106,7 +110,7 @@ func (v *credentialView) appendTo(a *answer) error {
 		return nil
 	}
 	a.Truncate(a.Len() - 1) // the object's "}": the secret fields follow
-	for f := range credgate.EachSecretField {
+	for _, f := range secretFields {
 		val, ok := v.Secrets[f.Name]
 		if !ok {
 			continue
