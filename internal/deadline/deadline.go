@@ -19,15 +19,10 @@ import (
 )
 
 // Within is context.WithTimeout(parent, d), armed on first use of Done or
-// Err. cancel must be called, as context.WithTimeout's, when the work is
-// done.
+// Err; a parent whose deadline is sooner keeps it. cancel must be called,
+// as context.WithTimeout's, when the work is done.
 func Within(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return At(parent, time.Now().Add(d))
-}
-
-// At is context.WithDeadline(parent, at), armed on first use of Done or
-// Err. A parent whose deadline is sooner is returned as it is.
-func At(parent context.Context, at time.Time) (context.Context, context.CancelFunc) {
+	at := time.Now().Add(d)
 	if cur, ok := parent.Deadline(); ok && !cur.After(at) {
 		return context.WithCancel(parent) // as context.WithDeadline does
 	}
