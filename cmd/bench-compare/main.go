@@ -247,14 +247,13 @@ func run() error {
 			r.p50 = append(r.p50, ms(m.Latencies.P50))
 			r.p99 = append(r.p99, ms(m.Latencies.P99))
 			r.p50one = append(r.p50one, ms(one.Latencies.P50))
-			if t.proc != nil && m.Requests > 0 {
-				r.cpuPerReq = append(r.cpuPerReq, float64(cpu.Microseconds())/float64(m.Requests))
-			}
-			r.non200 += int(m.Requests) - m.StatusCodes["200"] + int(one.Requests) - one.StatusCodes["200"]
 			perReq := ""
 			if t.proc != nil && m.Requests > 0 {
-				perReq = fmt.Sprintf("  %.0f µs CPU/req", float64(cpu.Microseconds())/float64(m.Requests))
+				us := float64(cpu.Microseconds()) / float64(m.Requests)
+				r.cpuPerReq = append(r.cpuPerReq, us)
+				perReq = fmt.Sprintf("  %.0f µs CPU/req", us)
 			}
+			r.non200 += int(m.Requests) - m.StatusCodes["200"] + int(one.Requests) - one.StatusCodes["200"]
 			fmt.Fprintf(os.Stderr, "round %d %-60s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  p50@1 %.2f ms%s\n", round+1, t.name, m.Throughput, ms(m.Latencies.P50), ms(m.Latencies.P99), ms(one.Latencies.P50), perReq)
 			if m.StatusCodes["200"] != int(m.Requests) {
 				fmt.Fprintf(os.Stderr, "  statuses %v, errors %v\n", m.StatusCodes, m.Errors[:min(len(m.Errors), 3)])
