@@ -79,14 +79,24 @@ func BenchmarkGetCredential(b *testing.B) {
 }
 
 // BenchmarkLedgerMinute is one replica's minute of ledger work at 1,000
-// reads a second spread over 1,000 credentials by 20 principals: 60,000
-// reads gathered in memory (what each read costs on its path), then the
-// one flush that merges them into the ledgers and the principals' reach.
-// It reports the Vault calls of that minute and how long the flush took.
+// reads a second spread over 1,000 credentials: 60,000 reads gathered in
+// memory (what each read costs on its path), then the one flush that
+// merges them into the ledgers and the principals' reach; by 20
+// principals (applications), and by 10,000 (a fleet of callers, as
+// bench-compare's distinct callers: one reach record each). It reports
+// the Vault calls of that minute and how long the flush took.
 func BenchmarkLedgerMinute(b *testing.B) {
 	a := benchAPI(b)
+	for _, readers := range []int{20, 10_000} {
+		b.Run(fmt.Sprint(readers, "-principals"), func(b *testing.B) {
+			ledgerMinute(b, a, readers)
+		})
+	}
+}
+
+func ledgerMinute(b *testing.B, a *testAPI, readers int) {
 	ten := tenant(b)
-	principals := make([]context.Context, 20)
+	principals := make([]context.Context, readers)
 	for i := range principals {
 		p := &credgate.Principal{Subject: fmt.Sprint("app-", i), Issuer: "https://idp.example", Tenant: ten, TenantName: ten, Roles: []string{"credential_reader"}}
 		principals[i] = credgate.WithRequestID(credgate.WithPrincipal(context.Background(), p), "req")

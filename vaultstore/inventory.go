@@ -96,7 +96,7 @@ func (k *session) describeRecord(ctx context.Context, service string, b *invento
 		add(id, e)
 	}
 	live := make([]*credInfo, len(pending))
-	err := eachAtOnce(len(pending), func(i int) (err error) {
+	err := eachAtOnce(len(pending), readsAtOnce, func(i int) (err error) {
 		live[i], err = k.describeCred(ctx, service, pending[i])
 		if errors.Is(err, errNotFound) {
 			err = nil
@@ -127,23 +127,6 @@ func (k *session) liveOf(rec *serviceRecord, infos []*credInfo, now time.Time) [
 		}
 	}
 	return list
-}
-
-// eachAtOnce calls f(0) … f(n-1), 16 at a time (Vault reads of one
-// page or one note), and joins their errors.
-func eachAtOnce(n int, f func(i int) error) error {
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			errs[i] = f(i)
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // describeCred reads the projected description of credential id of
@@ -179,7 +162,7 @@ func (k *session) walkCreds(ctx context.Context, service string) ([]*credInfo, m
 	}
 	out := make([]*credInfo, len(ids))
 	found := make([]inventoryEntry, len(ids))
-	err = eachAtOnce(len(ids), func(i int) error {
+	err = eachAtOnce(len(ids), readsAtOnce, func(i int) error {
 		e, ok, err := k.entryAt(ctx, service, ids[i])
 		if ok {
 			found[i] = e

@@ -421,7 +421,7 @@ func (k *session) describeInto(ctx context.Context, service string, d *inventory
 	ids := slices.Collect(maps.Keys(notes))
 	read := make([]inventoryEntry, len(ids))
 	found := make([]bool, len(ids))
-	if err := eachAtOnce(len(ids), func(i int) (err error) {
+	if err := eachAtOnce(len(ids), readsAtOnce, func(i int) (err error) {
 		read[i], found[i], err = k.entryAt(ctx, service, ids[i])
 		return err
 	}); err != nil {

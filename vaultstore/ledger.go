@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,7 +30,6 @@ import (
 const (
 	DefaultLedgerInterval = time.Minute
 	maxPendingReaders     = 50_000
-	ledgerWriters         = 8
 )
 
 type ledgerKey struct{ tenant, service, cred string }
@@ -157,13 +158,15 @@ func (s *Store) FlushLedgers() {
 // mergeReach merges what each principal read into its reach, and reports
 // the broad reads found.
 func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
-	for key, r := range reach {
+	keys := slices.Collect(maps.Keys(reach))
+	_ = eachAtOnce(len(keys), ledgerWriters, func(i int) error {
+		key, r := keys[i], reach[keys[i]]
 		rules := s.opts.UsageRules(key.tenant)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
 		k, err := s.systemSession(ctx, key.tenant)
 		if err != nil {
 			cancel()
-			continue
+			return nil
 		}
 		rec := jsonRecord[credgate.Reach](k, "reach", k.reachPath(key.issuer, key.subject))
 		rec.create = true
@@ -178,36 +181,29 @@ func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
 				Count: int64(n), Threshold: float64(rules.BroadIntegrations), Window: s.opts.Now().Truncate(rules.BroadWindow),
 				Reason: fmt.Sprintf("%s read the values of %d integrations within %s (threshold %d)", r.who.Subject, n, rules.BroadWindow, rules.BroadIntegrations)})
 		}
-	}
+		return nil
+	})
 }
 
 func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch) {
-	work := make(chan ledgerKey)
-	var wg sync.WaitGroup
-	for range min(ledgerWriters, len(batch)) {
-		wg.Go(func() {
-			for key := range work {
-				readers := make([]credgate.ReadBatch, 0, len(batch[key]))
-				for _, r := range batch[key] {
-					readers = append(readers, *r)
-				}
-				if err := s.mergeLedger(key, readers); err != nil {
-					s.ledgers.mu.Lock()
-					for _, r := range readers {
-						for _, h := range r.Hours {
-							s.ledgers.lost += h.Reads
-						}
-					}
-					s.ledgers.mu.Unlock()
+	keys := slices.Collect(maps.Keys(batch))
+	_ = eachAtOnce(len(keys), ledgerWriters, func(i int) error {
+		key := keys[i]
+		readers := make([]credgate.ReadBatch, 0, len(batch[key]))
+		for _, r := range batch[key] {
+			readers = append(readers, *r)
+		}
+		if err := s.mergeLedger(key, readers); err != nil {
+			s.ledgers.mu.Lock()
+			for _, r := range readers {
+				for _, h := range r.Hours {
+					s.ledgers.lost += h.Reads
 				}
 			}
-		})
-	}
-	for key := range batch {
-		work <- key
-	}
-	close(work)
-	wg.Wait()
+			s.ledgers.mu.Unlock()
+		}
+		return nil
+	})
 }
 
 // mergeLedger merges readers into the ledger of key. A write whose answer

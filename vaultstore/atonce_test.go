@@ -1,0 +1,52 @@
+package vaultstore
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A flush's writes and a page's reads are each made once, never more than
+// width at a time (what they ask of Vault at once), and their errors all
+// reach the caller.
+func TestEachAtOnceCallsEachOnceWithinWidth(t *testing.T) {
+	for _, c := range []struct{ n, width int }{{0, 8}, {1, 8}, {5, 8}, {100, 8}, {100, 1}, {37, 16}} {
+		t.Run(fmt.Sprint(c.n, "/", c.width), func(t *testing.T) {
+			calls := make([]atomic.Int32, c.n)
+			var now, most atomic.Int32
+			err := eachAtOnce(c.n, c.width, func(i int) error {
+				in := now.Add(1)
+				for m := most.Load(); in > m && !most.CompareAndSwap(m, in); m = most.Load() {
+				}
+				time.Sleep(100 * time.Microsecond)
+				now.Add(-1)
+				calls[i].Add(1)
+				if i%10 == 3 {
+					return fmt.Errorf("call %d failed", i)
+				}
+				return nil
+			})
+			for i := range calls {
+				if got := calls[i].Load(); got != 1 {
+					t.Fatalf("f(%d) called %d times", i, got)
+				}
+			}
+			if int(most.Load()) > c.width {
+				t.Fatalf("%d calls at once, width %d", most.Load(), c.width)
+			}
+			if c.n >= 2*c.width && int(most.Load()) < 2 && c.width > 1 {
+				t.Fatalf("never more than one call at once (width %d)", c.width)
+			}
+			for i := 3; i < c.n; i += 10 {
+				if want := fmt.Sprintf("call %d failed", i); err == nil || !strings.Contains(err.Error()+"\n", want+"\n") {
+					t.Fatalf("error %v lacks %q", err, want)
+				}
+			}
+			if c.n <= 3 && err != nil {
+				t.Fatalf("error %v, none failed", err)
+			}
+		})
+	}
+}
