@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -105,14 +106,21 @@ func ledgerMinute(b *testing.B, a *testAPI, readers int) {
 	for i := range creds {
 		creds[i] = fmt.Sprintf("cred-00000000-0000-4000-8000-%012d", i)
 	}
+	services := make([]string, 50)
+	for i := range services {
+		services[i] = fmt.Sprint("svc", i)
+	}
 	var gather, flush time.Duration
+	var held int64
 	calls := 0
 	for b.Loop() {
+		heap0 := liveHeap()
 		start := time.Now()
 		for i := range 60_000 {
-			a.store.RecordRead(principals[i%len(principals)], fmt.Sprint("svc", i%50), creds[i%len(creds)], 1, "")
+			a.store.RecordRead(principals[i%len(principals)], services[i%len(services)], creds[i%len(creds)], 1, "")
 		}
 		gather += time.Since(start)
+		held += int64(liveHeap()) - int64(heap0)
 		before := a.vaultCalls.Load()
 		start = time.Now()
 		a.store.FlushLedgers()
@@ -122,4 +130,13 @@ func ledgerMinute(b *testing.B, a *testAPI, readers int) {
 	b.ReportMetric(float64(gather.Nanoseconds())/float64(b.N)/60_000, "ns/read-gathered")
 	b.ReportMetric(float64(calls)/float64(b.N), "vault-calls/minute")
 	b.ReportMetric(flush.Seconds()/float64(b.N), "s/flush")
+	b.ReportMetric(float64(held)/float64(b.N)/float64(readers), "held-B/principal")
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
