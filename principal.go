@@ -2,7 +2,6 @@ package credgate
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,11 +31,6 @@ type Principal struct {
 	Grants []Grant
 	// Expiry is when the token that proved this principal expires.
 	Expiry time.Time
-	// Claims are the verified token's claims as it carried them (a JSON
-	// object), for /debug/auth. They stay undecoded: every principal in the
-	// verified-token cache holds them, and a typical token's claims are
-	// about 0.4 KB so, against 1.4 KB of small objects as a map.
-	Claims json.RawMessage
 }
 
 // WithGrants returns a copy of p carrying grants: a principal a verified

@@ -323,15 +323,14 @@ func (i *issuer) verify(ctx context.Context, raw string) (*credgate.Principal, e
 	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(i.cfg.Audiences, a) }) {
 		return nil, unauthorized("token audience is not accepted")
 	}
-	var payload json.RawMessage
 	var claims map[string]any
-	if err := tok.Claims(&payload); err != nil || json.Unmarshal(payload, &claims) != nil {
+	if err := tok.Claims(&claims); err != nil {
 		return nil, unauthorized("token claims are malformed")
 	}
 	p, err := i.principal(claims, i.opts.Now())
 	if err != nil {
 		return nil, err
 	}
-	p.Issuer, p.Claims = tok.Issuer, payload
+	p.Issuer = tok.Issuer
 	return p, nil
 }

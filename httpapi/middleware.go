@@ -194,21 +194,20 @@ const bearerError = "credgate.bearer_error"
 // request context. Nothing past it runs for an unverified caller.
 func authenticate(a Authenticator) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		scheme, token, _ := strings.Cut(h, " ")
+		token, bearer := bearerToken(c)
 		switch {
-		case h == "" || !strings.EqualFold(scheme, "Bearer"):
+		case !bearer:
 			// No bearer credentials at all: the challenge names no error
 			// (RFC 6750 3.1).
 			c.Set(bearerError, "")
 			fail(c, credgate.Errorf(credgate.EUnauthorized, "a bearer token is required"))
 			return
-		case strings.TrimSpace(token) == "":
+		case token == "":
 			c.Set(bearerError, "invalid_request")
 			fail(c, credgate.Errorf(credgate.EUnauthorized, "the bearer token is empty"))
 			return
 		}
-		p, err := a.Verify(c.Request.Context(), strings.TrimSpace(token), c.GetHeader(HeaderRealm))
+		p, err := a.Verify(c.Request.Context(), token, c.GetHeader(HeaderRealm))
 		if err != nil {
 			fail(c, err)
 			return
@@ -216,6 +215,17 @@ func authenticate(a Authenticator) gin.HandlerFunc {
 		c.Request = c.Request.WithContext(credgate.WithPrincipal(c.Request.Context(), p))
 		c.Next()
 	}
+}
+
+// bearerToken is the token of the request's bearer credentials, trimmed;
+// bearer is false when it carries none.
+func bearerToken(c *gin.Context) (token string, bearer bool) {
+	h := c.GetHeader("Authorization")
+	scheme, token, _ := strings.Cut(h, " ")
+	if h == "" || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }
 
 // queryCheck refuses a query string that does not parse: Go's parser drops
