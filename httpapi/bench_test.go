@@ -140,3 +140,48 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkAccessWrites is a replica writing lastAccessedAt after 1,000
+// credentials of ten services were each read once: the time from the reads
+// until every value and its service's note is in Vault (the store's Close,
+// which waits for them), and the Vault calls that took.
+func BenchmarkAccessWrites(b *testing.B) {
+	type read struct{ service, cred string }
+	var took time.Duration
+	calls := 0
+	for b.Loop() { // a credential's lastAccessedAt is written once a minute: a new replica each time
+		b.StopTimer()
+		a := benchAPI(b)
+		ten := tenant(b)
+		tok := token(b, "bench", ten, "integration_admin")
+		var reads []read
+		for s := range 10 {
+			svc := fmt.Sprint("svc", s)
+			a.do("POST", "/api/v1/services", tok, map[string]any{"id": svc, "name": svc})
+			for i := range 100 {
+				r := a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": svc, "credentialName": fmt.Sprint("k", i), "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+				if r.Status != 201 {
+					b.Fatalf("create: %d %s", r.Status, r.Raw)
+				}
+				id, _ := r.data()["id"].(string)
+				reads = append(reads, read{svc, id})
+			}
+		}
+		p := &credgate.Principal{Subject: "reader", Issuer: "https://idp.example", Tenant: ten, TenantName: ten, Roles: []string{"credential_reader"}}
+		ctx := credgate.WithPrincipal(context.Background(), p)
+		time.Sleep(time.Second) // what the creates left to the background
+		before := a.vaultCalls.Load()
+		b.StartTimer()
+		start := time.Now()
+		for _, r := range reads {
+			a.store.RecordAccess(ctx, r.service, r.cred)
+		}
+		if err := a.store.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(start)
+		calls += int(a.vaultCalls.Load() - before)
+	}
+	b.ReportMetric(took.Seconds()/float64(b.N), "s/1000-accesses")
+	b.ReportMetric(float64(calls)/float64(b.N), "vault-calls")
+}

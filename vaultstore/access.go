@@ -3,6 +3,8 @@ package vaultstore
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,18 +76,27 @@ func (s *Store) writeAccesses() {
 		batch := r.pending
 		r.pending = map[accessKey]time.Time{}
 		r.mu.Unlock()
-		touched := map[[2]string][]string{} // by tenant and service
-		for k, t := range batch {
+		keys := slices.Collect(maps.Keys(batch))
+		written := make([]bool, len(keys))
+		_ = eachAtOnce(len(keys), ledgerWriters, func(i int) error {
+			k := keys[i]
 			// A credential deleted meanwhile just fails.
-			if s.patchOwn(context.Background(), "credential_touch", credPath(k.tenant, k.service, k.cred), map[string]any{metaLastAccess: t.UTC().Format(time.RFC3339)}) == nil {
+			written[i] = s.patchOwn(context.Background(), "credential_touch", credPath(k.tenant, k.service, k.cred), map[string]any{metaLastAccess: batch[k].UTC().Format(time.RFC3339)}) == nil
+			return nil
+		})
+		// lastAccessedAt is part of a description: one note a service.
+		touched := map[[2]string][]string{} // by tenant and service
+		for i, k := range keys {
+			if written[i] {
 				svc := [2]string{k.tenant, k.service}
 				touched[svc] = append(touched[svc], k.cred)
 			}
 		}
-		// lastAccessedAt is part of a description: one note a service.
-		for svc, creds := range touched {
-			_ = s.noteOwn(context.Background(), svc[0], svc[1], creds...)
-		}
+		services := slices.Collect(maps.Keys(touched))
+		_ = eachAtOnce(len(services), ledgerWriters, func(i int) error {
+			svc := services[i]
+			return s.noteOwn(context.Background(), svc[0], svc[1], touched[svc]...)
+		})
 		if stopping {
 			return
 		}
