@@ -3,6 +3,7 @@ package vaultstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -104,10 +105,18 @@ func (s *Store) writeAccesses() {
 }
 
 // Close writes the lastAccessedAt values and the ledgers' reads still
-// pending, then stops the background writers; it gives up when ctx ends.
+// pending, then stops the background writers; it gives up when ctx ends,
+// and then says what it left unwritten.
 func (s *Store) Close(ctx context.Context) error {
 	defer s.vault.close()
-	return errors.Join(s.closeAccesses(ctx), s.closeLedgers(ctx))
+	var errs []error
+	if err := s.closeAccesses(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("lastAccessedAt values read before the stop were not all written: %w", err))
+	}
+	if err := s.closeLedgers(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("usage-ledger reads gathered before the stop were not all written (counts and broad-read checks lean low): %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Store) closeAccesses(ctx context.Context) error {
