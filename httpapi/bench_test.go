@@ -85,7 +85,8 @@ func BenchmarkGetCredential(b *testing.B) {
 // merges them into the ledgers and the principals' reach; by 20
 // principals (applications), and by 10,000 (a fleet of callers, as
 // bench-compare's distinct callers: one reach record each). It reports
-// the Vault calls of that minute and how long the flush took.
+// the Vault calls of that minute, how long the flush took, and what the
+// gathered reads held in memory a principal until it.
 func BenchmarkLedgerMinute(b *testing.B) {
 	a := benchAPI(b)
 	for _, readers := range []int{20, 10_000} {
