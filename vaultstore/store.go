@@ -102,7 +102,7 @@ type Store struct {
 	opts   Options
 	layout policy.Layout
 
-	tokens   *lru.Cache[string, callerToken]
+	tokens   *lru.Cache[[32]byte, callerToken]
 	policies *lru.Cache[string, [32]byte] // policy name -> hash of what we wrote
 	mint     singleflight.Group
 	minting  singleflight.Group // client-credentials tokens being minted, by tenant and credential
@@ -205,7 +205,7 @@ func New(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	tokens, err := lru.New[string, callerToken](opts.CacheSize)
+	tokens, err := lru.New[[32]byte, callerToken](opts.CacheSize)
 	if err != nil {
 		return nil, err
 	}
@@ -340,24 +340,44 @@ const tokenMargin = 15 * time.Second
 
 // principalKey is what a caller token is cached by: who the caller is,
 // its roles and the grants it was minted for, so that a token is only
-// ever used for the grant set its policies were rendered from.
-func principalKey(p *credgate.Principal) string {
-	h := sha256.New()
-	for _, part := range []string{p.Issuer, p.Subject, p.Tenant, p.Email, p.Name, strings.Join(p.Roles, ",")} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
+// ever used for the grant set its policies were rendered from. It is
+// every request's lookup: hashed from a stack buffer (a typical principal
+// fits), with no allocation of its own.
+func principalKey(p *credgate.Principal) [32]byte {
+	var stack [512]byte
+	b := stack[:0]
+	for _, part := range [...]string{p.Issuer, p.Subject, p.Tenant, p.Email, p.Name} {
+		b = append(append(b, part...), 0)
 	}
+	b = appendJoined(b, p.Roles, ',')
+	b = append(b, 0)
 	for _, g := range p.Grants {
-		h.Write([]byte(grantNote(g)))
-		h.Write([]byte{0})
+		b = append(appendGrantNote(b, g), 0)
 	}
-	return string(h.Sum(nil))
+	return sha256.Sum256(b)
+}
+
+// appendJoined appends list to b, sep between each (strings.Join's text).
+func appendJoined(b []byte, list []string, sep byte) []byte {
+	for i, s := range list {
+		if i > 0 {
+			b = append(b, sep)
+		}
+		b = append(b, s...)
+	}
+	return b
 }
 
 // grantNote is g as a caller token's metadata names it, for credgate
 // audit: id:role:pattern|pattern.
 func grantNote(g credgate.Grant) string {
-	return g.ID + ":" + g.Role + ":" + strings.Join(g.Integrations, "|")
+	return string(appendGrantNote(nil, g))
+}
+
+// appendGrantNote appends grantNote(g) to b.
+func appendGrantNote(b []byte, g credgate.Grant) []byte {
+	b = append(append(append(append(b, g.ID...), ':'), g.Role...), ':')
+	return appendJoined(b, g.Integrations, '|')
 }
 
 // TokenFor returns the Vault batch token for p: minted through the token
@@ -376,7 +396,7 @@ func (s *Store) TokenFor(ctx context.Context, p *credgate.Principal) (string, er
 		return ct.token, nil
 	}
 	s.reportTokenCache(false)
-	v, err, _ := s.mint.Do(key, func() (any, error) {
+	v, err, _ := s.mint.Do(string(key[:]), func() (any, error) {
 		if ct, ok := s.tokens.Get(key); ok && s.opts.Now().Before(ct.validUntil) {
 			return ct.token, nil
 		}
