@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -185,4 +186,53 @@ func BenchmarkAccessWrites(b *testing.B) {
 	}
 	b.ReportMetric(took.Seconds()/float64(b.N), "s/1000-accesses")
 	b.ReportMetric(float64(calls)/float64(b.N), "vault-calls")
+}
+
+// BenchmarkReadsDuringFlush is one caller's credential reads, one at a
+// time, while nothing else runs and then while a replica flushes a
+// minute of 10,000 principals' reads (their ledgers and reach): what a
+// large flush costs everyone else's reads through the Vault they share.
+func BenchmarkReadsDuringFlush(b *testing.B) {
+	a := benchAPI(b)
+	tok := token(b, "bench", tenant(b), "integration_admin")
+	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
+	a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+	req, _ := http.NewRequest("GET", a.url+"/api/v1/credentials/bench", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	readWhile := func(busy func()) (p50, p99 time.Duration) {
+		var lat []time.Duration
+		done := make(chan struct{})
+		go func() { busy(); close(done) }()
+		for {
+			select {
+			case <-done:
+				slices.Sort(lat)
+				return lat[len(lat)/2], lat[len(lat)*99/100]
+			default:
+			}
+			start := time.Now()
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			lat = append(lat, time.Since(start))
+		}
+	}
+	ten := tenant(b)
+	for b.Loop() {
+		quiet50, quiet99 := readWhile(func() { time.Sleep(3 * time.Second) })
+		for i := range 10_000 {
+			p := &credgate.Principal{Subject: fmt.Sprint("app-", i), Issuer: "https://idp.example", Tenant: ten, TenantName: ten, Roles: []string{"credential_reader"}}
+			a.store.RecordRead(credgate.WithPrincipal(context.Background(), p), fmt.Sprint("svc", i%50), fmt.Sprintf("cred-00000000-0000-4000-8000-%012d", i%1000), 1, "")
+		}
+		start := time.Now()
+		busy50, busy99 := readWhile(a.store.FlushLedgers)
+		b.ReportMetric(time.Since(start).Seconds(), "s/flush")
+		b.ReportMetric(float64(quiet50.Microseconds())/1000, "quiet-p50-ms")
+		b.ReportMetric(float64(quiet99.Microseconds())/1000, "quiet-p99-ms")
+		b.ReportMetric(float64(busy50.Microseconds())/1000, "flush-p50-ms")
+		b.ReportMetric(float64(busy99.Microseconds())/1000, "flush-p99-ms")
+	}
 }

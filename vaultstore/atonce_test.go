@@ -50,3 +50,37 @@ func TestEachAtOnceCallsEachOnceWithinWidth(t *testing.T) {
 		})
 	}
 }
+
+// A background flush writes writesAtOnce records at a time while the
+// replica serves, and hurries to writesAtStop once it stops.
+func TestEachGentlyHurriesWhenTheReplicaStops(t *testing.T) {
+	hurry := make(chan struct{})
+	var now, before, after atomic.Int32
+	var stopped atomic.Bool
+	var calls atomic.Int32
+	err := eachGently(400, hurry, func(i int) error {
+		in := now.Add(1)
+		most := &before
+		if stopped.Load() {
+			most = &after
+		}
+		for m := most.Load(); in > m && !most.CompareAndSwap(m, in); m = most.Load() {
+		}
+		time.Sleep(time.Millisecond)
+		now.Add(-1)
+		if calls.Add(1) == 100 {
+			stopped.Store(true)
+			close(hurry)
+		}
+		return nil
+	})
+	if err != nil || calls.Load() != 400 {
+		t.Fatalf("%d calls, %v", calls.Load(), err)
+	}
+	if b := before.Load(); b > writesAtOnce || b < 1 {
+		t.Errorf("%d at once while serving, want at most %d", b, writesAtOnce)
+	}
+	if a := after.Load(); a > writesAtStop || a <= writesAtOnce {
+		t.Errorf("%d at once after the stop, want more than %d, at most %d", a, writesAtOnce, writesAtStop)
+	}
+}

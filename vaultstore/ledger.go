@@ -184,7 +184,7 @@ func (s *Store) FlushLedgers() {
 // the broad reads found.
 func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
 	keys := slices.Collect(maps.Keys(reach))
-	_ = eachAtOnce(len(keys), writesAtOnce, func(i int) error {
+	_ = eachGently(len(keys), s.ledgers.stop, func(i int) error {
 		key, r := keys[i], reach[keys[i]]
 		rules := s.opts.UsageRules(key.tenant)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
@@ -212,7 +212,7 @@ func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
 
 func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch) {
 	keys := slices.Collect(maps.Keys(batch))
-	_ = eachAtOnce(len(keys), writesAtOnce, func(i int) error {
+	_ = eachGently(len(keys), s.ledgers.stop, func(i int) error {
 		key := keys[i]
 		readers := make([]credgate.ReadBatch, 0, len(batch[key]))
 		for _, r := range batch[key] {
