@@ -533,4 +533,8 @@ func (noAuth) Verify(context.Context, string, string) (*credgate.Principal, erro
 	return nil, credgate.Errorf(credgate.EUnauthorized, "no")
 }
 
+func (noAuth) Claims(string) (json.RawMessage, error) {
+	return nil, credgate.Errorf(credgate.EUnauthorized, "no")
+}
+
 func nopLogger() *zap.Logger { return zap.NewNop() }

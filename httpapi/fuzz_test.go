@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -232,6 +233,10 @@ func (fuzzAuth) Verify(_ context.Context, token, _ string) (*credgate.Principal,
 		return nil, credgate.Errorf(credgate.EUnauthorized, "token is invalid")
 	}
 	return &credgate.Principal{Subject: "fuzz", Tenant: "acme", TenantName: "Acme", Roles: []string{"integration_admin"}, Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+func (fuzzAuth) Claims(string) (json.RawMessage, error) {
+	return json.RawMessage(`{"sub":"fuzz"}`), nil
 }
 
 // fuzzEndpoints refuses every endpoint without asking DNS.

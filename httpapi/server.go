@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -79,8 +80,10 @@ type UsageReader interface {
 }
 
 // Authenticator verifies a bearer token; realm is the realmname header.
+// Claims are a verified token's claims as it carries them (/debug/auth).
 type Authenticator interface {
 	Verify(ctx context.Context, token, realm string) (*credgate.Principal, error)
+	Claims(token string) (json.RawMessage, error)
 }
 
 // ReadyCheck is one condition of /readyz.
@@ -211,7 +214,7 @@ func New(o Options) (http.Handler, error) {
 
 	h := &handlers{services: o.Services, creds: o.Credentials, primary: o.Primary, rotator: o.Rotator, access: o.Access, refresh: o.Refresh, endpoints: o.Endpoints,
 		webhooks: o.Webhooks, events: o.Events, log: o.Logger, locate: o.Locator, usage: o.Usage, grants: o.Grants, roleMap: o.RoleMap, resolver: o.GrantResolver,
-		rotators: o.Rotators, rotations: o.Rotations, connect: o.Connect, tokens: o.Tokens}
+		rotators: o.Rotators, rotations: o.Rotations, connect: o.Connect, tokens: o.Tokens, auth: o.Auth}
 	h.revokedReads, _ = lru.New[string, bool](10_000) // (a positive size cannot fail)
 	if h.roleMap == nil {
 		h.roleMap = policy.DefaultRoleMap()
@@ -315,6 +318,7 @@ type handlers struct {
 	rotations    Rotations
 	connect      Connector
 	tokens       TokenMinter
+	auth         Authenticator
 	events       EventPublisher
 	log          *zap.Logger
 }
