@@ -38,15 +38,21 @@ func benchGet(b *testing.B, a *testAPI, path, tok string) {
 	}()
 	for b.Loop() {
 		n++
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body) // so the connection is reused
-		res.Body.Close()
-		if res.StatusCode != 200 {
-			b.Fatalf("status %d", res.StatusCode)
-		}
+		getOK(b, req)
+	}
+}
+
+// getOK sends req, which must answer 200, and reads the answer through
+// (so the connection is reused).
+func getOK(b *testing.B, req *http.Request) {
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		b.Fatalf("status %d", res.StatusCode)
 	}
 }
 
@@ -97,30 +103,45 @@ func BenchmarkLedgerMinute(b *testing.B) {
 	}
 }
 
-func ledgerMinute(b *testing.B, a *testAPI, readers int) {
+// aMinute is a minute of reads at 1,000 a second, spread over 1,000
+// credentials of 50 services, by its principals (of a tenant of their own).
+type aMinute struct {
+	principals      []context.Context
+	services, creds []string
+}
+
+func newMinute(b *testing.B, readers int) *aMinute {
 	ten := tenant(b)
-	principals := make([]context.Context, readers)
-	for i := range principals {
+	m := &aMinute{principals: make([]context.Context, readers), services: make([]string, 50), creds: make([]string, 1000)}
+	for i := range m.principals {
 		p := &credgate.Principal{Subject: fmt.Sprint("app-", i), Issuer: "https://idp.example", Tenant: ten, TenantName: ten, Roles: []string{"credential_reader"}}
-		principals[i] = credgate.WithRequestID(credgate.WithPrincipal(context.Background(), p), "req")
+		m.principals[i] = credgate.WithRequestID(credgate.WithPrincipal(context.Background(), p), "req")
 	}
-	creds := make([]string, 1000)
-	for i := range creds {
-		creds[i] = fmt.Sprintf("cred-00000000-0000-4000-8000-%012d", i)
+	for i := range m.services {
+		m.services[i] = fmt.Sprint("svc", i)
 	}
-	services := make([]string, 50)
-	for i := range services {
-		services[i] = fmt.Sprint("svc", i)
+	for i := range m.creds {
+		m.creds[i] = fmt.Sprintf("cred-00000000-0000-4000-8000-%012d", i)
 	}
+	return m
+}
+
+// gather records the minute's 60,000 reads in a's store, for its next flush.
+func (m *aMinute) gather(a *testAPI) {
+	for i := range 60_000 {
+		a.store.RecordRead(m.principals[i%len(m.principals)], m.services[i%len(m.services)], m.creds[i%len(m.creds)], 1, "")
+	}
+}
+
+func ledgerMinute(b *testing.B, a *testAPI, readers int) {
+	minute := newMinute(b, readers)
 	var gather, flush time.Duration
 	var held int64
 	calls := 0
 	for b.Loop() {
 		heap0 := liveHeap()
 		start := time.Now()
-		for i := range 60_000 {
-			a.store.RecordRead(principals[i%len(principals)], services[i%len(services)], creds[i%len(creds)], 1, "")
-		}
+		minute.gather(a)
 		gather += time.Since(start)
 		held += int64(liveHeap()) - int64(heap0)
 		before := a.vaultCalls.Load()
@@ -211,22 +232,14 @@ func BenchmarkReadsDuringFlush(b *testing.B) {
 			default:
 			}
 			start := time.Now()
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
+			getOK(b, req)
 			lat = append(lat, time.Since(start))
 		}
 	}
-	ten := tenant(b)
+	minute := newMinute(b, 10_000)
 	for b.Loop() {
 		quiet50, quiet99 := readWhile(func() { time.Sleep(3 * time.Second) })
-		for i := range 10_000 {
-			p := &credgate.Principal{Subject: fmt.Sprint("app-", i), Issuer: "https://idp.example", Tenant: ten, TenantName: ten, Roles: []string{"credential_reader"}}
-			a.store.RecordRead(credgate.WithPrincipal(context.Background(), p), fmt.Sprint("svc", i%50), fmt.Sprintf("cred-00000000-0000-4000-8000-%012d", i%1000), 1, "")
-		}
+		minute.gather(a)
 		start := time.Now()
 		busy50, busy99 := readWhile(a.store.FlushLedgers)
 		b.ReportMetric(time.Since(start).Seconds(), "s/flush")
