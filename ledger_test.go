@@ -149,3 +149,62 @@ func TestReachFindsBroadReadsOncePerWindow(t *testing.T) {
 		t.Fatal("reported twice within the window")
 	}
 }
+
+// TestReachShardKeepsPrincipalsApartAndForgets: principals that share a
+// shard are counted each on its own; a principal with nothing left in the
+// window leaves the record (unless reported within it), and past
+// MaxReachPrincipals the least recent go first.
+func TestReachShardKeepsPrincipalsApartAndForgets(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	rules := credgate.UsageRules{BroadIntegrations: 3, BroadWindow: 10 * time.Minute}
+	var s credgate.ReachShard
+	reads := func(at time.Time, ids ...string) map[string]time.Time {
+		m := map[string]time.Time{}
+		for _, id := range ids {
+			m[id] = at
+		}
+		return m
+	}
+	early := now.Add(-5 * time.Minute)
+	if n, broad := s.Merge("a", reads(early, "x", "y", "z"), now, rules); n != 3 || broad {
+		t.Fatalf("a: %d, broad %v", n, broad)
+	}
+	if n, broad := s.Merge("b", reads(now, "w", "x", "y"), now, rules); n != 3 || broad {
+		t.Fatalf("b: %d, broad %v (a's reads counted for b?)", n, broad)
+	}
+	if n, broad := s.Merge("a", reads(early, "w"), now, rules); n != 4 || !broad {
+		t.Fatalf("a again: %d, broad %v", n, broad)
+	}
+	later := now.Add(6 * time.Minute) // a's reads are 11 minutes old, its report 6
+	s.Merge("b", nil, later, rules)
+	s.Merge("c", reads(later, "x"), later, rules)
+	s.Forget(later, rules)
+	if b, ok := s.Principals["b"]; !ok || len(b.Integrations) != 3 {
+		t.Fatalf("b read within the window: %+v", b)
+	}
+	if a, ok := s.Principals["a"]; !ok || len(a.Integrations) != 0 {
+		t.Fatalf("a was reported within the window: it stays, with no reads: %+v", a)
+	}
+	s.Forget(now.Add(11*time.Minute), rules)
+	if _, ok := s.Principals["b"]; ok {
+		t.Fatal("b read nothing within the window and stays")
+	}
+	s.Forget(now.Add(21*time.Minute), rules)
+	if len(s.Principals) != 0 {
+		t.Fatalf("after the window everything goes: %+v", s.Principals)
+	}
+
+	for i := range credgate.MaxReachPrincipals + 10 {
+		at := now.Add(time.Duration(i) * time.Millisecond)
+		s.Merge(fmt.Sprint("p", i), reads(at, "x"), at, rules)
+	}
+	s.Forget(now.Add(time.Minute), rules)
+	if len(s.Principals) != credgate.MaxReachPrincipals {
+		t.Fatalf("%d principals kept", len(s.Principals))
+	}
+	for i := range 10 {
+		if _, ok := s.Principals[fmt.Sprint("p", i)]; ok {
+			t.Fatalf("p%d, among the least recent, stays", i)
+		}
+	}
+}

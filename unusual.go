@@ -3,6 +3,8 @@ package credgate
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -176,4 +178,69 @@ func (r *Reach) Merge(reads map[string]time.Time, now time.Time, rules UsageRule
 	at := now.UTC()
 	r.AlertedAt = &at
 	return n, true
+}
+
+// ReachShard is the reach of the principals of a tenant whose keys fall in
+// one shard, in one record: a replica's minute of reads by 10,000
+// principals is then one write of each of a few dozen records instead of
+// one for each principal. It holds only principals with reads in the
+// window, at most MaxReachPrincipals (the least recent go first).
+type ReachShard struct {
+	// Principals is each principal's reach by its key (a hash of issuer
+	// and subject, which the store chooses).
+	Principals map[string]*Reach `json:"principals"`
+}
+
+// MaxReachPrincipals bounds a shard: about 110 bytes each, so a shard
+// stays under half a megabyte (Vault's Raft entries are at most 1 MiB).
+const MaxReachPrincipals = 4096
+
+// Merge merges reads by the principal key at now as Reach.Merge does.
+func (s *ReachShard) Merge(key string, reads map[string]time.Time, now time.Time, rules UsageRules) (int, bool) {
+	if s.Principals == nil {
+		s.Principals = map[string]*Reach{}
+	}
+	r := s.Principals[key]
+	if r == nil {
+		r = &Reach{}
+		s.Principals[key] = r
+	}
+	return r.Merge(reads, now, rules)
+}
+
+// Forget drops what is older than the window: each principal's reads, and
+// the principals with none left whose broad read, if any, was reported
+// before the window; then the least recent principals past
+// MaxReachPrincipals.
+func (s *ReachShard) Forget(now time.Time, rules UsageRules) {
+	for key, r := range s.Principals {
+		for id, at := range r.Integrations {
+			if now.Sub(at) > rules.BroadWindow {
+				delete(r.Integrations, id)
+			}
+		}
+		if len(r.Integrations) == 0 && (r.AlertedAt == nil || now.Sub(*r.AlertedAt) >= rules.BroadWindow) {
+			delete(s.Principals, key)
+		}
+	}
+	if len(s.Principals) <= MaxReachPrincipals {
+		return
+	}
+	keys := slices.SortedFunc(maps.Keys(s.Principals), func(a, b string) int {
+		return s.Principals[b].last().Compare(s.Principals[a].last())
+	})
+	for _, key := range keys[MaxReachPrincipals:] {
+		delete(s.Principals, key)
+	}
+}
+
+// last is r's most recent read.
+func (r *Reach) last() time.Time {
+	var t time.Time
+	for _, at := range r.Integrations {
+		if at.After(t) {
+			t = at
+		}
+	}
+	return t
 }

@@ -86,6 +86,21 @@ func BenchmarkGetCredential(b *testing.B) {
 	benchGet(b, a, "/api/v1/credentials/bench", tok)
 }
 
+// BenchmarkGetCredentialByGrant is BenchmarkGetCredential by an
+// application with no role but a grant of credential_reader on the one
+// integration: what least privilege costs a read.
+func BenchmarkGetCredentialByGrant(b *testing.B) {
+	a := benchAPI(b)
+	ten := tenant(b)
+	admin, app := token(b, "bench", ten, "integration_admin"), token(b, "bench-app", ten)
+	a.do("POST", "/api/v1/services", admin, map[string]any{"id": "bench", "name": "Bench"})
+	a.do("POST", "/api/v1/credentials", admin, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+	if r := a.do("POST", "/api/v1/grants", admin, map[string]any{"subject": subjectOf(b, app), "role": "credential_reader", "integrations": []string{"bench"}}); r.Status != 201 {
+		b.Fatalf("grant: %d %v", r.Status, r.Body)
+	}
+	benchGet(b, a, "/api/v1/credentials/bench", app)
+}
+
 // BenchmarkLedgerMinute is one replica's minute of ledger work at 1,000
 // reads a second spread over 1,000 credentials: 60,000 reads gathered in
 // memory (what each read costs on its path), then the one flush that

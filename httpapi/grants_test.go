@@ -20,7 +20,7 @@ import (
 )
 
 // subjectOf is the sub claim of a JWT.
-func subjectOf(t *testing.T, tok string) string {
+func subjectOf(t testing.TB, tok string) string {
 	t.Helper()
 	parts := strings.Split(tok, ".")
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])

@@ -24,7 +24,7 @@ func TestCloseSaysWhatItLeftUnwritten(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 200 readers: their reach alone is 400 Vault calls to write.
+		// 200 readers: 200 ledger entries and up to 64 reach records to write.
 		for i := range 200 {
 			e.store.RecordRead(as(principal("acme", fmt.Sprint("reader-", i), "credential_reader")), "pay", c.ID, c.Version, "")
 		}

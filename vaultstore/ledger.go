@@ -93,11 +93,21 @@ func (k *session) ledgerPath(service, cred string) string {
 	return k.path(policy.FolderLedgers, service+"/"+cred)
 }
 
-// reachPath is the reach of a principal: its record is named by a hash of
-// issuer and subject (names that may hold any character).
-func (k *session) reachPath(issuer, subject string) string {
+// reachShards is how many records hold the principals' reach of a tenant
+// (credgate.ReachShard): a flush writes at most this many a tenant, each
+// once, however many principals read.
+const reachShards = 64
+
+// reachOf names a principal's reach: its key in its shard (a hash of
+// issuer and subject, names that may hold any character) and its shard.
+func reachOf(issuer, subject string) (key string, shard int) {
 	sum := sha256.Sum256([]byte(issuer + "\x00" + subject))
-	return k.path(policy.FolderReach, hex.EncodeToString(sum[:16]))
+	return hex.EncodeToString(sum[:16]), int(sum[0]) % reachShards
+}
+
+// reachPath is the record of a shard of a tenant's reach.
+func (k *session) reachPath(shard int) string {
+	return k.path(policy.FolderReach, fmt.Sprintf("shard-%02d", shard))
 }
 
 // RecordRead counts a read of version of credential cred of service by the
@@ -180,34 +190,69 @@ func (s *Store) FlushLedgers() {
 	s.mergeReach(reach)
 }
 
-// mergeReach merges what each principal read into its reach, and reports
-// the broad reads found.
+// reachShard is the principals of a tenant's shard whose reach a flush
+// merges.
+type reachShard struct {
+	tenant string
+	shard  int
+}
+
+// mergeReach merges what each principal read into its reach, one write of
+// each shard touched, and reports the broad reads found.
 func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
-	keys := slices.Collect(maps.Keys(reach))
+	shards := map[reachShard][]shardMember{}
+	for key, r := range reach {
+		id, n := reachOf(key.issuer, key.subject)
+		sk := reachShard{key.tenant, n}
+		shards[sk] = append(shards[sk], shardMember{id, key.issuer, r})
+	}
+	keys := slices.Collect(maps.Keys(shards))
 	_ = eachGently(len(keys), s.ledgers.stop, func(i int) error {
-		key, r := keys[i], reach[keys[i]]
-		rules := s.opts.UsageRules(key.tenant)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
-		k, err := s.systemSession(ctx, key.tenant)
-		if err != nil {
-			cancel()
-			return nil
-		}
-		rec := jsonRecord[credgate.Reach](k, "reach", k.reachPath(key.issuer, key.subject))
-		rec.create = true
-		n, broad := 0, false
-		_, _, err = update(ctx, rec, 0, func(x *credgate.Reach) error {
-			n, broad = x.Merge(r.reads(), s.opts.Now(), rules)
-			return nil
-		})
-		cancel()
-		if err == nil && broad && s.opts.OnUsageAlert != nil {
-			s.opts.OnUsageAlert(credgate.UsageAlert{Type: credgate.EventBroadRead, Tenant: key.tenant, Reader: r.who, Issuer: key.issuer, RequestID: r.requestID,
-				Count: int64(n), Threshold: float64(rules.BroadIntegrations), Window: s.opts.Now().Truncate(rules.BroadWindow),
-				Reason: fmt.Sprintf("%s read the values of %d integrations within %s (threshold %d)", r.who.Subject, n, rules.BroadWindow, rules.BroadIntegrations)})
-		}
+		s.mergeReachShard(keys[i], shards[keys[i]])
 		return nil
 	})
+}
+
+// shardMember is a principal's reads for its shard: its key there, its
+// issuer (for the alert) and what it read.
+type shardMember struct {
+	id, issuer string
+	reads      *reachBatch
+}
+
+// mergeReachShard merges the reach of principals, all of shard key, into
+// its record.
+func (s *Store) mergeReachShard(key reachShard, principals []shardMember) {
+	rules := s.opts.UsageRules(key.tenant)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
+	defer cancel()
+	k, err := s.systemSession(ctx, key.tenant)
+	if err != nil {
+		return
+	}
+	rec := jsonRecord[credgate.ReachShard](k, "reach", k.reachPath(key.shard))
+	rec.create = true
+	var found []credgate.UsageAlert
+	_, _, err = update(ctx, rec, 0, func(x *credgate.ReachShard) error {
+		now := s.opts.Now()
+		found = found[:0] // of the attempt that is written
+		for _, p := range principals {
+			r := p.reads
+			if n, broad := x.Merge(p.id, r.reads(), now, rules); broad {
+				found = append(found, credgate.UsageAlert{Type: credgate.EventBroadRead, Tenant: key.tenant, Reader: r.who, Issuer: p.issuer, RequestID: r.requestID,
+					Count: int64(n), Threshold: float64(rules.BroadIntegrations), Window: now.Truncate(rules.BroadWindow),
+					Reason: fmt.Sprintf("%s read the values of %d integrations within %s (threshold %d)", r.who.Subject, n, rules.BroadWindow, rules.BroadIntegrations)})
+			}
+		}
+		x.Forget(now, rules)
+		return nil
+	})
+	if err != nil || s.opts.OnUsageAlert == nil {
+		return
+	}
+	for _, a := range found {
+		s.opts.OnUsageAlert(a)
+	}
 }
 
 func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch) {

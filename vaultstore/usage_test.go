@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/credgate/credgate"
 	"github.com/credgate/credgate/vaultstore"
@@ -176,4 +179,71 @@ func limitOf(err error) string {
 		return ""
 	}
 	return e.Fields["body"]
+}
+
+// TestBroadReadsAddUpAcrossReplicasAndPrincipalsStayApart: 300 principals
+// of a tenant read 15 integrations each, and one reads 24, half through
+// each of two replicas that flush at once. The principals share the
+// tenant's reach records (a few dozen for all of them), yet only the one
+// over the threshold (20) is reported, once, with the 24 integrations both
+// replicas saw; and a replica's flush writes each record once, not one a
+// principal.
+func TestBroadReadsAddUpAcrossReplicasAndPrincipalsStayApart(t *testing.T) {
+	var mu sync.Mutex
+	var alerts []credgate.UsageAlert
+	var reachWrites atomic.Int64
+	e := mustEnvWith(t, func(o *vaultstore.Options) {
+		o.OnUsageAlert = func(a credgate.UsageAlert) {
+			mu.Lock()
+			defer mu.Unlock()
+			alerts = append(alerts, a)
+		}
+		o.Observe = func(op string, _ time.Duration, _ error) {
+			if op == "reach_write" {
+				reachWrites.Add(1)
+			}
+		}
+	})
+	other, err := vaultstore.New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	replicas := []*vaultstore.Store{e.store, other}
+	read := func(who string, from, to int) {
+		ctx := as(principal("acme", who, "credential_reader"))
+		for i := from; i < to; i++ {
+			replicas[i%2].RecordRead(ctx, fmt.Sprint("svc", i), fmt.Sprint("cred", i), 1, "")
+		}
+	}
+	const principals = 300
+	for p := range principals {
+		read(fmt.Sprint("app-", p), p%10, p%10+15)
+	}
+	read("spread", 0, 24)
+	var wg sync.WaitGroup
+	wg.Go(e.store.FlushLedgers)
+	wg.Go(other.FlushLedgers)
+	wg.Wait()
+	mu.Lock()
+	got := slices.Clone(alerts)
+	mu.Unlock()
+	if len(got) != 1 || got[0].Type != credgate.EventBroadRead || got[0].Reader.Subject != "spread" || got[0].Count != 24 || got[0].Tenant != "acme" || got[0].Issuer != "https://issuer.test" {
+		t.Fatalf("alerts %+v; want one tenant.broad_read of spread, 24 integrations", got)
+	}
+
+	// One replica's minute of the same reads: each record it touches is
+	// written once (a few dozen), not once a principal.
+	reachWrites.Store(0)
+	for p := range principals {
+		ctx := as(principal("acme", fmt.Sprint("app-", p), "credential_reader"))
+		e.store.RecordRead(ctx, "svc0", "cred0", 1, "")
+	}
+	e.store.FlushLedgers()
+	if n := reachWrites.Load(); n == 0 || n > 64 {
+		t.Fatalf("%d reach records written for %d principals; want at most 64", n, principals)
+	}
+	if len(alerts) != 1 {
+		t.Fatalf("alerts after the second minute: %+v", alerts)
+	}
 }
