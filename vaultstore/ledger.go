@@ -190,8 +190,7 @@ func (s *Store) FlushLedgers() {
 	s.mergeReach(reach)
 }
 
-// reachShard is the principals of a tenant's shard whose reach a flush
-// merges.
+// reachShard names one of a tenant's reach records.
 type reachShard struct {
 	tenant string
 	shard  int
