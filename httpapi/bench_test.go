@@ -106,7 +106,7 @@ func BenchmarkGetCredentialByGrant(b *testing.B) {
 // memory (what each read costs on its path), then the one flush that
 // merges them into the ledgers and the principals' reach; by 20
 // principals (applications), and by 10,000 (a fleet of callers, as
-// bench-compare's distinct callers: one reach record each). It reports
+// bench-compare's distinct callers, sharing 64 reach records). It reports
 // the Vault calls of that minute, how long the flush took, and what the
 // gathered reads held in memory a principal until it.
 func BenchmarkLedgerMinute(b *testing.B) {

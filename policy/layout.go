@@ -31,7 +31,7 @@ const (
 	FolderAccess       = "access"      // the tenant's grants (one record)
 	FolderIdempotency  = "idempotency" // answers kept for Idempotency-Key, by caller and key
 	FolderLedgers      = "ledgers"     // who read each credential: ledgers/<service>/<credential>
-	FolderReach        = "reach"       // which integrations each principal read lately
+	FolderReach        = "reach"       // which integrations each principal read lately: reach/shard-NN, 64 a tenant
 	FolderRotators     = "rotators"    // the tenant's rotators, with their signing secrets
 	FolderConnect      = "connect"     // connects awaiting the provider's redirect, by a hash of their state
 	FolderRotations    = "rotations"   // each credential's latest rotation through a rotator, with its pending values: rotations/<service>/<credential>
