@@ -166,11 +166,7 @@ func (r *Reach) Merge(reads map[string]time.Time, now time.Time, rules UsageRule
 			r.Integrations[id] = at.UTC()
 		}
 	}
-	for id, at := range r.Integrations {
-		if now.Sub(at) > rules.BroadWindow {
-			delete(r.Integrations, id)
-		}
-	}
+	r.forget(now, rules)
 	n := len(r.Integrations)
 	if n <= rules.BroadIntegrations || (r.AlertedAt != nil && now.Sub(*r.AlertedAt) < rules.BroadWindow) {
 		return n, false
@@ -214,11 +210,7 @@ func (s *ReachShard) Merge(key string, reads map[string]time.Time, now time.Time
 // MaxReachPrincipals.
 func (s *ReachShard) Forget(now time.Time, rules UsageRules) {
 	for key, r := range s.Principals {
-		for id, at := range r.Integrations {
-			if now.Sub(at) > rules.BroadWindow {
-				delete(r.Integrations, id)
-			}
-		}
+		r.forget(now, rules)
 		if len(r.Integrations) == 0 && (r.AlertedAt == nil || now.Sub(*r.AlertedAt) >= rules.BroadWindow) {
 			delete(s.Principals, key)
 		}
@@ -231,6 +223,15 @@ func (s *ReachShard) Forget(now time.Time, rules UsageRules) {
 	})
 	for _, key := range keys[MaxReachPrincipals:] {
 		delete(s.Principals, key)
+	}
+}
+
+// forget drops r's reads older than the window.
+func (r *Reach) forget(now time.Time, rules UsageRules) {
+	for id, at := range r.Integrations {
+		if now.Sub(at) > rules.BroadWindow {
+			delete(r.Integrations, id)
+		}
 	}
 }
 
