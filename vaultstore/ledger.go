@@ -222,36 +222,49 @@ type shardMember struct {
 // mergeReachShard merges the reach of principals, all of shard key, into
 // its record.
 func (s *Store) mergeReachShard(key reachShard, principals []shardMember) {
-	rules := s.opts.UsageRules(key.tenant)
+	_ = mergeUsage(s, key.tenant, "reach", func(k *session) string { return k.reachPath(key.shard) },
+		func(x *credgate.ReachShard, now time.Time, rules credgate.UsageRules) []credgate.UsageAlert {
+			var found []credgate.UsageAlert
+			for _, p := range principals {
+				r := p.reads
+				if n, broad := x.Merge(p.id, r.reads(), now, rules); broad {
+					found = append(found, credgate.UsageAlert{Type: credgate.EventBroadRead, Tenant: key.tenant, Reader: r.who, Issuer: p.issuer, RequestID: r.requestID,
+						Count: int64(n), Threshold: float64(rules.BroadIntegrations), Window: now.Truncate(rules.BroadWindow),
+						Reason: fmt.Sprintf("%s read the values of %d integrations within %s (threshold %d)", r.who.Subject, n, rules.BroadWindow, rules.BroadIntegrations)})
+				}
+			}
+			x.Forget(now, rules)
+			return found
+		})
+}
+
+// mergeUsage changes tenant's usage record at path (a ledger, a reach
+// shard; made when missing) as the tenant's system principal, through the
+// one read-modify-write, and reports the unusual use change found in the
+// attempt that was written.
+func mergeUsage[T any](s *Store, tenant, op string, path func(*session) string, change func(x *T, now time.Time, rules credgate.UsageRules) []credgate.UsageAlert) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
 	defer cancel()
-	k, err := s.systemSession(ctx, key.tenant)
+	k, err := s.systemSession(ctx, tenant)
 	if err != nil {
-		return
+		return err
 	}
-	rec := jsonRecord[credgate.ReachShard](k, "reach", k.reachPath(key.shard))
+	rec := jsonRecord[T](k, op, path(k))
 	rec.create = true
+	rules := s.opts.UsageRules(tenant)
 	var found []credgate.UsageAlert
-	_, _, err = update(ctx, rec, 0, func(x *credgate.ReachShard) error {
-		now := s.opts.Now()
-		found = found[:0] // of the attempt that is written
-		for _, p := range principals {
-			r := p.reads
-			if n, broad := x.Merge(p.id, r.reads(), now, rules); broad {
-				found = append(found, credgate.UsageAlert{Type: credgate.EventBroadRead, Tenant: key.tenant, Reader: r.who, Issuer: p.issuer, RequestID: r.requestID,
-					Count: int64(n), Threshold: float64(rules.BroadIntegrations), Window: now.Truncate(rules.BroadWindow),
-					Reason: fmt.Sprintf("%s read the values of %d integrations within %s (threshold %d)", r.who.Subject, n, rules.BroadWindow, rules.BroadIntegrations)})
-			}
-		}
-		x.Forget(now, rules)
+	if _, _, err := update(ctx, rec, 0, func(x *T) error {
+		found = change(x, s.opts.Now(), rules) // of the attempt that is written
 		return nil
-	})
-	if err != nil || s.opts.OnUsageAlert == nil {
-		return
+	}); err != nil {
+		return err
 	}
-	for _, a := range found {
-		s.opts.OnUsageAlert(a)
+	if s.opts.OnUsageAlert != nil {
+		for _, a := range found {
+			s.opts.OnUsageAlert(a)
+		}
 	}
+	return nil
 }
 
 func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch) {
@@ -279,32 +292,15 @@ func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBat
 // was lost is not tried again: it may have been made, and counting twice
 // is worse than counting low.
 func (s *Store) mergeLedger(key ledgerKey, readers []credgate.ReadBatch) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.opts.Timeout)
-	defer cancel()
-	k, err := s.systemSession(ctx, key.tenant)
-	if err != nil {
-		return err
-	}
-	r := jsonRecord[credgate.Ledger](k, "ledger", k.ledgerPath(key.service, key.cred))
-	r.create = true
-	rules := s.opts.UsageRules(key.tenant)
-	var found []credgate.UsageAlert
-	_, _, err = update(ctx, r, 0, func(l *credgate.Ledger) error {
-		now := s.opts.Now()
-		found = l.Unusual(readers, now, rules) // of the attempt that is written
-		l.Merge(readers, now)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if s.opts.OnUsageAlert != nil {
-		for _, a := range found {
-			a.Tenant, a.Integration, a.Cred = key.tenant, key.service, key.cred
-			s.opts.OnUsageAlert(a)
-		}
-	}
-	return nil
+	return mergeUsage(s, key.tenant, "ledger", func(k *session) string { return k.ledgerPath(key.service, key.cred) },
+		func(l *credgate.Ledger, now time.Time, rules credgate.UsageRules) []credgate.UsageAlert {
+			found := l.Unusual(readers, now, rules)
+			l.Merge(readers, now)
+			for i := range found {
+				found[i].Tenant, found[i].Integration, found[i].Cred = key.tenant, key.service, key.cred
+			}
+			return found
+		})
 }
 
 // LostReads counts the reads this replica could not count in a ledger
