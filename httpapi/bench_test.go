@@ -81,9 +81,14 @@ func BenchmarkGetService(b *testing.B) {
 func BenchmarkGetCredential(b *testing.B) {
 	a := benchAPI(b)
 	tok := token(b, "bench", tenant(b), "integration_admin")
-	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
-	a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+	benchCredential(a, tok)
 	benchGet(b, a, "/api/v1/credentials/bench", tok)
+}
+
+// benchCredential makes the service "bench" with one API key, as tok.
+func benchCredential(a *testAPI, tok string) {
+	a.mustCreate(tok, map[string]any{"id": "bench", "name": "Bench"})
+	a.mustCreateCredential(tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
 }
 
 // BenchmarkGetCredentialByGrant is BenchmarkGetCredential by an
@@ -93,8 +98,7 @@ func BenchmarkGetCredentialByGrant(b *testing.B) {
 	a := benchAPI(b)
 	ten := tenant(b)
 	admin, app := token(b, "bench", ten, "integration_admin"), token(b, "bench-app", ten)
-	a.do("POST", "/api/v1/services", admin, map[string]any{"id": "bench", "name": "Bench"})
-	a.do("POST", "/api/v1/credentials", admin, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+	benchCredential(a, admin)
 	if r := a.do("POST", "/api/v1/grants", admin, map[string]any{"subject": subjectOf(b, app), "role": "credential_reader", "integrations": []string{"bench"}}); r.Status != 201 {
 		b.Fatalf("grant: %d %v", r.Status, r.Body)
 	}
@@ -231,8 +235,7 @@ func BenchmarkAccessWrites(b *testing.B) {
 func BenchmarkReadsDuringFlush(b *testing.B) {
 	a := benchAPI(b)
 	tok := token(b, "bench", tenant(b), "integration_admin")
-	a.do("POST", "/api/v1/services", tok, map[string]any{"id": "bench", "name": "Bench"})
-	a.do("POST", "/api/v1/credentials", tok, map[string]any{"integrationId": "bench", "credentialName": "k", "authType": "api_key", "apiKey": secret("bench-" + randHex(8))})
+	benchCredential(a, tok)
 	req, _ := http.NewRequest("GET", a.url+"/api/v1/credentials/bench", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	readWhile := func(busy func()) (p50, p99 time.Duration) {
