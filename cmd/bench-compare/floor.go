@@ -31,11 +31,15 @@ type floorConfig struct {
 	Vault  string `json:"vault"` // Vault's address, http://host:port
 	Token  string `json:"token"`
 	Path   string `json:"path"` // the path GET /read reads
+	// Server is the HTTP server the floor answers on: "" for net/http
+	// with gin (credgate's), "fasthttp" for fasthttp's, to show what a
+	// different server would save.
+	Server string `json:"server,omitempty"`
 }
 
 // startFloor starts this program as the floor in front of vaultAddr,
 // reading path with token, and waits until it answers.
-func startFloor(dir, vaultAddr, token, path string) (*process, error) {
+func startFloor(dir, vaultAddr, token, path, server string) (*process, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -44,11 +48,12 @@ func startFloor(dir, vaultAddr, token, path string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := json.Marshal(floorConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port), Vault: vaultAddr, Token: token, Path: path})
+	cfg, err := json.Marshal(floorConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port), Vault: vaultAddr, Token: token, Path: path, Server: server})
 	if err != nil {
 		return nil, err
 	}
-	return launch(self, dir, "floor", "floor.json", string(cfg), port, "/read", nil, floorCommand)
+	name := "floor" + server
+	return launch(self, dir, name, name+".json", string(cfg), port, "/read", nil, floorCommand)
 }
 
 // floorCommand is the first argument that makes this program the floor.
@@ -70,6 +75,26 @@ func serveFloor(file string) error {
 	}
 	vault := &fasthttp.HostClient{Addr: u.Host, MaxConns: 1024, DisableHeaderNamesNormalizing: true, NoDefaultUserAgentHeader: true}
 	target := cfg.Vault + cfg.Path
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.Server == "fasthttp" {
+		return (&fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
+			req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(res)
+			req.SetRequestURI(target)
+			req.Header.Set("X-Vault-Token", cfg.Token)
+			if err := vault.DoTimeout(req, res, 5*time.Second); err != nil {
+				c.SetStatusCode(http.StatusBadGateway)
+				return
+			}
+			c.SetStatusCode(res.StatusCode())
+			c.SetContentType("application/json")
+			c.SetBody(res.Body())
+		}}).Serve(ln)
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.GET("/read", func(c *gin.Context) {
@@ -84,9 +109,5 @@ func serveFloor(file string) error {
 		}
 		c.Data(res.StatusCode(), "application/json", res.Body())
 	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
 	return (&http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }

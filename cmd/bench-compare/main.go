@@ -181,16 +181,22 @@ func run() error {
 	defer proxy.stop()
 
 	kvPath := "/v1/" + policy.DefaultMount + "/data/tenants/" + tenant + "/credentials/stripe/" + cred.Data.ID
-	floor, err := startFloor(dir, vault.Addr, direct.Auth.ClientToken, kvPath)
+	floor, err := startFloor(dir, vault.Addr, direct.Auth.ClientToken, kvPath, "")
 	if err != nil {
 		return err
 	}
 	defer floor.stop()
+	fastFloor, err := startFloor(dir, vault.Addr, direct.Auth.ClientToken, kvPath, "fasthttp")
+	if err != nil {
+		return err
+	}
+	defer fastFloor.stop()
 	bearer := http.Header{"Authorization": {"Bearer " + reader}}
 	targets := []target{
 		{name: "direct Vault", url: vault.Addr + kvPath, header: http.Header{"X-Vault-Token": {direct.Auth.ClientToken}}, always: true},
 		{name: "vault proxy", url: proxy.url + kvPath, header: http.Header{}, proc: proxy, always: true},
 		{name: "floor: gin + fasthttp GET, no credgate work (floor.go)", url: floor.url + "/read", header: http.Header{}, proc: floor, always: true},
+		{name: "floor with fasthttp's server instead of net/http's", url: fastFloor.url + "/read", header: http.Header{}, proc: fastFloor},
 		{name: "credgate GET /api/v1/credentials/{id}?credentialId=…", url: cg.url + "/api/v1/credentials/stripe?credentialId=" + cred.Data.ID, header: bearer, proc: cg},
 		{name: "credgate GET /api/v1/credentials/{id} (seed 002)", url: cg.url + "/api/v1/credentials/stripe", header: bearer, proc: cg},
 		{name: "credgate GET /api/v1/credentials/{id} by a caller with a grant", url: cg.url + "/api/v1/credentials/stripe", header: http.Header{"Authorization": {"Bearer " + app}}, proc: cg},
