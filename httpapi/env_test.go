@@ -168,6 +168,9 @@ type apiOptions struct {
 	rootCAs *x509.CertPool
 	// serviceCacheTTL is the store's; 0: its default.
 	serviceCacheTTL time.Duration
+	// pendingReads is the store's bound of reads gathered for the
+	// ledgers; 0: its default.
+	pendingReads int
 	// lockLease shortens the rotation lock's lease (and wait).
 	lockLease time.Duration
 	// unchecked serves the handler without checking its answers against
@@ -297,7 +300,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	// Unusual use is published as cmd/credgate publishes it, once the
 	// dispatcher runs.
 	var alerts atomic.Pointer[webhook.Dispatcher]
-	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: vaultTimeout, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, ServiceCacheTTL: o.serviceCacheTTL, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
+	a.store, err = vaultstore.New(vaultstore.Options{Client: vc, Timeout: vaultTimeout, LockLease: o.lockLease, LockWait: o.lockLease * 3 / 2, ServiceCacheTTL: o.serviceCacheTTL, PendingReads: o.pendingReads, OnTokenCache: a.metrics.TokenCache, Observe: func(op string, d time.Duration, err error) {
 		a.metrics.ObserveVault(op, d, err)
 		a.vaultCalls.Add(1)
 		a.mu.Lock()
@@ -318,6 +321,7 @@ func newAPI(t testing.TB, o apiOptions) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.metrics.UsageReadsLost(a.store.LostReads)
 	if o.issuers == nil {
 		o.issuers = []auth.IssuerConfig{{Name: "vault", URL: s.idp.IssuerURL, Audiences: []string{s.idp.Audience}}}
 	}

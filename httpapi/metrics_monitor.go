@@ -146,6 +146,15 @@ func (m *Metrics) UsageAlert(typ string) {
 	m.monitor.alerts.WithLabelValues(typ).Inc()
 }
 
+// UsageReadsLost exports lost, the reads the store could not count in a
+// credential's usage ledger (gathered past its bound, or their write
+// failed), as credgate_usage_reads_lost_total.
+func (m *Metrics) UsageReadsLost(lost func() int64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "credgate_usage_reads_lost_total", Help: "Reads of values this replica could not count in the credentials' usage ledgers (gathered past vaultstore's bound of pending reads, or their ledger write failed).",
+	}, func() float64 { return float64(lost()) }))
+}
+
 // WebhookDisabled records a subscription credgate disabled (gone, failing).
 func (m *Metrics) WebhookDisabled(reason string) {
 	m.monitor.disabled.WithLabelValues(reason).Inc()

@@ -102,6 +102,35 @@ func TestTheLedgerCountsEveryReaderExactlyAcrossReplicas(t *testing.T) {
 	wantEnvelopeError(t, a.do("GET", "/api/v1/credentials?unusedFor=soon", k.admin, nil), 400, "INVALID_PARAMETER")
 }
 
+// TestReadsTheLedgersCannotHoldAreAnsweredAndCountedAsLost: past the
+// store's bound of reads gathered for the ledgers, a read is still
+// answered, goes uncounted, and /metrics says how many did
+// (credgate_usage_reads_lost_total), so that an operator sees usage
+// figures leaning low.
+func TestReadsTheLedgersCannotHoldAreAnsweredAndCountedAsLost(t *testing.T) {
+	a := newAPI(t, apiOptions{pendingReads: 1})
+	k := newKeyring(t, a, "stripe", "crm")
+	app := token(t, "billing", k.tenant, "credential_reader")
+	if v := scrape(t, a).value("credgate_usage_reads_lost_total"); v != 0 {
+		t.Fatalf("lost before any read: %v", v)
+	}
+	for _, id := range []string{"stripe", "stripe", "crm"} {
+		if r := a.do("GET", "/api/v1/credentials/"+id, app, nil); r.Status != 200 {
+			t.Fatalf("read of %s: %d %s", id, r.Status, r.Raw)
+		}
+	}
+	if v := scrape(t, a).value("credgate_usage_reads_lost_total"); v != 1 {
+		t.Fatalf("credgate_usage_reads_lost_total %v; want 1 (crm's read, past a bound of one pair)", v)
+	}
+	a.store.FlushLedgers()
+	readers := func(id string) []any {
+		return wantEnvelope(t, a.do("GET", "/api/v1/credentials/"+k.creds[id]+"/usage", k.admin, nil), 200)["readers"].([]any)
+	}
+	if s, c := readers("stripe"), readers("crm"); len(s) != 1 || s[0].(map[string]any)["reads"] != float64(2) || len(c) != 0 {
+		t.Fatalf("readers of stripe %v, of crm %v; want billing's 2 reads, and none", s, c)
+	}
+}
+
 // TestAMigrationWaitsForItsReaders (issue 22, item 3), on two replicas
 // with their monitors: readers A and B read v1; a rotation to v2 keeps v1
 // with revokeWhenMigrated; B moves; usage shows A pending and B moved, and

@@ -25,11 +25,12 @@ import (
 // never counted for anyone but the principal its token proved.
 
 // DefaultLedgerInterval is how often a replica writes the reads it
-// gathered; maxPendingReaders bounds what it gathers meanwhile (readers of
-// credentials: past it, reads are not counted).
+// gathered; DefaultPendingReads bounds what it gathers meanwhile
+// ((reader, credential) pairs, about 0.5 KB each: past it, reads are not
+// counted, but for the reserve of pendingShare).
 const (
 	DefaultLedgerInterval = time.Minute
-	maxPendingReaders     = 50_000
+	DefaultPendingReads   = 50_000
 )
 
 type ledgerKey struct{ tenant, service, cred string }
@@ -80,14 +81,33 @@ type ledgerBook struct {
 	mu       sync.Mutex
 	pending  map[ledgerKey]map[readerKey]*credgate.ReadBatch
 	reach    map[reachKey]*reachBatch
-	readers  int
+	readers  int            // the pairs pending
+	held     map[string]int // the pairs pending, by tenant
 	lost     int64
 	background
 }
 
 func newLedgerBook() *ledgerBook {
-	return &ledgerBook{pending: map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, reach: map[reachKey]*reachBatch{}, background: newBackground()}
+	return &ledgerBook{pending: map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, reach: map[reachKey]*reachBatch{}, held: map[string]int{}, background: newBackground()}
 }
+
+// admits reports whether the book may gather one more (reader,
+// credential) pair of tenant, bound being the replica's: below it, any
+// tenant's; past it, only a tenant holding less than 1/pendingShare of
+// it, until a quarter more is held in all. The pairs are gathered first
+// come, so without that reserve one tenant reading widely within a minute
+// would leave every other tenant's reads uncounted, and their new readers
+// unreported, until the next flush.
+func (b *ledgerBook) admits(tenant string, bound int) bool {
+	if b.readers < bound {
+		return true
+	}
+	return b.held[tenant] < max(1, bound/pendingShare) && b.readers < bound+bound/4
+}
+
+// pendingShare divides the bound of pending pairs into the share a tenant
+// may still take from the reserve past it.
+const pendingShare = 64
 
 func (k *session) ledgerPath(service, cred string) string {
 	return k.path(policy.FolderLedgers, service+"/"+cred)
@@ -131,13 +151,14 @@ func (s *Store) RecordRead(ctx context.Context, service, cred string, version in
 	}
 	batch := readers[rk]
 	if batch == nil {
-		if b.readers >= maxPendingReaders {
+		if !b.admits(p.Tenant, s.opts.PendingReads) {
 			b.lost++
 			return
 		}
 		batch = &credgate.ReadBatch{Issuer: p.Issuer, Subject: p.Subject, Name: p.Name, Email: p.Email}
 		readers[rk] = batch
 		b.readers++
+		b.held[p.Tenant]++
 	}
 	now := s.opts.Now()
 	batch.Add(version, grant, now)
@@ -184,7 +205,7 @@ func (s *Store) FlushLedgers() {
 	defer b.flushing.Unlock()
 	b.mu.Lock()
 	batch, reach := b.pending, b.reach
-	b.pending, b.reach, b.readers = map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, map[reachKey]*reachBatch{}, 0
+	b.pending, b.reach, b.readers, b.held = map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, map[reachKey]*reachBatch{}, 0, map[string]int{}
 	b.mu.Unlock()
 	s.mergeLedgers(batch)
 	s.mergeReach(reach)

@@ -83,6 +83,11 @@ type Options struct {
 	// LedgerInterval is how often the reads gathered for the credentials'
 	// ledgers are written; default DefaultLedgerInterval.
 	LedgerInterval time.Duration
+	// PendingReads bounds the (reader, credential) pairs a replica gathers
+	// between two ledger writes; default DefaultPendingReads. Past it
+	// reads go uncounted (LostReads), but a tenant holding less than a
+	// 64th of it may still take a reserve of a quarter more.
+	PendingReads int
 	// UsageRules returns a tenant's thresholds of unusual use (default
 	// credgate.DefaultUsageRules); OnUsageAlert, when set, is told of each
 	// finding as the ledgers are written (an event to publish).
@@ -192,6 +197,9 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.LedgerInterval <= 0 {
 		opts.LedgerInterval = DefaultLedgerInterval
+	}
+	if opts.PendingReads <= 0 {
+		opts.PendingReads = DefaultPendingReads
 	}
 	if opts.UsageRules == nil {
 		opts.UsageRules = func(string) credgate.UsageRules { return credgate.DefaultUsageRules }

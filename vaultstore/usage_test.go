@@ -247,3 +247,60 @@ func TestBroadReadsAddUpAcrossReplicasAndPrincipalsStayApart(t *testing.T) {
 		t.Fatalf("alerts after the second minute: %+v", alerts)
 	}
 }
+
+// TestOneTenantReadingWidelyLeavesTheOthersCounted: a replica gathers at
+// most PendingReads (reader, credential) pairs between two ledger writes.
+// One tenant reading more credentials than that within the minute takes
+// the bound, yet another tenant's reads are still counted, up to its share
+// of the reserve past it; what is refused is counted as lost, and the next
+// minute counts again.
+func TestOneTenantReadingWidelyLeavesTheOthersCounted(t *testing.T) {
+	const bound = 128 // a tenant's share of the reserve: 128/64 = 2 pairs
+	e := mustEnvWith(t, func(o *vaultstore.Options) { o.PendingReads = bound })
+	crawler := as(principal("flood", "crawler", "credential_reader"))
+	for i := range 200 {
+		e.store.RecordRead(crawler, "svc", fmt.Sprint("cred", i), 1, "")
+	}
+	alice := as(principal("acme", "alice", "credential_reader"))
+	for _, c := range []string{"a", "b", "c"} {
+		e.store.RecordRead(alice, "svc", c, 1, "")
+	}
+	e.store.RecordRead(as(principal("globex", "bob", "credential_reader")), "svc", "g", 1, "")
+	// The reserve is a quarter of the bound, 32 pairs: alice's 2 and bob's
+	// 1 leave room for 29 of 40 more tenants' first reads.
+	for i := range 40 {
+		e.store.RecordRead(as(principal(fmt.Sprint("small", i), "app", "credential_reader")), "svc", "s", 1, "")
+	}
+	if n := e.store.LostReads(); n != 72+1+11 {
+		t.Fatalf("%d reads lost; want 84 (72 of the crawler's past the bound, alice's third past her share, 11 tenants' past the reserve)", n)
+	}
+	e.store.FlushLedgers()
+
+	reads := func(tenant, cred string) int64 {
+		t.Helper()
+		l, err := e.store.CredentialLedger(as(principal(tenant, "admin", "integration_admin")), "svc", cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, r := range l.Readers {
+			n += r.Reads
+		}
+		return n
+	}
+	for _, c := range []struct {
+		tenant, cred string
+		want         int64
+	}{{"flood", "cred0", 1}, {"flood", "cred127", 1}, {"flood", "cred128", 0}, {"acme", "a", 1}, {"acme", "b", 1}, {"acme", "c", 0}, {"globex", "g", 1}, {"small28", "s", 1}, {"small29", "s", 0}} {
+		if got := reads(c.tenant, c.cred); got != c.want {
+			t.Errorf("%s's ledger of %s: %d reads; want %d", c.tenant, c.cred, got, c.want)
+		}
+	}
+
+	// The flush emptied the book: the next minute counts alice's read.
+	e.store.RecordRead(alice, "svc", "c", 1, "")
+	e.store.FlushLedgers()
+	if got := reads("acme", "c"); got != 1 || e.store.LostReads() != 84 {
+		t.Fatalf("the next minute: %d reads of c, %d lost; want 1 and still 84", got, e.store.LostReads())
+	}
+}

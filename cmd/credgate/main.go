@@ -257,6 +257,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	metrics.UsageReadsLost(store.LostReads)
 	verifier, err := auth.New(auth.Options{
 		Issuers: cfg.issuers(), RoleMap: cfg.roleMap(), TenantNames: cfg.Auth.TenantNames,
 		CacheSize: cfg.Auth.CacheSize, RefreshInterval: cfg.Auth.JWKSRefreshInterval,
