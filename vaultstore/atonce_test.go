@@ -84,3 +84,38 @@ func TestEachGentlyHurriesWhenTheReplicaStops(t *testing.T) {
 		t.Errorf("%d at once after the stop, want more than %d, at most %d", a, writesAtOnce, writesAtStop)
 	}
 }
+
+// A flush hurries when the replica stops or when it has run too long,
+// whichever comes first; one that ended in time does not hurry later.
+func TestHurryAfterStopOrTime(t *testing.T) {
+	closed := func(c <-chan struct{}, within time.Duration) bool {
+		select {
+		case <-c:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	stop := make(chan struct{})
+	hurry, release := hurryAfter(stop, time.Hour)
+	if closed(hurry, 20*time.Millisecond) {
+		t.Fatal("hurried before the stop or the time")
+	}
+	close(stop)
+	if !closed(hurry, time.Second) {
+		t.Fatal("did not hurry when the replica stopped")
+	}
+	release()
+
+	hurry, release = hurryAfter(make(chan struct{}), 10*time.Millisecond)
+	if !closed(hurry, time.Second) {
+		t.Fatal("did not hurry after its time")
+	}
+	release()
+
+	hurry, release = hurryAfter(make(chan struct{}), 30*time.Millisecond)
+	release()
+	if closed(hurry, 100*time.Millisecond) {
+		t.Fatal("hurried after it was released")
+	}
+}

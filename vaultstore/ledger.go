@@ -199,6 +199,11 @@ func (s *Store) writeLedgers() {
 // FlushLedgers writes the reads gathered so far now (tests, shutdown) and
 // returns when they are in Vault. Flushes run one at a time, which also
 // keeps them from contending for the same ledger records.
+//
+// A flush goes writesAtOnce records at a time, and writesAtStop once the
+// replica stops or once it has run for half the ledger interval: it is
+// then behind, the next interval's reads wait for it, and a flush that
+// never catches up would gather them until the bound and lose the rest.
 func (s *Store) FlushLedgers() {
 	b := s.ledgers
 	b.flushing.Lock()
@@ -207,8 +212,10 @@ func (s *Store) FlushLedgers() {
 	batch, reach := b.pending, b.reach
 	b.pending, b.reach, b.readers, b.held = map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, map[reachKey]*reachBatch{}, 0, map[string]int{}
 	b.mu.Unlock()
-	s.mergeLedgers(batch)
-	s.mergeReach(reach)
+	hurry, release := hurryAfter(b.stop, s.opts.LedgerInterval/2)
+	defer release()
+	s.mergeLedgers(batch, hurry)
+	s.mergeReach(reach, hurry)
 }
 
 // reachShard names one of a tenant's reach records.
@@ -219,7 +226,7 @@ type reachShard struct {
 
 // mergeReach merges what each principal read into its reach, one write of
 // each shard touched, and reports the broad reads found.
-func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
+func (s *Store) mergeReach(reach map[reachKey]*reachBatch, hurry <-chan struct{}) {
 	shards := map[reachShard][]shardMember{}
 	for key, r := range reach {
 		id, n := reachOf(key.issuer, key.subject)
@@ -227,7 +234,7 @@ func (s *Store) mergeReach(reach map[reachKey]*reachBatch) {
 		shards[sk] = append(shards[sk], shardMember{id, key.issuer, r})
 	}
 	keys := slices.Collect(maps.Keys(shards))
-	_ = eachGently(len(keys), s.ledgers.stop, func(i int) error {
+	_ = eachGently(len(keys), hurry, func(i int) error {
 		s.mergeReachShard(keys[i], shards[keys[i]])
 		return nil
 	})
@@ -288,9 +295,9 @@ func mergeUsage[T any](s *Store, tenant, op string, path func(*session) string, 
 	return nil
 }
 
-func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch) {
+func (s *Store) mergeLedgers(batch map[ledgerKey]map[readerKey]*credgate.ReadBatch, hurry <-chan struct{}) {
 	keys := slices.Collect(maps.Keys(batch))
-	_ = eachGently(len(keys), s.ledgers.stop, func(i int) error {
+	_ = eachGently(len(keys), hurry, func(i int) error {
 		key := keys[i]
 		readers := make([]credgate.ReadBatch, 0, len(batch[key]))
 		for _, r := range batch[key] {

@@ -58,13 +58,20 @@ func mustEnv(t *testing.T) *env { return mustEnvWith(t, nil) }
 // mustEnvWith is mustEnv with its store's options changed by with.
 func mustEnvWith(t *testing.T, with func(*vaultstore.Options)) *env {
 	t.Helper()
-	e := &env{root: vault.Client(t), mount: fmt.Sprintf("cg-test-%d-%d", os.Getpid(), mountSeq.Add(1))}
-	ctx := context.Background()
-	res, err := bootstrap.Bootstrap(ctx, e.root, bootstrap.Options{Mount: e.mount, TokenRole: e.mount + "-caller", ServicePolicy: e.mount + "_service", IssueToken: true})
+	own, err := vault.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := vault.NewClient()
+	return envOn(t, vault.Client(t), own, with)
+}
+
+// envOn is mustEnvWith on the Vault root is root of; own is a client of
+// it, for the store's own token.
+func envOn(t testing.TB, root, own *api.Client, with func(*vaultstore.Options)) *env {
+	t.Helper()
+	e := &env{root: root, mount: fmt.Sprintf("cg-test-%d-%d", os.Getpid(), mountSeq.Add(1))}
+	ctx := context.Background()
+	res, err := bootstrap.Bootstrap(ctx, e.root, bootstrap.Options{Mount: e.mount, TokenRole: e.mount + "-caller", ServicePolicy: e.mount + "_service", IssueToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

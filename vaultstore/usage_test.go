@@ -304,3 +304,64 @@ func TestOneTenantReadingWidelyLeavesTheOthersCounted(t *testing.T) {
 		t.Fatalf("the next minute: %d reads of c, %d lost; want 1 and still 84", got, e.store.LostReads())
 	}
 }
+
+// TestAFlushBehindItsIntervalHurries: a flush writes two ledgers at a time
+// while it keeps up; one still running after half its interval is behind
+// (the next interval's reads wait for it) and writes more at once.
+func TestAFlushBehindItsIntervalHurries(t *testing.T) {
+	for _, c := range []struct {
+		interval time.Duration
+		hurries  bool
+	}{{time.Hour, false}, {20 * time.Millisecond, true}} {
+		t.Run(c.interval.String(), func(t *testing.T) {
+			var mu sync.Mutex
+			type call struct{ start, end time.Time }
+			var calls []call
+			e := mustEnvWith(t, func(o *vaultstore.Options) {
+				o.LedgerInterval = c.interval
+				o.Observe = func(op string, d time.Duration, _ error) {
+					if strings.HasPrefix(op, "ledger_") {
+						end := time.Now()
+						mu.Lock()
+						calls = append(calls, call{end.Add(-d), end})
+						mu.Unlock()
+					}
+				}
+			})
+			ctx := as(principal("acme", "app", "credential_reader"))
+			const ledgers = 200
+			for i := range ledgers {
+				e.store.RecordRead(ctx, "svc", fmt.Sprint("cred", i), 1, "")
+			}
+			e.store.FlushLedgers()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(calls) < 2*ledgers {
+				t.Fatalf("%d ledger calls for %d ledgers", len(calls), ledgers)
+			}
+			// The most calls in flight at once, from their starts and ends.
+			type edge struct {
+				at time.Time
+				in int
+			}
+			var edges []edge
+			for _, c := range calls {
+				edges = append(edges, edge{c.start, 1}, edge{c.end, -1})
+			}
+			slices.SortFunc(edges, func(a, b edge) int {
+				if n := a.at.Compare(b.at); n != 0 {
+					return n
+				}
+				return a.in - b.in // an end before a start at the same instant
+			})
+			most, now := 0, 0
+			for _, e := range edges {
+				now += e.in
+				most = max(most, now)
+			}
+			if c.hurries && most <= 2 || !c.hurries && most > 2 {
+				t.Fatalf("at most %d ledger calls at once with a %v interval (hurrying: %v); want more than 2 only when hurrying", most, c.interval, c.hurries)
+			}
+		})
+	}
+}
