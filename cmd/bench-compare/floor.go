@@ -75,39 +75,37 @@ func serveFloor(file string) error {
 	}
 	vault := &fasthttp.HostClient{Addr: u.Host, MaxConns: 1024, DisableHeaderNamesNormalizing: true, NoDefaultUserAgentHeader: true}
 	target := cfg.Vault + cfg.Path
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	if cfg.Server == "fasthttp" {
-		return (&fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
-			req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(res)
-			req.SetRequestURI(target)
-			req.Header.Set("X-Vault-Token", cfg.Token)
-			if err := vault.DoTimeout(req, res, 5*time.Second); err != nil {
-				c.SetStatusCode(http.StatusBadGateway)
-				return
-			}
-			c.SetStatusCode(res.StatusCode())
-			c.SetContentType("application/json")
-			c.SetBody(res.Body())
-		}}).Serve(ln)
-	}
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.GET("/read", func(c *gin.Context) {
+	// read GETs the path from Vault and hands its answer to answer (the
+	// body is valid during the call only).
+	read := func(answer func(status int, body []byte)) {
 		req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(res)
 		req.SetRequestURI(target)
 		req.Header.Set("X-Vault-Token", cfg.Token)
 		if err := vault.DoTimeout(req, res, 5*time.Second); err != nil {
-			c.Status(http.StatusBadGateway)
+			answer(http.StatusBadGateway, nil)
 			return
 		}
-		c.Data(res.StatusCode(), "application/json", res.Body())
+		answer(res.StatusCode(), res.Body())
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.Server == "fasthttp" {
+		return (&fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
+			read(func(status int, body []byte) {
+				c.SetStatusCode(status)
+				c.SetContentType("application/json")
+				c.SetBody(body)
+			})
+		}}).Serve(ln)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.GET("/read", func(c *gin.Context) {
+		read(func(status int, body []byte) { c.Data(status, "application/json", body) })
 	})
 	return (&http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }
