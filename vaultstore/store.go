@@ -85,8 +85,8 @@ type Options struct {
 	LedgerInterval time.Duration
 	// PendingReads bounds the (reader, credential) pairs a replica gathers
 	// between two ledger writes; default DefaultPendingReads. Past it
-	// reads go uncounted (LostReads), but a tenant holding less than a
-	// 64th of it may still take a reserve of a quarter more.
+	// reads go uncounted (LostReads) but for a reserve kept for the
+	// tenants holding few (ledgerBook.admits).
 	PendingReads int
 	// UsageRules returns a tenant's thresholds of unusual use (default
 	// credgate.DefaultUsageRules); OnUsageAlert, when set, is told of each
