@@ -328,6 +328,7 @@ func TestAFlushBehindItsIntervalHurries(t *testing.T) {
 					}
 				}
 			})
+			t.Cleanup(func() { _ = e.store.Close(context.Background()) }) // stops its ticker
 			ctx := as(principal("acme", "app", "credential_reader"))
 			const ledgers = 200
 			for i := range ledgers {
