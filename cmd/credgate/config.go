@@ -211,7 +211,15 @@ type LimitsConfig struct {
 type UsageConfig struct {
 	credgate.UsageRules `yaml:",inline"`
 	Tenants             map[string]credgate.UsageRules `yaml:"tenants"`
+	// PendingReads bounds the reads a replica gathers between two writes
+	// of the ledgers, as (reader, credential) pairs of about 0.5 KB each;
+	// 0: vaultstore.DefaultPendingReads.
+	PendingReads int `yaml:"pending_reads"`
 }
+
+// maxPendingReads bounds usage.pending_reads: about 0.5 GB of a replica's
+// memory.
+const maxPendingReads = 1_000_000
 
 // of returns tenant's thresholds.
 func (u UsageConfig) of(tenant string) credgate.UsageRules {
@@ -658,6 +666,9 @@ func (c Config) Validate() error {
 		if why := r.Or(c.Usage.UsageRules).Check(); why != "" || !validTenant(t) {
 			bad("usage.tenants.%s: a valid tenant id; %s", t, why)
 		}
+	}
+	if n := c.Usage.PendingReads; n < 0 || n > maxPendingReads {
+		bad("usage.pending_reads: 0 (the default, %d) to %d reads, not %d", vaultstore.DefaultPendingReads, maxPendingReads, n)
 	}
 	checkPolicy := func(key string, p RotationPolicyConfig) {
 		if p.Every == "" && p.KeepPrevious == "" {

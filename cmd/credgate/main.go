@@ -238,7 +238,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxTokenTTL: cfg.Vault.MaxTokenTTL, Timeout: cfg.Vault.Timeout, ServiceCacheTTL: serviceCacheTTL(cfg.Vault.ServiceCacheTTL),
 		InventoryCacheBytes: inventoryCacheBytes(cfg.Vault.InventoryCacheMB),
 		Observe:             metrics.ObserveVault, OnTokenCache: metrics.TokenCache, Limits: cfg.Limits.of,
-		UsageRules: cfg.Usage.of, RotationPolicy: cfg.Rotation.policyOf,
+		UsageRules: cfg.Usage.of, PendingReads: cfg.Usage.PendingReads, RotationPolicy: cfg.Rotation.policyOf,
 		OnConnection: func(ctx context.Context, c *credgate.Credential, typ string) {
 			if d := alerts.Load(); d != nil {
 				e := credgate.NewEvent(ctx, typ, c)

@@ -116,6 +116,7 @@ func TestMainServesAndClosesGracefully(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Vault.Address, cfg.Vault.Token, cfg.Vault.Mount = v.Addr, res.Token, mount
 	cfg.Auth.Issuers = []IssuerConfig{{URL: idp.IssuerURL, Audiences: []string{idp.Audience}}}
+	cfg.Usage.PendingReads = 1 // the ledgers gather one (reader, credential) pair a minute
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +135,45 @@ func TestMainServesAndClosesGracefully(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var svc struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(res2.Body).Decode(&svc)
 	res2.Body.Close()
 	if res2.StatusCode != 201 {
 		t.Fatalf("create through the real wiring: %d", res2.StatusCode)
+	}
+	// usage.pending_reads and the lost reads' metric are wired: past a
+	// bound of one pair, the second credential's read is answered and
+	// counted as lost.
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&out)
+		return r.StatusCode, out
+	}
+	for _, name := range []string{"one", "two"} {
+		st, out := call("POST", "/api/v1/credentials", fmt.Sprintf(`{"integrationId":%q,"credentialName":%q,"authType":"api_key","apiKey":"k-%s"}`, svc.ID, name, name))
+		if st != 201 {
+			t.Fatalf("credential %s: %d %v", name, st, out)
+		}
+		id, _ := out["data"].(map[string]any)["id"].(string)
+		if st, _ := call("GET", "/api/v1/credentials/"+svc.ID+"?credentialId="+id, ""); st != 200 {
+			t.Fatalf("read of %s: %d", name, st)
+		}
+	}
+	if n := metric(t, base, "credgate_usage_reads_lost_total"); n != 1 {
+		t.Fatalf("credgate_usage_reads_lost_total %v; want 1 (usage.pending_reads: 1)", n)
 	}
 	if r, err := http.Get(base + "/readyz"); err != nil || r.StatusCode != 200 {
 		t.Fatalf("readyz: %v %v", r, err)
@@ -282,6 +319,8 @@ func TestTenantLimitsConfiguration(t *testing.T) {
 		t.Fatalf("another tenant: %+v", got)
 	}
 	for text, want := range map[string]string{
+		"usage:\n  pending_reads: -1\n":                   "usage.pending_reads",
+		"usage:\n  pending_reads: 2000000\n":              "usage.pending_reads",
 		"limits:\n  default: {credentials: 0}\n":          "limits.default",
 		"limits:\n  default: {webhooks: 1000}\n":          "limits.default.webhooks",
 		"limits:\n  tenants:\n    acme: {webhooks: -1}\n": "limits.tenants.acme.webhooks",
