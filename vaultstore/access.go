@@ -70,7 +70,7 @@ func (s *Store) writeAccesses() {
 		stopping := false
 		select {
 		case <-r.wake:
-		case <-r.stop:
+		case <-r.stopped.Done():
 			stopping = true
 		}
 		r.mu.Lock()
@@ -79,7 +79,7 @@ func (s *Store) writeAccesses() {
 		r.mu.Unlock()
 		keys := slices.Collect(maps.Keys(batch))
 		written := make([]bool, len(keys))
-		_ = eachGently(len(keys), r.stop, func(i int) error {
+		_ = eachGently(len(keys), r.stopped.Done(), func(i int) error {
 			k := keys[i]
 			// A credential deleted meanwhile just fails.
 			written[i] = s.patchOwn(context.Background(), "credential_touch", credPath(k.tenant, k.service, k.cred), map[string]any{metaLastAccess: batch[k].UTC().Format(time.RFC3339)}) == nil
@@ -94,7 +94,7 @@ func (s *Store) writeAccesses() {
 			}
 		}
 		services := slices.Collect(maps.Keys(touched))
-		_ = eachGently(len(services), r.stop, func(i int) error {
+		_ = eachGently(len(services), r.stopped.Done(), func(i int) error {
 			svc := services[i]
 			return s.noteOwn(context.Background(), svc[0], svc[1], touched[svc]...)
 		})

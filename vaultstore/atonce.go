@@ -4,7 +4,6 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // How many Vault calls one piece of work makes at once: the reads of an
@@ -24,7 +23,7 @@ import (
 //
 // A flush under way when the replica stops goes on at the last flush's
 // width (eachGently), and so does a ledger flush still running after half
-// its interval (hurryAfter): it is behind, and the next interval's reads
+// its interval (background.hurryAfter): it is behind, and the next interval's reads
 // wait for it. On a one-node Raft Vault, whose writes reach the disk, 2,000
 // ledgers took 6.2 s at two and 4.0 s at eight (BenchmarkLedgerFlushOnRaft).
 const (
@@ -62,25 +61,4 @@ func eachGently(n int, hurry <-chan struct{}, f func(i int) error) error {
 		}
 		return f(i)
 	})
-}
-
-// hurryAfter returns a channel for eachGently that is closed when stop is,
-// or after d, whichever comes first; release frees its timer.
-func hurryAfter(stop <-chan struct{}, d time.Duration) (hurry <-chan struct{}, release func()) {
-	c := make(chan struct{})
-	var once sync.Once
-	hurried := func() { once.Do(func() { close(c) }) }
-	t := time.AfterFunc(d, hurried)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-stop:
-			hurried()
-		case <-done:
-		}
-	}()
-	return c, func() {
-		t.Stop()
-		close(done)
-	}
 }

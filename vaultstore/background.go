@@ -3,6 +3,7 @@ package vaultstore
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // background is the life of a writer goroutine that writes, off the
@@ -12,12 +13,16 @@ import (
 type background struct {
 	running bool // the goroutine was started
 	closed  bool
-	stop    chan struct{}
+	// stopped ends when the goroutine is told to write what is left and
+	// stop (stop).
+	stopped context.Context
+	stop    context.CancelFunc
 	done    chan struct{} // closed by the goroutine when it returns
 }
 
 func newBackground() background {
-	return background{stop: make(chan struct{}), done: make(chan struct{})}
+	stopped, stop := context.WithCancel(context.Background())
+	return background{stopped: stopped, stop: stop, done: make(chan struct{})}
 }
 
 // start starts write unless it runs already; mu is held.
@@ -26,6 +31,14 @@ func (b *background) start(write func()) {
 		b.running = true
 		go write()
 	}
+}
+
+// hurryAfter returns a channel for eachGently that is closed when the
+// goroutine is told to stop or after d, whichever comes first; cancel
+// frees its timer.
+func (b *background) hurryAfter(d time.Duration) (hurry <-chan struct{}, cancel context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(b.stopped, d)
+	return ctx.Done(), cancel
 }
 
 // shutdown tells the goroutine to write what is left and stop, and waits
@@ -42,7 +55,7 @@ func (b *background) shutdown(ctx context.Context, mu *sync.Mutex) error {
 	if !running {
 		return nil // nothing was ever gathered
 	}
-	close(b.stop)
+	b.stop()
 	select {
 	case <-b.done:
 		return nil

@@ -186,7 +186,7 @@ func (s *Store) writeLedgers() {
 		stopping := false
 		select {
 		case <-t.C:
-		case <-b.stop:
+		case <-b.stopped.Done():
 			stopping = true
 		}
 		s.FlushLedgers()
@@ -212,8 +212,8 @@ func (s *Store) FlushLedgers() {
 	batch, reach := b.pending, b.reach
 	b.pending, b.reach, b.readers, b.held = map[ledgerKey]map[readerKey]*credgate.ReadBatch{}, map[reachKey]*reachBatch{}, 0, map[string]int{}
 	b.mu.Unlock()
-	hurry, release := hurryAfter(b.stop, s.opts.LedgerInterval/2)
-	defer release()
+	hurry, cancel := b.hurryAfter(s.opts.LedgerInterval / 2)
+	defer cancel()
 	s.mergeLedgers(batch, hurry)
 	s.mergeReach(reach, hurry)
 }
