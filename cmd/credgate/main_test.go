@@ -129,23 +129,6 @@ func TestMainServesAndClosesGracefully(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", base+"/api/v1/services", strings.NewReader(`{"name":"Okta"}`))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	res2, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var svc struct {
-		ID string `json:"id"`
-	}
-	_ = json.NewDecoder(res2.Body).Decode(&svc)
-	res2.Body.Close()
-	if res2.StatusCode != 201 {
-		t.Fatalf("create through the real wiring: %d", res2.StatusCode)
-	}
-	// usage.pending_reads and the lost reads' metric are wired: past a
-	// bound of one pair, the second credential's read is answered and
-	// counted as lost.
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -162,13 +145,20 @@ func TestMainServesAndClosesGracefully(t *testing.T) {
 		_ = json.NewDecoder(r.Body).Decode(&out)
 		return r.StatusCode, out
 	}
+	st, svc := call("POST", "/api/v1/services", `{"name":"Okta"}`)
+	if st != 201 {
+		t.Fatalf("create through the real wiring: %d", st)
+	}
+	// usage.pending_reads and the lost reads' metric are wired: past a
+	// bound of one pair, the second credential's read is answered and
+	// counted as lost.
 	for _, name := range []string{"one", "two"} {
-		st, out := call("POST", "/api/v1/credentials", fmt.Sprintf(`{"integrationId":%q,"credentialName":%q,"authType":"api_key","apiKey":"k-%s"}`, svc.ID, name, name))
+		st, out := call("POST", "/api/v1/credentials", fmt.Sprintf(`{"integrationId":%q,"credentialName":%q,"authType":"api_key","apiKey":"k-%s"}`, svc["id"], name, name))
 		if st != 201 {
 			t.Fatalf("credential %s: %d %v", name, st, out)
 		}
 		id, _ := out["data"].(map[string]any)["id"].(string)
-		if st, _ := call("GET", "/api/v1/credentials/"+svc.ID+"?credentialId="+id, ""); st != 200 {
+		if st, _ := call("GET", fmt.Sprint("/api/v1/credentials/", svc["id"], "?credentialId=", id), ""); st != 200 {
 			t.Fatalf("read of %s: %d", name, st)
 		}
 	}
