@@ -23,9 +23,10 @@ import (
 //
 // A flush under way when the replica stops goes on at the last flush's
 // width (eachGently), and so does a ledger flush still running after half
-// its interval (background.hurryAfter): it is behind, and the next interval's reads
-// wait for it. On a one-node Raft Vault, whose writes reach the disk, 2,000
-// ledgers took 6.2 s at two and 4.0 s at eight (BenchmarkLedgerFlushOnRaft).
+// its interval (background.hurryAfter): it is behind, and the next
+// interval's reads wait for it. On a one-node Raft Vault, whose writes
+// reach the disk, 2,000 ledgers took 6.2 s at two and 4.0 s at eight
+// (BenchmarkLedgerFlushOnRaft).
 const (
 	readsAtOnce  = 16
 	writesAtOnce = 2
